@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both install what is missing first.
+.PHONY: setup build guest services lint test test-unit demo bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+
+guest: setup
+	@node bin/kvmio.js guest build
+
+services:
+	@bash scripts/services.sh
+
+lint: setup
+	@npx biome check src test scripts bin
+
+test: setup services guest lint
+	@node --test --test-concurrency=1 --test-reporter=spec dist/test/
+
+test-unit: setup
+	@node --test --test-concurrency=1 dist/test/unit/
+
+demo: setup services guest
+	@node bin/kvmio.js doctor
+	@node bin/kvmio.js run --preset quick --db demo.sqlite
+	@node bin/kvmio.js report --db demo.sqlite --out demo-report latest
+	@echo "demo: results in demo.sqlite, report in demo-report/index.html"
+
+bench: setup services guest
+	@node dist/scripts/bench.js
+
+clean:
+	rm -rf dist

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what kvmio needs and is missing: Debian packages, npm dependencies, the compiled code.
+# Idempotent and quick when nothing is missing. Run as root (or with sudo available) on Debian.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(
+  qemu-system-x86 qemu-utils fio           # VMs and the I/O workload (host baseline too)
+  libvirt-daemon-system libvirt-clients    # the libvirt backend; virt-xml-validate
+  libvirt-daemon-driver-qemu dnsmasq-base
+  libxml2-utils                            # xmllint, used by virt-xml-validate
+  e2fsprogs cpio util-linux                # the guest build and the data guard (blkid, wipefs, losetup)
+  sysstat                                  # pidstat, to cross-check CPU accounting in the benchmark
+  chromium fonts-dejavu-core               # the report's browser test and PNG charts
+)
+
+SUDO=()
+if [ "$(id -u)" != 0 ]; then SUDO=(sudo); fi
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$p"); fi
+done
+# The guest build downloads Debian packages, so the package lists must be there.
+if [ "${#missing[@]}" -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
+  echo "setup: apt-get update"
+  "${SUDO[@]}" apt-get update -qq
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm dependencies: reinstall when the lock file changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# Compile when a source is newer than the build.
+if [ ! -f dist/src/cli/main.js ] || [ -n "$(find src test scripts -name '*.ts' -newer dist/src/cli/main.js -print -quit)" ]; then
+  echo "setup: compiling"
+  npx tsc -p .
+  touch dist/src/cli/main.js
+fi

@@ -1,0 +1,159 @@
+/**
+ * The study model: what a study file describes once it is validated. Every other module works from
+ * these types, never from raw YAML.
+ */
+
+export const AIO_MODES = ['threads', 'native', 'io_uring'] as const;
+export type AioMode = (typeof AIO_MODES)[number];
+
+export const BUSES = ['virtio-blk', 'virtio-scsi'] as const;
+export type Bus = (typeof BUSES)[number];
+
+export const MEMORY_BACKINGS = ['4k', 'hugepages'] as const;
+export type MemoryBacking = (typeof MEMORY_BACKINGS)[number];
+
+export const CACHE_MODES = ['none', 'directsync', 'writethrough', 'writeback', 'unsafe'] as const;
+export type CacheMode = (typeof CACHE_MODES)[number];
+
+export const BACKENDS = ['qemu', 'libvirt'] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+/** One VM disk configuration of the matrix. `id` is readable and stable, e.g. `blk-native-io1-4k`. */
+export interface Variant {
+  id: string;
+  aio: AioMode;
+  /** 0 = the disk is served by QEMU's main loop. */
+  iothreads: number;
+  bus: Bus;
+  memory: MemoryBacking;
+  queues: number;
+  cache: CacheMode;
+}
+
+/** The bare-host baseline's variant id. */
+export const HOST_VARIANT_ID = 'host';
+
+export interface Pinning {
+  /** cpuset list for vCPUs, e.g. "0-1"; vCPU i is pinned to the i-th CPU of the list. */
+  vcpus?: string;
+  emulator?: string;
+  iothreads?: string;
+}
+
+export interface FioWorkload {
+  kind: 'fio';
+  name: string;
+  rw: 'read' | 'write' | 'randread' | 'randwrite' | 'rw' | 'randrw' | 'readwrite' | 'randtrim' | 'trim';
+  bs: number; // bytes
+  iodepth: number;
+  numjobs: number;
+  runtimeSeconds: number;
+  rampSeconds: number;
+  /** Region of the disk the job touches, bytes; undefined = the whole disk. */
+  sizeBytes?: number;
+  rwmixread?: number;
+  rateIops?: number;
+  ioengine: string; // libaio by default
+  /** Any other fio option, passed as --key=value. */
+  extra: Record<string, string>;
+}
+
+export interface SweepWorkload {
+  kind: 'sweep';
+  name: string;
+  rw: FioWorkload['rw'];
+  bs: number;
+  /** rate-limited form: steps from `fromShare` of the measured maximum to 100%. */
+  steps?: number;
+  fromShare: number;
+  /** queue-depth form: one run per iodepth. */
+  iodepths?: number[];
+  iodepth: number; // iodepth used for the max and the rate-limited steps
+  numjobs: number;
+  runtimeSeconds: number;
+  rampSeconds: number;
+  sizeBytes?: number;
+}
+
+export interface PgbenchWorkload {
+  kind: 'pgbench';
+  name: string;
+  scale: number;
+  clients: number[];
+  /** Optional target transaction rates (--rate) per step; each client count runs each rate. */
+  rates?: number[];
+  runtimeSeconds: number;
+  readOnly: boolean;
+}
+
+export interface RsyncWorkload {
+  kind: 'rsync';
+  name: string;
+  files: number;
+  sizeBytes: number;
+  /** Optional size distribution: file sizes drawn uniformly between min and max with the seed. */
+  sizeMinBytes?: number;
+  sizeMaxBytes?: number;
+  seed: number;
+}
+
+export type Workload = FioWorkload | SweepWorkload | PgbenchWorkload | RsyncWorkload;
+export type WorkloadKind = Workload['kind'];
+
+export interface HostSpec {
+  name: string;
+  uri: string;
+  disk?: DiskSpec;
+}
+
+export interface DiskSpec {
+  /** A raw file (created if missing, when kvmio may) or a block device. */
+  path: string;
+  sizeBytes: number;
+}
+
+export interface GuestSpec {
+  vcpus: number;
+  memoryBytes: number;
+  /** Guests started per variant (fio client/server mode when > 1). */
+  count: number;
+  /** A user's own libvirt domain XML to vary instead of the builtin guest. */
+  domain?: string;
+}
+
+export interface AdaptiveSpec {
+  /** Repeat until the 95% CI half-width of the main metric is within this share of the mean. */
+  ciShare: number;
+  maxRepetitions: number;
+}
+
+export interface Study {
+  name: string;
+  /** Where the study came from: a file path or `preset:NAME`. Used in every error message. */
+  source: string;
+  backend: Backend;
+  libvirt: { uri: string };
+  guest: GuestSpec;
+  disk: DiskSpec;
+  variants: Variant[];
+  pinning?: Pinning;
+  baseline: boolean;
+  repetitions: number;
+  adaptive?: AdaptiveSpec;
+  workloads: Workload[];
+  hosts: HostSpec[];
+}
+
+/** One figure, the export contract of `kvmio export`. */
+export interface MetricRow {
+  run: string;
+  host: string;
+  variant: string;
+  guest: string | number;
+  workload: string;
+  step: number | string | null;
+  rep: number;
+  metric: string;
+  value: number;
+  unit: string;
+}

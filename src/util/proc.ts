@@ -1,0 +1,220 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { UserError } from './errors.js';
+
+/**
+ * The one place kvmio starts host processes. Every command is an argv array (never a shell string),
+ * every long-lived child is registered so that it is ended on normal exit, on error and on Ctrl-C.
+ */
+
+export interface RunOptions {
+  timeoutMs?: number;
+  input?: string | Buffer;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Resolve even when the exit code is non-zero (the caller inspects `code`). */
+  allowFailure?: boolean;
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+export class CommandError extends Error {
+  constructor(
+    readonly argv: readonly string[],
+    readonly result: RunResult,
+  ) {
+    const why = result.timedOut
+      ? 'timed out'
+      : result.signal
+        ? `was killed by ${result.signal}`
+        : `exited with code ${result.code}`;
+    const tail = (result.stderr || result.stdout).trim().split('\n').slice(-5).join('\n');
+    super(`${argv.join(' ')} ${why}${tail ? `:\n${tail}` : ''}`);
+    this.name = 'CommandError';
+  }
+}
+
+/** Runs argv to completion, capturing output. Throws CommandError on failure unless allowFailure. */
+export function run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const [cmd, ...args] = argv;
+  if (!cmd) throw new Error('run: empty argv');
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, {
+      env: opts.env ?? process.env,
+      cwd: opts.cwd,
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
+    const untrack = trackChild(child);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    const timer =
+      opts.timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            child.kill('SIGKILL');
+          }, opts.timeoutMs);
+    child.stdout?.on('data', (d: Buffer) => out.push(d));
+    child.stderr?.on('data', (d: Buffer) => err.push(d));
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      if (timer) clearTimeout(timer);
+      untrack();
+      if (e.code === 'ENOENT')
+        reject(new UserError(`command not found: ${cmd} (run "make demo" or install it)`));
+      else reject(e);
+    });
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      untrack();
+      const result: RunResult = {
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8'),
+        timedOut,
+      };
+      if ((code !== 0 || timedOut) && !opts.allowFailure) reject(new CommandError(argv, result));
+      else resolve(result);
+    });
+    if (opts.input !== undefined) child.stdin?.end(opts.input);
+  });
+}
+
+/** True when argv runs and exits 0; never throws. */
+export async function succeeds(argv: readonly string[], timeoutMs = 10_000): Promise<boolean> {
+  try {
+    const r = await run(argv, { allowFailure: true, timeoutMs });
+    return r.code === 0;
+  } catch {
+    return false;
+  }
+}
+
+// ---- lifetime of everything kvmio starts -------------------------------------------------------
+
+const liveChildren = new Set<ChildProcess>();
+type Cleanup = () => Promise<void> | void;
+const cleanups = new Map<number, Cleanup>();
+let nextCleanupId = 1;
+let handlersInstalled = false;
+let shuttingDown = false;
+
+/** Registers a child so that it is killed if kvmio exits or is interrupted. Returns an untrack function. */
+export function trackChild(child: ChildProcess): () => void {
+  installExitHandlers();
+  liveChildren.add(child);
+  const untrack = () => liveChildren.delete(child);
+  child.once('exit', untrack);
+  return untrack;
+}
+
+/**
+ * Registers an async cleanup (stop a VM, destroy a libvirt domain, mark a run interrupted).
+ * Cleanups run in reverse order of registration on SIGINT/SIGTERM and on uncaught errors.
+ * Returns a function that unregisters it (call after the resource was released normally).
+ */
+export function onCleanup(fn: Cleanup): () => void {
+  installExitHandlers();
+  const id = nextCleanupId++;
+  cleanups.set(id, fn);
+  return () => cleanups.delete(id);
+}
+
+/** Runs every registered cleanup (newest first), each bounded in time, then kills remaining children. */
+export async function runCleanups(budgetMs = 4000): Promise<void> {
+  const pending = [...cleanups.entries()].reverse();
+  cleanups.clear();
+  const deadline = Date.now() + budgetMs;
+  for (const [, fn] of pending) {
+    const left = Math.max(100, deadline - Date.now());
+    await Promise.race([
+      Promise.resolve()
+        .then(fn)
+        .catch(() => undefined),
+      new Promise((r) => setTimeout(r, left).unref()),
+    ]);
+  }
+  killAllChildren();
+}
+
+export function killAllChildren(): void {
+  for (const child of liveChildren) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  liveChildren.clear();
+}
+
+/** Listeners told about an interrupt before cleanups run (the run engine prints how to resume). */
+const interruptListeners = new Set<(signal: NodeJS.Signals) => void>();
+export function onInterrupt(fn: (signal: NodeJS.Signals) => void): () => void {
+  installExitHandlers();
+  interruptListeners.add(fn);
+  return () => interruptListeners.delete(fn);
+}
+
+export function isShuttingDown(): boolean {
+  return shuttingDown;
+}
+
+function installExitHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (shuttingDown) {
+      // A second Ctrl-C: stop waiting for graceful cleanups.
+      killAllChildren();
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
+    shuttingDown = true;
+    for (const fn of interruptListeners) {
+      try {
+        fn(signal);
+      } catch {
+        // a listener must not prevent cleanup
+      }
+    }
+    void runCleanups().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+  // Last resort on a plain exit: synchronous kill of anything still running.
+  process.on('exit', killAllChildren);
+}
+
+/** Sleeps; rejects early never. Used for polling waits, always with a deadline at the caller. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `probe` until it returns a value other than undefined, or throws after timeoutMs. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs: number,
+  intervalMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (e) {
+      lastError = e;
+    }
+    await sleep(intervalMs);
+  }
+  const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
+  throw new Error(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}${why}`);
+}
