@@ -129,6 +129,8 @@ export interface AdaptiveSpec {
 
 export interface Study {
   name: string;
+  /** Free text from the study file, shown by `plan`. */
+  description?: string;
   /** Where the study came from: a file path or `preset:NAME`. Used in every error message. */
   source: string;
   backend: Backend;
@@ -142,6 +144,8 @@ export interface Study {
   adaptive?: AdaptiveSpec;
   workloads: Workload[];
   hosts: HostSpec[];
+  /** What validation decided on the user's behalf (e.g. impossible combinations left out); shown by `plan`. */
+  notes?: string[];
 }
 
 /** One figure, the export contract of `kvmio export`. */

@@ -18,8 +18,10 @@ export class ConfigError extends UserError {
     readonly file: string,
     readonly keyPath: string,
     readonly problem: string,
+    /** 1-based line in the file, when known: the message then starts with `file:LINE`. */
+    readonly line?: number,
   ) {
-    super(`${file}: ${keyPath || '(top level)'}: ${problem}`);
+    super(`${file}${line ? `:${line}` : ''}: ${keyPath || '(top level)'}: ${problem}`);
     this.name = 'ConfigError';
   }
 }

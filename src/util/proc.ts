@@ -13,6 +13,8 @@ export interface RunOptions {
   cwd?: string;
   /** Resolve even when the exit code is non-zero (the caller inspects `code`). */
   allowFailure?: boolean;
+  /** Called with the child's pid once it is spawned (to measure its CPU while it runs). */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface RunResult {
@@ -50,6 +52,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
     const untrack = trackChild(child);
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;

@@ -1,11 +1,97 @@
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import { notYet } from '../common.js';
+import { builtGuest, GUEST_KERNEL_CMDLINE } from '../../guest/build.js';
+import { type Accel, qemuArgv } from '../../qemu/argv.js';
+import { qemuCapabilities } from '../../qemu/capabilities.js';
+import { loadStudyArg } from '../../study/load.js';
+import { listPresets } from '../../study/presets.js';
+import { HOST_VARIANT_ID, type Study, type Variant } from '../../study/types.js';
+import { UserError } from '../../util/errors.js';
+import { runtimeDir } from '../../util/paths.js';
+import { printJson } from '../common.js';
+
+interface ArgvFlags {
+  preset?: string;
+  variant: string;
+  accel: string;
+  json?: boolean;
+}
+
+/** Finds a variant by id, or says which ids the study has. Shared with `kvmio xml`. */
+export function findVariant(study: Study, id: string): Variant {
+  if (id === HOST_VARIANT_ID) throw new UserError(`"${id}" is the bare-host baseline: it has no VM`);
+  const v = study.variants.find((x) => x.id === id);
+  if (!v) {
+    throw new UserError(
+      `${study.source}: no variant "${id}"; its variants are: ${study.variants.map((x) => x.id).join(', ')}`,
+    );
+  }
+  return v;
+}
+
+/** Quotes an argument for display the way a POSIX shell would read it back. */
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
 
 export function registerArgv(program: Command): void {
   program
     .command('argv')
-    .description('(not built yet)')
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .action(notYet('argv'));
+    .description('print the QEMU command line of one variant of a study')
+    .argument('[file]', 'study file (YAML)')
+    .option('--preset <name>', `a preset study instead of a file (${listPresets().join(', ')})`)
+    .requiredOption('--variant <id>', 'variant id (see "kvmio plan")')
+    .option('--accel <kvm|tcg>', 'accelerator of the command line', 'kvm')
+    .option('--json', 'machine-readable output: { variant, argv, pinning, notes }')
+    .action(async (file: string | undefined, flags: ArgvFlags) => {
+      if (flags.accel !== 'kvm' && flags.accel !== 'tcg') {
+        throw new UserError(`--accel ${flags.accel}: allowed values are kvm and tcg`);
+      }
+      const study = loadStudyArg(file, flags.preset);
+      const variant = findVariant(study, flags.variant);
+      const notes: string[] = [];
+      const guest = builtGuest();
+      if (!guest)
+        notes.push(
+          'the guest is not built yet ("kvmio guest build"): kernel and initrd paths are placeholders',
+        );
+      const name = `kvmio-${variant.id}`;
+      const argv = qemuArgv({
+        name,
+        study,
+        variant,
+        accel: flags.accel as Accel,
+        image: {
+          kernel: guest?.kernel ?? 'GUEST/vmlinuz',
+          initrd: guest?.initrd ?? 'GUEST/initrd.img',
+          cmdline: GUEST_KERNEL_CMDLINE,
+        },
+        runtimeDir: join(runtimeDir(), name),
+        capabilities: await qemuCapabilities(),
+      });
+      const pinning = study.pinning;
+      if (pinning) {
+        notes.push(
+          'QEMU does not pin threads itself: after start kvmio runs "taskset -pc LIST TID" per thread (vCPU i -> i-th CPU of pinning.vcpus, "IO kvmio-iot*" threads -> pinning.iothreads, the rest -> pinning.emulator)',
+        );
+      }
+      if (flags.json) {
+        printJson({ variant, argv, pinning: pinning ?? null, notes });
+        return;
+      }
+      const [bin, ...rest] = argv;
+      const lines = [shellQuote(bin ?? '')];
+      for (let i = 0; i < rest.length; i++) {
+        const arg = rest[i] ?? '';
+        const next = rest[i + 1];
+        if (arg.startsWith('-') && next !== undefined && !next.startsWith('-')) {
+          lines.push(`  ${arg} ${shellQuote(next)}`);
+          i++;
+        } else {
+          lines.push(`  ${shellQuote(arg)}`);
+        }
+      }
+      process.stdout.write(`${lines.join(' \\\n')}\n`);
+      for (const n of notes) process.stderr.write(`note: ${n}\n`);
+    });
 }

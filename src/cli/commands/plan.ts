@@ -1,11 +1,137 @@
 import type { Command } from 'commander';
-import { notYet } from '../common.js';
+import { splitGlobs } from '../../study/glob.js';
+import { loadStudyArg } from '../../study/load.js';
+import { type Plan, type PlannedPoint, planStudy } from '../../study/plan.js';
+import { listPresets } from '../../study/presets.js';
+import { formatSeconds } from '../../util/units.js';
+import { printJson } from '../common.js';
+
+interface PlanFlags {
+  preset?: string;
+  only?: string[];
+  json?: boolean;
+}
+
+/** The machine-readable plan: the contract of `kvmio plan --json`. */
+export function planJson(plan: Plan) {
+  const { study } = plan;
+  return {
+    study: { name: study.name, source: study.source, backend: study.backend, repetitions: study.repetitions },
+    variants: plan.variants.map(({ id, aio, iothreads, bus, memory, queues, cache }) => ({
+      id,
+      aio,
+      iothreads,
+      bus,
+      memory,
+      queues,
+      cache,
+    })),
+    baseline: plan.baseline,
+    workloads: study.workloads.map((w) => w.name),
+    points: plan.points,
+    boots: plan.boots,
+    liveSwitches: plan.liveSwitches,
+    measureSeconds: plan.measureSeconds,
+    estimatedSeconds: plan.estimatedSeconds,
+    notes: plan.notes,
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => `  ${r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ')}`.trimEnd()).join('\n');
+}
+
+/** Run order, one line per round and host: each variant visit once, marked how its VM is reached. */
+function runOrder(points: PlannedPoint[]): string[] {
+  const lines: string[] = [];
+  let key = '';
+  let visits: string[] = [];
+  let last = '';
+  const flush = () => {
+    if (visits.length === 0) return;
+    // Wrapped so that long rounds stay readable in a terminal.
+    let line = `  ${key}:`;
+    const indent = ' '.repeat(line.length);
+    visits.forEach((visit, i) => {
+      const item = ` ${visit}${i < visits.length - 1 ? ',' : ''}`;
+      if (line.length + item.length > 110 && line.trim() !== `${key}:`) {
+        lines.push(line);
+        line = indent;
+      }
+      line += item;
+    });
+    lines.push(line);
+    visits = [];
+  };
+  for (const p of points) {
+    const lineKey = `round ${p.round + 1} on ${p.host}`;
+    if (lineKey !== key) {
+      flush();
+      key = lineKey;
+      last = '';
+    }
+    const visit = `${p.round}/${p.host}/${p.variantId}`;
+    if (visit === last) continue;
+    last = visit;
+    visits.push(`${p.boot ? '[boot] ' : ''}${p.variantId}`);
+  }
+  flush();
+  return lines;
+}
+
+export function formatPlan(plan: Plan): string {
+  const { study } = plan;
+  const out: string[] = [];
+  out.push(
+    `Study ${study.name} (${study.source})${study.description ? `: ${study.description}` : ''}`,
+    `  backend ${study.backend}, ${plan.variants.length} VM variant(s)${plan.baseline ? ' + host baseline' : ''}, ` +
+      `${study.workloads.length} workload(s) (${study.workloads.map((w) => w.name).join(', ')}), ` +
+      `${study.repetitions} repetition(s)`,
+    '',
+    'Variants:',
+    table([
+      ['ID', 'AIO', 'IOTHREADS', 'BUS', 'MEMORY', 'QUEUES', 'CACHE'],
+      ...(plan.baseline ? [['host', '-', '-', '-', '-', '-', '-']] : []),
+      ...plan.variants.map((v) => [
+        v.id,
+        v.aio,
+        String(v.iothreads),
+        v.bus,
+        v.memory,
+        String(v.queues),
+        v.cache,
+      ]),
+    ]),
+    '',
+    `Run order (${plan.points.length} points; each variant runs every workload; [boot] = fresh VM, others switch live):`,
+    ...runOrder(plan.points),
+    '',
+    `VM boots: ${plan.boots}   live switches: ${plan.liveSwitches}`,
+    `Measuring: ${formatSeconds(plan.measureSeconds)}   estimated total: ${formatSeconds(plan.estimatedSeconds)}`,
+  );
+  if (plan.notes.length > 0) out.push('', 'Notes:', ...plan.notes.map((n) => `  - ${n}`));
+  return `${out.join('\n')}\n`;
+}
 
 export function registerPlan(program: Command): void {
   program
     .command('plan')
-    .description('(not built yet)')
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .action(notYet('plan'));
+    .description('show the variants and points of a study in run order, the VM boots and the time it takes')
+    .argument('[file]', 'study file (YAML)')
+    .option('--preset <name>', `a preset study instead of a file (${listPresets().join(', ')})`)
+    // Not variadic: `--only a,b FILE` must leave FILE alone.
+    .option(
+      '--only <globs>',
+      'only variant ids matching these globs (comma-separated, repeatable; "host" is the baseline)',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
+    )
+    .option('--json', 'machine-readable output')
+    .action((file: string | undefined, flags: PlanFlags) => {
+      const study = loadStudyArg(file, flags.preset);
+      const plan = planStudy(study, { only: splitGlobs(flags.only ?? []) });
+      if (flags.json) printJson(planJson(plan));
+      else process.stdout.write(formatPlan(plan));
+    });
 }

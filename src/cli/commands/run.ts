@@ -1,11 +1,86 @@
 import type { Command } from 'commander';
-import { notYet } from '../common.js';
+import { createProgress, progressMode } from '../../engine/progress.js';
+import { resumeCommand } from '../../engine/resume.js';
+import { runStudy } from '../../engine/run.js';
+import { variantTables } from '../../engine/summary.js';
+import { Store } from '../../store/store.js';
+import { splitGlobs } from '../../study/glob.js';
+import { loadStudyArg } from '../../study/load.js';
+import { listPresets } from '../../study/presets.js';
+import { UserError } from '../../util/errors.js';
+import { withDb } from '../common.js';
+
+interface RunFlags {
+  preset?: string;
+  only?: string[];
+  db: string;
+  resume?: string;
+  destroyData: string[];
+  quiet?: boolean;
+  json?: boolean;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function registerRun(program: Command): void {
-  program
-    .command('run')
-    .description('(not built yet)')
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .action(notYet('run'));
+  withDb(
+    program
+      .command('run')
+      .description('run a study on real VMs and store every figure; --resume finishes an interrupted run')
+      .argument('[file]', 'study file (YAML)')
+      .option('--preset <name>', `a preset study instead of a file (${listPresets().join(', ')})`)
+      .option(
+        '--only <globs...>',
+        'only variant ids matching these globs (comma-separated; "host" is the baseline)',
+      )
+      .option('--resume <run>', 'finish this run: measure its missing and failed points, keep the others')
+      .option(
+        '--destroy-data <path>',
+        'allow writing over data found on this exact disk path (repeatable); everything on it is lost',
+        collect,
+        [],
+      )
+      .option('--quiet', 'no progress and no table: only where the results are')
+      .option('--json', 'progress as JSON lines on stdout (one event per line)'),
+  ).action(async (file: string | undefined, flags: RunFlags) => {
+    if (flags.quiet && flags.json) throw new UserError('--quiet and --json exclude each other: choose one');
+    const study = loadStudyArg(file, flags.preset);
+    const store = Store.open(flags.db);
+    const progress = createProgress(progressMode(flags, process.stderr), process.stderr);
+    let warning: string | undefined;
+    try {
+      const result = await runStudy(study, {
+        store,
+        only: flags.only ? splitGlobs(flags.only) : undefined,
+        resume: flags.resume,
+        destroyData: flags.destroyData,
+        onEvent: (e) => {
+          if (e.event === 'run-start') warning = e.warning;
+          progress.sink(e);
+        },
+      });
+      progress.done();
+      // A partial run (some points failed) is not a success for scripts and CI.
+      if (result.status === 'partial') process.exitCode = 1;
+      if (flags.json) return;
+      const out = (s: string) => process.stdout.write(`${s}\n`);
+      if (!flags.quiet) {
+        const rows = store.metricRows(result.runId);
+        if (rows.length > 0) out(`\n${variantTables(rows)}\n`);
+        for (const f of store.failures(result.runId).filter((x) => !x.retried)) {
+          out(`FAILED ${f.variant} ${f.workload} (round ${f.rep + 1}): ${f.reason.split('\n')[0]}`);
+        }
+        if (warning) out(`WARNING: ${warning}`);
+      }
+      out(`run ${result.runId}: ${result.status}, ${result.ok} point(s) ok, ${result.failed} failed`);
+      out(`results: ${store.path} (run ${result.runId})`);
+      out(`report:  kvmio report --db ${flags.db} ${result.runId}`);
+      out(`export:  kvmio export ${result.runId} --db ${flags.db} --format csv`);
+      if (result.status === 'partial')
+        out(`retry the failed points: ${resumeCommand(study, result.runId, store.path)}`);
+    } finally {
+      progress.done();
+      store.close();
+    }
+  });
 }

@@ -1,11 +1,64 @@
 import type { Command } from 'commander';
-import { notYet } from '../common.js';
+import { builtGuest, GUEST_KERNEL_CMDLINE } from '../../guest/build.js';
+import { stagedGuestPaths } from '../../libvirt/stage.js';
+import { type Accel, diskXml, domainXml, scsiControllerXml } from '../../libvirt/xml.js';
+import { loadStudyArg } from '../../study/load.js';
+import { listPresets } from '../../study/presets.js';
+import { UserError } from '../../util/errors.js';
+import { findVariant } from './argv.js';
+
+interface XmlFlags {
+  preset?: string;
+  variant: string;
+  accel: string;
+  diskOnly?: boolean;
+  iothreadVqMapping?: boolean;
+}
 
 export function registerXml(program: Command): void {
   program
     .command('xml')
-    .description('(not built yet)')
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .action(notYet('xml'));
+    .description('print the libvirt domain XML of one variant of a study (valid by virt-xml-validate)')
+    .argument('[file]', 'study file (YAML)')
+    .option('--preset <name>', `a preset study instead of a file (${listPresets().join(', ')})`)
+    .requiredOption('--variant <id>', 'variant id (see "kvmio plan")')
+    .option('--accel <kvm|tcg>', "domain type: kvm, or tcg for <domain type='qemu'>", 'kvm')
+    .option('--disk-only', 'only the test disk (and its virtio-scsi controller), to paste into your own VM')
+    .option(
+      '--iothread-vq-mapping',
+      'target libvirt >= 10 with QEMU >= 9: one virtio-blk disk served by several iothreads',
+    )
+    .action((file: string | undefined, flags: XmlFlags) => {
+      if (flags.accel !== 'kvm' && flags.accel !== 'tcg') {
+        throw new UserError(`--accel ${flags.accel}: allowed values are kvm and tcg`);
+      }
+      const study = loadStudyArg(file, flags.preset);
+      const variant = findVariant(study, flags.variant);
+      const iothreadVqMapping = flags.iothreadVqMapping ?? false;
+      if (flags.diskOnly) {
+        const parts = [diskXml({ variant, diskPath: study.disk.path, iothreadVqMapping })];
+        if (variant.bus === 'virtio-scsi') parts.push(scsiControllerXml(variant));
+        if (variant.iothreads > 0)
+          parts.push(`<!-- and in <domain>: <iothreads>${variant.iothreads}</iothreads> -->`);
+        process.stdout.write(`${parts.join('\n')}\n`);
+        return;
+      }
+      const guest = builtGuest();
+      if (!guest) {
+        process.stderr.write(
+          'note: the guest is not built yet ("kvmio guest build"): kernel and initrd paths are placeholders\n',
+        );
+      }
+      const staged = guest ? stagedGuestPaths(guest.hash) : { kernel: 'GUEST/vmlinuz', initrd: 'GUEST/initrd.img' };
+      process.stdout.write(
+        domainXml({
+          study,
+          variant,
+          guest: { ...staged, cmdline: GUEST_KERNEL_CMDLINE },
+          accel: flags.accel as Accel,
+          name: `kvmio-${variant.id}`,
+          iothreadVqMapping,
+        }),
+      );
+    });
 }

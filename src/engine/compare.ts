@@ -1,0 +1,131 @@
+import { type Comparison, compareSamples, controlFamily } from '../stats/index.js';
+import type { Store } from '../store/store.js';
+import type { MetricRow } from '../study/types.js';
+import { formatNumber, formatTable } from './table.js';
+
+/**
+ * `kvmio compare RUN_A RUN_B`: every (variant, workload, step, metric) both runs measured, the means,
+ * the relative change of B over A, and the statistics module's verdict (Welch test, Holm-controlled
+ * over the whole table) when both sides have at least two repetitions.
+ */
+
+/** The figures a comparison shows unless asked for all: what the study's charts lead with. */
+export const KEY_METRICS = [
+  /^(read|write)\.iops$/,
+  /^(read|write)\.bw_bytes$/,
+  /^(read|write)\.clat_mean_ns$/,
+  /^(read|write)\.clat_p99_ns$/,
+  /^cpu\.total_s$/,
+  /^cpu\.pct_per_kiops$/,
+  /^pgbench\.(tps|lat_mean_ms)$/,
+  /^rsync\.seconds$/,
+];
+
+export interface CompareLine {
+  variant: string;
+  workload: string;
+  step: MetricRow['step'];
+  metric: string;
+  unit: string;
+  a: number[];
+  b: number[];
+  meanA: number;
+  meanB: number;
+  /** (meanB - meanA) / meanA. */
+  delta: number;
+  verdict: string;
+}
+
+function keyOf(r: MetricRow): string {
+  return JSON.stringify([r.variant, r.workload, r.step, r.metric]);
+}
+
+function samples(
+  rows: readonly MetricRow[],
+): Map<string, { rows: MetricRow[]; perRep: Map<number, number> }> {
+  const out = new Map<string, { rows: MetricRow[]; perRep: Map<number, number> }>();
+  for (const r of rows) {
+    const k = keyOf(r);
+    const e = out.get(k) ?? { rows: [], perRep: new Map<number, number>() };
+    e.rows.push(r);
+    // Several guests of one repetition add up (their IOPS together are the variant's IOPS).
+    e.perRep.set(r.rep, (e.perRep.get(r.rep) ?? 0) + r.value);
+    out.set(k, e);
+  }
+  return out;
+}
+
+const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+
+export function compareRuns(
+  store: Store,
+  runA: string,
+  runB: string,
+  opts: { all?: boolean } = {},
+): CompareLine[] {
+  let rowsA = store.metricRows(store.requireRun(runA).id);
+  let rowsB = store.metricRows(store.requireRun(runB).id);
+  const variantsOf = (rows: MetricRow[]) => new Set(rows.map((r) => r.variant));
+  const va = variantsOf(rowsA);
+  const vb = variantsOf(rowsB);
+  if (va.size === 1 && vb.size === 1 && ![...va].some((v) => vb.has(v))) {
+    // Two single-variant runs (say two imported fio files): compare them with each other.
+    const label = `${[...va][0]} -> ${[...vb][0]}`;
+    rowsA = rowsA.map((r) => ({ ...r, variant: label }));
+    rowsB = rowsB.map((r) => ({ ...r, variant: label }));
+  }
+  const a = samples(rowsA);
+  const b = samples(rowsB);
+  const shared = [...a.keys()].filter((k) => b.has(k));
+  const lines: Omit<CompareLine, 'verdict'>[] = [];
+  for (const k of shared) {
+    const [variant, workload, step, metric] = JSON.parse(k) as [string, string, MetricRow['step'], string];
+    if (!opts.all && !KEY_METRICS.some((re) => re.test(metric))) continue;
+    const sa = [...(a.get(k)?.perRep.values() ?? [])];
+    const sb = [...(b.get(k)?.perRep.values() ?? [])];
+    const meanA = mean(sa);
+    const meanB = mean(sb);
+    lines.push({
+      variant,
+      workload,
+      step,
+      metric,
+      unit: a.get(k)?.rows[0]?.unit ?? '',
+      a: sa,
+      b: sb,
+      meanA,
+      meanB,
+      delta: meanB / meanA - 1,
+    });
+  }
+  const testable = lines.filter((l) => l.a.length >= 2 && l.b.length >= 2);
+  const verdicts = new Map<(typeof lines)[number], Comparison>();
+  const family = controlFamily(testable.map((l) => compareSamples(l.a, l.b, { metric: l.metric })));
+  testable.forEach((l, i) => {
+    verdicts.set(l, family[i] as Comparison);
+  });
+  return lines.map((l) => ({
+    ...l,
+    verdict:
+      verdicts.get(l)?.phrase ??
+      `no test: ${Math.min(l.a.length, l.b.length)} repetition(s) (need 2 on each side)`,
+  }));
+}
+
+export function formatComparison(lines: readonly CompareLine[], runA: string, runB: string): string {
+  if (lines.length === 0) return `runs ${runA} and ${runB} share no (variant, workload, step, metric)`;
+  const rows = lines.map((l) => [
+    l.variant,
+    l.step === null ? l.workload : `${l.workload} @${l.step}`,
+    l.metric,
+    formatNumber(l.meanA),
+    formatNumber(l.meanB),
+    Number.isFinite(l.delta) ? `${l.delta >= 0 ? '+' : ''}${(l.delta * 100).toFixed(1)}%` : '-',
+    l.verdict,
+  ]);
+  return formatTable(
+    ['variant', 'workload', 'metric', `A ${runA}`, `B ${runB}`, 'B vs A', 'verdict'],
+    rows,
+    '',
+  );
+}

@@ -1,0 +1,232 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, hostname, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../util/proc.js';
+import { VERSION } from '../version.js';
+
+/** What a run records about the host it measured on. */
+export interface HostFacts {
+  kvmioVersion: string;
+  hostname: string;
+  os?: string;
+  kernel: string;
+  cpu: { model: string; logicalCpus: number; physicalCores: number; sockets: number };
+  memoryBytes: number;
+  qemu: { binary: string; version?: string; error?: string };
+  libvirt: { virshVersion?: string; error?: string };
+  fio: { version?: string; error?: string };
+  hugepages: HugepageFacts;
+  ioUring: {
+    /** kernel.io_uring_disabled (0 allowed, 1 root/group only, 2 disabled); absent on older kernels. */
+    kernelSysctl?: number;
+    /** A real io_uring job (fio) succeeded on this host. */
+    kernelWorks?: boolean;
+    kernelDetail: string;
+    /** QEMU accepted `-blockdev ...,aio=io_uring`. */
+    qemuAccepts?: boolean;
+    qemuDetail: string;
+  };
+}
+
+export interface HugepageFacts {
+  /** Default huge page size in bytes (Hugepagesize). */
+  sizeBytes: number;
+  total: number;
+  free: number;
+  reserved: number;
+  /** Mount points of hugetlbfs, with their page size option when given. */
+  mounts: { path: string; pagesize?: string }[];
+}
+
+export const QEMU_BINARY = process.env.KVMIO_QEMU || 'qemu-system-x86_64';
+
+// ---- parsers of /proc and tool output (pure, unit-tested on this host's real files) ----------
+
+export function parseCpuinfo(text: string): HostFacts['cpu'] {
+  const blocks = text.split(/\n\s*\n/).filter((b) => /^processor\s*:/m.test(b));
+  const field = (block: string, key: string) =>
+    new RegExp(`^${key}\\s*:\\s*(.*)$`, 'm').exec(block)?.[1]?.trim();
+  const cores = new Set<string>();
+  const sockets = new Set<string>();
+  for (const b of blocks) {
+    const socket = field(b, 'physical id') ?? '0';
+    sockets.add(socket);
+    cores.add(`${socket}/${field(b, 'core id') ?? field(b, 'processor')}`);
+  }
+  const first = blocks[0] ?? '';
+  return {
+    model: field(first, 'model name') ?? field(first, 'cpu model') ?? 'unknown',
+    logicalCpus: blocks.length,
+    physicalCores: cores.size,
+    sockets: sockets.size,
+  };
+}
+
+/** /proc/meminfo as bytes (kB lines) and counts (HugePages_* lines). */
+export function parseMeminfo(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([\w()]+):\s+(\d+)(\s+kB)?/.exec(line);
+    if (m) out.set(m[1]!, Number(m[2]) * (m[3] ? 1024 : 1));
+  }
+  return out;
+}
+
+export function parseHugetlbfsMounts(mounts: string): HugepageFacts['mounts'] {
+  return mounts
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f[2] === 'hugetlbfs' && f[1])
+    .map((f) => {
+      const pagesize = /(?:^|,)pagesize=([^,]+)/.exec(f[3] ?? '')?.[1];
+      return pagesize ? { path: unescapeMount(f[1]!), pagesize } : { path: unescapeMount(f[1]!) };
+    });
+}
+
+function unescapeMount(path: string): string {
+  return path.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+}
+
+/** "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)" -> "7.2.22". */
+export function parseQemuVersion(text: string): string | undefined {
+  return /QEMU emulator version (\d+\.\d+(?:\.\d+)?)/.exec(text)?.[1];
+}
+
+/** "fio-3.33" -> "3.33". */
+export function parseFioVersion(text: string): string | undefined {
+  return /fio-(\d+(?:\.\d+)*)/.exec(text)?.[1];
+}
+
+// ---- probes ----------------------------------------------------------------------------------
+
+function readText(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+async function toolVersion(argv: string[], parse: (s: string) => string | undefined) {
+  try {
+    const r = await run(argv, { timeoutMs: 10_000, allowFailure: true });
+    const version = parse(`${r.stdout}\n${r.stderr}`);
+    return version
+      ? { version }
+      : { error: (r.stderr || r.stdout).trim().split('\n')[0] || `exit ${r.code}` };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
+export async function qemuVersion(): Promise<string | undefined> {
+  return (await toolVersion([QEMU_BINARY, '--version'], parseQemuVersion)).version;
+}
+
+/** A 4 KiB io_uring read by fio: the kernel can refuse io_uring (sysctl, seccomp) even when it is built. */
+async function probeKernelIoUring(dir: string): Promise<{ works?: boolean; detail: string }> {
+  const file = join(dir, 'uring-probe');
+  writeFileSync(file, Buffer.alloc(64 * 1024));
+  try {
+    const r = await run(
+      [
+        'fio',
+        '--name=uring-probe',
+        `--filename=${file}`,
+        '--ioengine=io_uring',
+        '--rw=read',
+        '--bs=4k',
+        '--size=64k',
+        '--output-format=terse',
+      ],
+      { timeoutMs: 15_000, allowFailure: true },
+    );
+    if (r.code === 0) return { works: true, detail: 'fio io_uring read succeeded' };
+    return {
+      works: false,
+      detail: (r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? `fio exit ${r.code}`,
+    };
+  } catch (e) {
+    return { detail: `not probed: ${(e as Error).message}` };
+  }
+}
+
+/** Starts QEMU paused with an io_uring blockdev and quits it through the monitor. */
+async function probeQemuIoUring(dir: string): Promise<{ accepts?: boolean; detail: string }> {
+  const file = join(dir, 'qemu-uring-probe');
+  writeFileSync(file, Buffer.alloc(64 * 1024));
+  try {
+    const r = await run(
+      [
+        QEMU_BINARY,
+        '-machine',
+        'none',
+        '-S',
+        '-nodefaults',
+        '-display',
+        'none',
+        '-monitor',
+        'stdio',
+        '-blockdev',
+        `driver=file,node-name=uring-probe,filename=${file},aio=io_uring`,
+      ],
+      { input: 'quit\n', timeoutMs: 15_000, allowFailure: true },
+    );
+    if (r.code === 0) return { accepts: true, detail: 'QEMU opened a blockdev with aio=io_uring' };
+    return { accepts: false, detail: r.stderr.trim().split('\n').slice(-1)[0] ?? `exit ${r.code}` };
+  } catch (e) {
+    return { detail: `not probed: ${(e as Error).message}` };
+  }
+}
+
+export async function hostFacts(): Promise<HostFacts> {
+  const meminfo = parseMeminfo(readText('/proc/meminfo') ?? '');
+  const sysctl = readText('/proc/sys/kernel/io_uring_disabled');
+  const osName = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(readText('/etc/os-release') ?? '')?.[1];
+  const scratch = mkdtempSync(join(tmpdir(), 'kvmio-facts-'));
+  try {
+    const [qemu, virsh, fio, kernelUring, qemuUring] = await Promise.all([
+      toolVersion([QEMU_BINARY, '--version'], parseQemuVersion),
+      toolVersion(['virsh', '--version'], (s) => /^(\d+\.\d+\.\d+)/m.exec(s.trim())?.[1]),
+      toolVersion(['fio', '--version'], parseFioVersion),
+      probeKernelIoUring(scratch),
+      probeQemuIoUring(scratch),
+    ]);
+    const cpu = parseCpuinfo(readText('/proc/cpuinfo') ?? '');
+    return {
+      kvmioVersion: VERSION,
+      hostname: hostname(),
+      ...(osName ? { os: osName } : {}),
+      kernel: release(),
+      cpu:
+        cpu.logicalCpus > 0
+          ? cpu
+          : {
+              model: cpus()[0]?.model ?? 'unknown',
+              logicalCpus: cpus().length,
+              physicalCores: cpus().length,
+              sockets: 1,
+            },
+      memoryBytes: meminfo.get('MemTotal') ?? 0,
+      qemu: { binary: QEMU_BINARY, ...qemu },
+      libvirt: virsh.version ? { virshVersion: virsh.version } : { error: virsh.error },
+      fio,
+      hugepages: {
+        sizeBytes: meminfo.get('Hugepagesize') ?? 0,
+        total: meminfo.get('HugePages_Total') ?? 0,
+        free: meminfo.get('HugePages_Free') ?? 0,
+        reserved: meminfo.get('HugePages_Rsvd') ?? 0,
+        mounts: parseHugetlbfsMounts(readText('/proc/mounts') ?? ''),
+      },
+      ioUring: {
+        ...(sysctl !== undefined ? { kernelSysctl: Number(sysctl.trim()) } : {}),
+        ...(kernelUring.works !== undefined ? { kernelWorks: kernelUring.works } : {}),
+        kernelDetail: kernelUring.detail,
+        ...(qemuUring.accepts !== undefined ? { qemuAccepts: qemuUring.accepts } : {}),
+        qemuDetail: qemuUring.detail,
+      },
+    };
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,87 @@
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runtimeDir } from '../util/paths.js';
+import { type Virsh, VirshError } from './virsh.js';
+
+/**
+ * Puts the builtin guest's kernel and initrd where libvirt's QEMU can read them, on whichever host the
+ * URI names. libvirt's QEMU runs as an unprivileged user (libvirt-qemu) that cannot enter /root, where
+ * the guest is built (~/.cache/kvmio). Rather than weaken security labels, kvmio keeps its own libvirt
+ * storage pool, a directory at /var/lib/kvmio, and uploads the two files into it with `vol-upload`:
+ * this is libvirt's own way of moving files to a host, so it works the same for qemu:///system and for
+ * qemu+ssh://otherhost/system. The pool is transient (nothing is added to the host's libvirt config);
+ * volumes are named by the guest's content hash and uploaded once per host.
+ */
+
+export const KVMIO_POOL = 'kvmio';
+export const KVMIO_POOL_DIR = '/var/lib/kvmio';
+
+export interface StagedGuest {
+  kernel: string;
+  initrd: string;
+}
+
+async function ensurePool(virsh: Virsh): Promise<void> {
+  if (await virsh.tryRun(['pool-info', KVMIO_POOL])) {
+    await virsh.tryRun(['pool-refresh', KVMIO_POOL]);
+    return;
+  }
+  try {
+    await virsh.run(['pool-create-as', KVMIO_POOL, 'dir', '--target', KVMIO_POOL_DIR, '--build']);
+  } catch (e) {
+    // Another kvmio may have created it at the same moment.
+    if (!(await virsh.tryRun(['pool-info', KVMIO_POOL]))) throw e;
+  }
+}
+
+async function volumePath(virsh: Virsh, name: string): Promise<string | undefined> {
+  return (await virsh.tryRun(['vol-path', '--pool', KVMIO_POOL, name]))?.trim() || undefined;
+}
+
+async function uploadVolume(virsh: Virsh, name: string, file: string, scratch: string): Promise<void> {
+  await virsh.tryRun(['vol-delete', '--pool', KVMIO_POOL, name]);
+  // World-readable: QEMU reads the kernel and initrd at start-up only, and they hold no secret.
+  const volXml = join(scratch, `${name}.xml`);
+  writeFileSync(
+    volXml,
+    `<volume><name>${name}</name><capacity unit='bytes'>${statSync(file).size}</capacity>` +
+      `<target><format type='raw'/><permissions><mode>0644</mode></permissions></target></volume>\n`,
+  );
+  await virsh.run(['vol-create', KVMIO_POOL, volXml]);
+  await virsh.run(['vol-upload', '--pool', KVMIO_POOL, name, file], { timeoutMs: 300_000 });
+}
+
+function volumeNames(hash: string): { kernel: string; initrd: string; ready: string } {
+  const tag = hash.slice(0, 16);
+  return { kernel: `guest-${tag}-kernel`, initrd: `guest-${tag}-initrd`, ready: `guest-${tag}-ready` };
+}
+
+/** Where stageGuest puts a guest's kernel and initrd on a libvirt host (for printed XML). */
+export function stagedGuestPaths(hash: string): StagedGuest {
+  const names = volumeNames(hash);
+  return { kernel: join(KVMIO_POOL_DIR, names.kernel), initrd: join(KVMIO_POOL_DIR, names.initrd) };
+}
+
+/** Makes the guest's kernel and initrd available to libvirt's QEMU; returns their paths on the libvirt host. */
+export async function stageGuest(
+  virsh: Virsh,
+  guest: { kernel: string; initrd: string; hash: string },
+): Promise<StagedGuest> {
+  await ensurePool(virsh);
+  const names = volumeNames(guest.hash);
+  // The marker is created last, so a volume from an interrupted upload is never used.
+  if (!(await volumePath(virsh, names.ready))) {
+    const scratch = mkdtempSync(join(runtimeDir(), 'stage-'));
+    try {
+      await uploadVolume(virsh, names.kernel, guest.kernel, scratch);
+      await uploadVolume(virsh, names.initrd, guest.initrd, scratch);
+      await virsh.run(['vol-create-as', KVMIO_POOL, names.ready, '0']);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  }
+  const kernel = await volumePath(virsh, names.kernel);
+  const initrd = await volumePath(virsh, names.initrd);
+  if (!kernel || !initrd) throw new VirshError(['vol-path'], `guest volumes missing in pool ${KVMIO_POOL}`);
+  return { kernel, initrd };
+}

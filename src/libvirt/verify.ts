@@ -1,0 +1,96 @@
+import { cacheFlags } from '../qemu/argv.js';
+import { aioEvidence } from '../qemu/verify.js';
+import type { Variant } from '../study/types.js';
+import { PointFailure } from '../util/errors.js';
+import type { LiveContext } from './vm.js';
+import { TEST_DISK_SERIAL } from './xml.js';
+
+/**
+ * Checks that the running domain has the test disk the variant asked for, twice: in libvirt's live
+ * XML (what libvirt believes) and in QEMU itself through the monitor (what QEMU does): the block
+ * nodes' cache flags, the device's iothread and queue count, the iothread objects, and for local
+ * URIs the aio contexts on the QEMU process (QMP does not report a node's aio mode).
+ */
+
+interface BlockNode {
+  'node-name': string;
+  file: string;
+  cache: { direct: boolean; 'no-flush': boolean };
+}
+
+/** Attributes of the first element `tag` inside `block` (libvirt always writes single quotes). */
+function attrsOf(block: string, tag: string): Record<string, string> {
+  const m = new RegExp(`<${tag}\\b([^>]*)>`).exec(block);
+  const out: Record<string, string> = {};
+  for (const a of m?.[1]?.matchAll(/([\w-]+)='([^']*)'/g) ?? []) out[a[1] as string] = a[2] as string;
+  return out;
+}
+
+/** The live `<disk>` element whose serial is kvmio-test, and the virtio-scsi controller if any. */
+export function liveTestDisk(xml: string): { disk?: string; controller?: string; iothreads: number } {
+  const disk = [...xml.matchAll(/<disk\b[\s\S]*?<\/disk>/g)].map((m) => m[0]).find((d) => d.includes(`<serial>${TEST_DISK_SERIAL}</serial>`));
+  const controller = [...xml.matchAll(/<controller type='scsi'[\s\S]*?<\/controller>/g)].map((m) => m[0])[0];
+  const iothreads = Number(/<iothreads>(\d+)<\/iothreads>/.exec(xml)?.[1] ?? 0);
+  return { disk, controller, iothreads };
+}
+
+export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
+  const problems: string[] = [];
+  const expect = (what: string, got: unknown, want: unknown) => {
+    if (JSON.stringify(got) !== JSON.stringify(want))
+      problems.push(`${what} is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
+  };
+  const blk = v.bus === 'virtio-blk';
+
+  // 1. libvirt's live definition.
+  const live = liveTestDisk(await ctx.virsh.run(['dumpxml', ctx.name]));
+  expect('live XML iothreads', live.iothreads, v.iothreads);
+  if (!live.disk) problems.push('live XML has no disk with serial kvmio-test');
+  else {
+    const driver = attrsOf(live.disk, 'driver');
+    expect('live XML disk cache', driver.cache, v.cache);
+    expect('live XML disk io', driver.io, v.aio);
+    expect('live XML disk bus', attrsOf(live.disk, 'target').bus, blk ? 'virtio' : 'scsi');
+    if (blk) {
+      expect('live XML disk queues', driver.queues, String(v.queues));
+      if (v.iothreads <= 1) expect('live XML disk iothread', driver.iothread, v.iothreads === 1 ? '1' : undefined);
+    }
+  }
+  if (!blk) {
+    if (!live.controller) problems.push('live XML has no virtio-scsi controller');
+    else {
+      const driver = attrsOf(live.controller, 'driver');
+      expect('live XML controller queues', driver.queues, String(v.queues));
+      expect('live XML controller iothread', driver.iothread, v.iothreads === 1 ? '1' : undefined);
+    }
+  }
+
+  // 2. QEMU, through libvirt's monitor connection.
+  const nodes = await ctx.virsh.monitor<BlockNode[]>(ctx.name, 'query-named-block-nodes', { flat: true });
+  const ours = nodes.filter((n) => n.file === ctx.diskPath);
+  const flags = cacheFlags(v.cache);
+  if (ours.length === 0) problems.push(`QEMU has no block node for ${ctx.diskPath}`);
+  for (const n of ours) {
+    expect(`${n['node-name']} cache.direct`, n.cache.direct, flags.direct);
+    expect(`${n['node-name']} cache.no-flush`, n.cache['no-flush'], flags.noFlush);
+  }
+  const alias = /<alias name='([^']+)'\/>/.exec((blk ? live.disk : live.controller) ?? '')?.[1];
+  if (alias) {
+    const get = (property: string) =>
+      ctx.virsh
+        .monitor<unknown>(ctx.name, 'qom-get', { path: `/machine/peripheral/${alias}`, property })
+        .catch((e: Error) => e.message);
+    expect('QEMU device queues', await get(blk ? 'num-queues' : 'num_queues'), v.queues);
+    if (v.iothreads <= 1) expect('QEMU device iothread', await get('iothread'), v.iothreads === 1 ? '/objects/iothread1' : '');
+  }
+  const iothreads = await ctx.virsh.monitor<Array<{ id: string }>>(ctx.name, 'query-iothreads');
+  expect('QEMU iothread objects', iothreads.length, v.iothreads);
+
+  const pid = ctx.qemuPid();
+  if (pid !== undefined) {
+    const { nativeRings, uringFds } = aioEvidence(pid);
+    if (v.aio === 'native' && nativeRings === 0) problems.push('aio=native asked, but QEMU has no Linux AIO context');
+    if (v.aio === 'io_uring' && uringFds === 0) problems.push('aio=io_uring asked, but QEMU has no io_uring instance');
+  }
+  if (problems.length) throw new PointFailure(`the live domain ${ctx.name} does not match variant ${v.id}: ${problems.join('; ')}`);
+}

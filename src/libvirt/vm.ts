@@ -1,0 +1,430 @@
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { GUEST_KERNEL_CMDLINE } from '../guest/build.js';
+import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
+import type { DiskSpec, Study, Variant } from '../study/types.js';
+import { PointFailure, UserError } from '../util/errors.js';
+import { runtimeDir } from '../util/paths.js';
+import { onCleanup, sleep, waitFor } from '../util/proc.js';
+import { stageGuest } from './stage.js';
+import { Virsh, VirshError } from './virsh.js';
+import {
+  type Accel,
+  diskTarget,
+  diskXml,
+  domainXml,
+  iothreadPinCpu,
+  KVMIO_XMLNS,
+  type NetworkChoice,
+  scsiControllerXml,
+  TEST_DISK_SERIAL,
+} from './xml.js';
+import { verifyLive } from './verify.js';
+
+/**
+ * A builtin-guest VM run by libvirt, on any URI. The domain is transient (`virsh create`): if kvmio
+ * dies, nothing stays defined, and a later kvmio destroys a still-running one whose owner is gone
+ * (see reapOrphans). Everything goes through virsh, including the guest agent, so a remote host needs
+ * nothing but libvirt.
+ */
+
+export interface LibvirtVmOptions {
+  study: Study;
+  variant: Variant;
+  /** The builtin guest (ensureGuest()); `guest` is accepted as another name for it. */
+  image?: { kernel: string; initrd: string; hash: string };
+  guest?: { kernel: string; initrd: string; hash: string };
+  accel: Accel;
+  uri: string;
+  name: string;
+  /** Name of the study host this VM runs on (multi-host studies); default: the URI. */
+  host?: string;
+  /** The host's own test disk, overriding study.disk. */
+  disk?: DiskSpec;
+  network?: NetworkChoice;
+  iothreadVqMapping?: boolean;
+  /** Under TCG the builtin guest needs a while; default 180 s. */
+  bootTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface LibvirtVm extends GuestVm {
+  readonly uri: string;
+  readonly host: string;
+  /** The XML the domain was created from (kept with a point's artifacts). */
+  readonly domainXml: string;
+  /** Seconds from `virsh create` to the guest agent's first answer. */
+  readonly bootSeconds: number;
+}
+
+interface ExecStatus {
+  exited: boolean;
+  exitcode?: number;
+  signal?: number;
+  'out-data'?: string;
+  'err-data'?: string;
+}
+
+const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
+const unb64 = (s: string | undefined) => (s ? Buffer.from(s, 'base64') : Buffer.alloc(0));
+const FILE_CHUNK = 48 * 1024;
+
+export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm> {
+  const image = opts.image ?? opts.guest;
+  if (!image) throw new Error('startLibvirtVm: no guest image given');
+  const virsh = new Virsh(opts.uri);
+  const log = opts.log ?? (() => undefined);
+  await reapOrphans(virsh, log);
+  const staged = await stageGuest(virsh, image);
+  const diskPath = opts.disk?.path ?? opts.study.disk.path;
+  if (virsh.isLocal) checkReachable(diskPath, opts.study.source);
+  // libvirt's log directory exists on every libvirt host and is readable by root.
+  const consoleLog = `/var/log/libvirt/qemu/${opts.name}-console.log`;
+  const xml = domainXml({
+    study: opts.study,
+    variant: opts.variant,
+    guest: { ...staged, cmdline: GUEST_KERNEL_CMDLINE },
+    accel: opts.accel,
+    name: opts.name,
+    consoleLog,
+    network: opts.network,
+    owner: { host: hostname(), pid: process.pid },
+    diskPath,
+    iothreadVqMapping: opts.iothreadVqMapping,
+  });
+  const scratch = join(runtimeDir(), `libvirt-${opts.name}`);
+  rmSync(scratch, { recursive: true, force: true });
+  mkdirSync(scratch, { recursive: true });
+  const xmlFile = join(scratch, 'domain.xml');
+  writeFileSync(xmlFile, xml);
+  if (virsh.isLocal) rmSync(consoleLog, { force: true });
+
+  const started = Date.now();
+  const unregister = onCleanup(() => destroy(virsh, opts.name));
+  try {
+    await virsh.run(['create', xmlFile], { timeoutMs: 180_000 });
+  } catch (e) {
+    unregister();
+    throw new PointFailure(`libvirt could not start ${opts.name}: ${(e as Error).message}`, {
+      consoleTail: tailOf(virsh, consoleLog, 30),
+    });
+  }
+  const vm = new LibvirtGuest(virsh, opts, diskPath, consoleLog, xml, scratch, unregister);
+  try {
+    await vm.waitForAgent(opts.bootTimeoutMs ?? 180_000);
+    vm.bootSeconds = (Date.now() - started) / 1000;
+    log(`libvirt: ${opts.name} up in ${vm.bootSeconds.toFixed(1)}s on ${opts.uri}`);
+    await verifyLive(vm.liveContext(), opts.variant);
+  } catch (e) {
+    const tail = vm.consoleTail(30);
+    await vm.stop();
+    if (e instanceof PointFailure) throw e;
+    throw new PointFailure(`${opts.name}: ${(e as Error).message}`, { consoleTail: tail });
+  }
+  return vm;
+}
+
+/**
+ * libvirt hands the test disk to QEMU's unprivileged user (it relabels the file itself, not its
+ * directories): every directory above it must be searchable by others, or QEMU fails with a bare EACCES.
+ */
+function checkReachable(path: string, source: string): void {
+  for (let dir = dirname(path); dir !== '/'; dir = dirname(dir)) {
+    let mode: number;
+    try {
+      mode = statSync(dir).mode;
+    } catch {
+      return; // a missing directory is reported by whoever creates the disk
+    }
+    if ((mode & 0o001) === 0) {
+      throw new UserError(
+        `${source}: disk.path ${path}: libvirt's QEMU runs as an unprivileged user and cannot enter ${dir}; put the disk under /var/tmp, /var/lib/kvmio or another directory others can search (chmod o+x)`,
+      );
+    }
+  }
+}
+
+/** Destroys the domain if it still exists; transient domains vanish with it. */
+async function destroy(virsh: Virsh, name: string): Promise<void> {
+  await virsh.tryRun(['destroy', name], { timeoutMs: 15_000 });
+  // Only a defined (persistent) domain survives destroy; kvmio does not define, but be sure.
+  await virsh.tryRun(['undefine', name], { timeoutMs: 15_000 });
+}
+
+function tailOf(virsh: Virsh, file: string, lines: number): string {
+  if (!virsh.isLocal) return '(console log is on the libvirt host)';
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Destroys kvmio domains (marked by kvmio's metadata) whose owning kvmio process on this machine is
+ * gone; domains of other tools, and of live kvmio processes, are left alone.
+ */
+export async function reapOrphans(virsh: Virsh, log: (line: string) => void = () => undefined): Promise<string[]> {
+  const names = (await virsh.tryRun(['list', '--name']))?.split('\n').map((l) => l.trim()).filter(Boolean) ?? [];
+  const reaped: string[] = [];
+  for (const name of names) {
+    const owner = await kvmioOwner(virsh, name);
+    if (!owner || owner.host !== hostname() || processAlive(owner.pid)) continue;
+    log(`libvirt: destroying ${name}, left running by kvmio pid ${owner.pid} which is gone`);
+    await destroy(virsh, name);
+    reaped.push(name);
+  }
+  return reaped;
+}
+
+/** The kvmio owner recorded in a domain's metadata, or undefined for domains kvmio did not make. */
+export async function kvmioOwner(virsh: Virsh, name: string): Promise<{ host: string; pid: number } | undefined> {
+  const meta = await virsh.tryRun(['metadata', name, '--uri', KVMIO_XMLNS]);
+  if (!meta) return undefined;
+  const host = /owner-host=["']([^"']*)["']/.exec(meta)?.[1];
+  const pid = Number(/owner-pid=["'](\d+)["']/.exec(meta)?.[1]);
+  return host && pid ? { host, pid } : undefined;
+}
+
+/** Names of running domains kvmio made (by metadata), on this URI. */
+export async function kvmioDomains(virsh: Virsh): Promise<string[]> {
+  const names = (await virsh.tryRun(['list', '--all', '--name']))?.split('\n').map((l) => l.trim()).filter(Boolean) ?? [];
+  const ours: string[] = [];
+  for (const name of names) if (await virsh.tryRun(['metadata', name, '--uri', KVMIO_XMLNS])) ours.push(name);
+  return ours;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** What live verification needs to look at a running domain. */
+export interface LiveContext {
+  virsh: Virsh;
+  name: string;
+  diskPath: string;
+  pinning: Study['pinning'];
+  qemuPid: () => number | undefined;
+}
+
+class LibvirtGuest implements LibvirtVm {
+  variant: Variant;
+  bootSeconds = 0;
+  readonly host: string;
+  readonly uri: string;
+  readonly name: string;
+  private stopped = false;
+
+  constructor(
+    private readonly virsh: Virsh,
+    private readonly opts: LibvirtVmOptions,
+    private readonly diskPath: string,
+    private readonly consoleLog: string,
+    readonly domainXml: string,
+    private readonly scratch: string,
+    private readonly unregister: () => void,
+  ) {
+    this.variant = opts.variant;
+    this.name = opts.name;
+    this.uri = opts.uri;
+    this.host = opts.host ?? opts.uri;
+  }
+
+  liveContext(): LiveContext {
+    return {
+      virsh: this.virsh,
+      name: this.name,
+      diskPath: this.diskPath,
+      pinning: this.opts.study.pinning,
+      qemuPid: () => (this.virsh.isLocal ? this.qemuPid() : undefined),
+    };
+  }
+
+  private agent<T>(execute: string, args?: Record<string, unknown>, timeoutSeconds?: number): Promise<T> {
+    return this.virsh.agent<T>(this.name, execute, args, timeoutSeconds);
+  }
+
+  async waitForAgent(timeoutMs: number): Promise<void> {
+    await waitFor(
+      'the guest agent to answer through libvirt',
+      async () => {
+        const state = (await this.virsh.run(['domstate', this.name])).trim();
+        if (state !== 'running') throw new PointFailure(`domain ${this.name} is ${state} while booting`);
+        return (await this.virsh.tryRun(['qemu-agent-command', this.name, '--timeout', '2', '{"execute":"guest-ping"}']))
+          ? true
+          : undefined;
+      },
+      timeoutMs,
+      1000,
+    );
+  }
+
+  async exec(argv: string[], opts: GuestExecOptions): Promise<GuestExecResult> {
+    const [path, ...arg] = argv;
+    if (!path) throw new Error('exec: empty argv');
+    const { pid } = await this.agent<{ pid: number }>('guest-exec', {
+      path,
+      arg,
+      'capture-output': true,
+      ...(opts.input !== undefined ? { 'input-data': b64(opts.input) } : {}),
+    });
+    const deadline = Date.now() + opts.timeoutMs;
+    let pause = 20;
+    for (;;) {
+      const st = await this.agent<ExecStatus>('guest-exec-status', { pid });
+      if (st.exited) {
+        return {
+          exitCode: st.exitcode ?? (st.signal !== undefined ? 128 + st.signal : -1),
+          stdout: unb64(st['out-data']).toString('utf8'),
+          stderr: unb64(st['err-data']).toString('utf8'),
+        };
+      }
+      if (Date.now() > deadline) {
+        await this.agent('guest-exec', { path: 'kill', arg: ['-9', String(pid)] }).catch(() => undefined);
+        return { exitCode: -1, stdout: '', stderr: `killed after ${opts.timeoutMs} ms`, timedOut: true };
+      }
+      await sleep(pause);
+      pause = Math.min(pause * 2, 250);
+    }
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const handle = await this.agent<number>('guest-file-open', { path, mode: 'r' });
+    const parts: Buffer[] = [];
+    try {
+      for (;;) {
+        const r = await this.agent<{ count: number; 'buf-b64': string; eof: boolean }>('guest-file-read', {
+          handle,
+          count: FILE_CHUNK,
+        });
+        parts.push(unb64(r['buf-b64']));
+        if (r.eof || r.count === 0) break;
+      }
+    } finally {
+      await this.agent('guest-file-close', { handle }).catch(() => undefined);
+    }
+    return Buffer.concat(parts);
+  }
+
+  async writeFile(path: string, data: string | Buffer): Promise<void> {
+    const buf = Buffer.from(data);
+    const handle = await this.agent<number>('guest-file-open', { path, mode: 'w' });
+    try {
+      for (let off = 0; off < buf.length; off += FILE_CHUNK) {
+        await this.agent('guest-file-write', { handle, 'buf-b64': b64(buf.subarray(off, off + FILE_CHUNK)) });
+      }
+    } finally {
+      await this.agent('guest-file-close', { handle });
+    }
+  }
+
+  /** Finds the disk whose serial is kvmio-test in sysfs (virtio-blk: serial; SCSI: VPD page 0x80). */
+  async findTestDisk(): Promise<string | undefined> {
+    const ls = await this.exec(['ls', '/sys/block'], { timeoutMs: 10_000 });
+    const want = diskTarget(this.variant).bus === 'virtio' ? /^vd[a-z]+$/ : /^sd[a-z]+$/;
+    for (const dev of ls.stdout.split(/\s+/).filter((d) => want.test(d))) {
+      const file = dev.startsWith('vd') ? `/sys/block/${dev}/serial` : `/sys/block/${dev}/device/vpd_pg80`;
+      const r = await this.exec(['cat', file], { timeoutMs: 10_000 });
+      if (r.exitCode === 0 && r.stdout.includes(TEST_DISK_SERIAL)) return `/dev/${dev}`;
+    }
+    return undefined;
+  }
+
+  async testDisk(): Promise<string> {
+    return waitFor('the test disk (serial kvmio-test) in the guest', () => this.findTestDisk(), 30_000, 500);
+  }
+
+  qemuPid(): number {
+    if (!this.virsh.isLocal) throw new Error(`the QEMU pid is not visible from here: ${this.uri} is remote`);
+    return Number(readFileSync(`/run/libvirt/qemu/${this.name}.pid`, 'utf8').trim());
+  }
+
+  /** Round trips through virsh: they include starting virsh and connecting (tens of ms), not only QEMU. */
+  async ping(): Promise<{ monitorMs: number; agentMs: number }> {
+    let t = performance.now();
+    await this.virsh.monitor(this.name, 'query-status');
+    const monitorMs = performance.now() - t;
+    t = performance.now();
+    await this.agent('guest-ping');
+    return { monitorMs, agentMs: performance.now() - t };
+  }
+
+  /** Only memory backing needs a new VM: disk knobs and iothread counts all change live under libvirt. */
+  canSwitchLive(next: Variant): boolean {
+    if (next.memory !== this.variant.memory) return false;
+    if (next.iothreads > 1 && !this.opts.iothreadVqMapping) return false;
+    return true;
+  }
+
+  async switchVariant(next: Variant): Promise<void> {
+    if (!this.canSwitchLive(next)) {
+      throw new PointFailure(`${this.name}: ${this.variant.id} -> ${next.id} needs a new VM (memory backing)`);
+    }
+    const cur = this.variant;
+    const curDisk = diskXml({ variant: cur, diskPath: this.diskPath, iothreadVqMapping: this.opts.iothreadVqMapping });
+    await this.detach(curDisk, 'disk');
+    await waitFor('the old test disk to leave the guest', async () => ((await this.findTestDisk()) ? undefined : true), 30_000, 500);
+    const controllerChanges =
+      cur.bus === 'virtio-scsi' && (next.bus !== 'virtio-scsi' || next.queues !== cur.queues || next.iothreads !== cur.iothreads);
+    if (controllerChanges) await this.detach(scsiControllerXml(cur), 'controller');
+    for (let id = cur.iothreads; id > next.iothreads; id--) await this.virsh.run(['iothreaddel', this.name, String(id), '--live']);
+    for (let id = cur.iothreads + 1; id <= next.iothreads; id++) {
+      await this.virsh.run(['iothreadadd', this.name, String(id), '--live']);
+      const cpu = iothreadPinCpu(this.opts.study.pinning, id);
+      if (cpu !== undefined) await this.virsh.run(['iothreadpin', this.name, String(id), String(cpu), '--live']);
+    }
+    if (next.bus === 'virtio-scsi' && (controllerChanges || cur.bus !== 'virtio-scsi')) {
+      await this.attach(scsiControllerXml(next), 'controller');
+    }
+    this.variant = next;
+    await this.attach(
+      diskXml({ variant: next, diskPath: this.diskPath, iothreadVqMapping: this.opts.iothreadVqMapping }),
+      'disk',
+    );
+    await this.testDisk();
+    await verifyLive(this.liveContext(), next);
+  }
+
+  private async attach(xml: string, what: string): Promise<void> {
+    const file = join(this.scratch, `attach-${what}.xml`);
+    writeFileSync(file, xml);
+    await this.virsh.run(['attach-device', this.name, file, '--live']);
+  }
+
+  /** Detaches and waits until libvirt reports the device gone (the guest has to release it). */
+  private async detach(xml: string, what: 'disk' | 'controller'): Promise<void> {
+    const file = join(this.scratch, `detach-${what}.xml`);
+    writeFileSync(file, xml);
+    try {
+      await this.virsh.run(['detach-device', this.name, file, '--live']);
+    } catch (e) {
+      if (!(e instanceof VirshError && /not found|no target device|no matching/i.test(e.virshMessage))) throw e;
+    }
+    const marker = what === 'disk' ? `<serial>${TEST_DISK_SERIAL}</serial>` : `<controller type='scsi'`;
+    await waitFor(
+      `libvirt to report the ${what} detached from ${this.name}`,
+      async () => ((await this.virsh.run(['dumpxml', this.name])).includes(marker) ? undefined : true),
+      30_000,
+      250,
+    );
+  }
+
+  consoleTail(lines = 40): string {
+    return tailOf(this.virsh, this.consoleLog, lines);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    // Nothing on the test disk needs a clean shutdown: fio writes to the raw device.
+    await destroy(this.virsh, this.name);
+    this.unregister();
+    rmSync(this.scratch, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,274 @@
+import { UserError } from '../util/errors.js';
+import type { CacheMode, Pinning, Study, Variant } from '../study/types.js';
+
+/**
+ * libvirt domain XML for a variant, in the spirit of the seed study's VM definition: iothreads,
+ * cputune pinning, `<driver io=… iothread=… queues=…>`, hugepages memoryBacking. Users copy these into
+ * their own VMs, so everything that is not a storage knob or needed to boot is left to libvirt's defaults.
+ */
+
+/** Namespace of the metadata element that marks domains kvmio made (kvmio never touches others). */
+export const KVMIO_XMLNS = 'urn:kvmio:domain:1';
+/** The serial every test disk carries, so the guest finds it without udev. */
+export const TEST_DISK_SERIAL = 'kvmio-test';
+
+export type Accel = 'kvm' | 'tcg';
+
+export type NetworkChoice = { type: 'none' } | { type: 'user' } | { type: 'network'; name: string };
+
+/** Who started a domain: lets a later kvmio destroy domains whose owner died. */
+export interface DomainOwner {
+  host: string;
+  pid: number;
+}
+
+export interface DiskXmlOptions {
+  variant: Variant;
+  /** File or block device on the host that runs the VM. */
+  diskPath: string;
+  /** Default: 'block' for paths under /dev/, else 'file'. */
+  diskType?: 'file' | 'block';
+  /** libvirt >= 10 with QEMU >= 9: one virtio-blk disk's queues spread over several iothreads. */
+  iothreadVqMapping?: boolean;
+}
+
+export interface DomainXmlOptions {
+  study: Study;
+  variant: Variant;
+  /** The builtin guest's kernel and initrd as the libvirt host sees them, and its command line. */
+  guest: { kernel: string; initrd: string; cmdline: string };
+  accel: Accel;
+  name: string;
+  /** Host path the serial console is written to; without it the console goes to a pty. */
+  consoleLog?: string;
+  /** Default: user networking. */
+  network?: NetworkChoice;
+  owner?: DomainOwner;
+  /** Overrides study.disk.path (a host's own disk in a multi-host study). */
+  diskPath?: string;
+  diskType?: 'file' | 'block';
+  /** libvirt >= 10 with QEMU >= 9: one virtio-blk disk's queues spread over several iothreads. */
+  iothreadVqMapping?: boolean;
+}
+
+export function escapeXml(value: string | number): string {
+  return String(value)
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/'/g, '&apos;')
+    .replace(/"/g, '&quot;');
+}
+
+function attrs(pairs: Record<string, string | number | undefined>): string {
+  return Object.entries(pairs)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => ` ${k}='${escapeXml(v as string | number)}'`)
+    .join('');
+}
+
+/** Parses a cpuset list such as "0-3,8,10-11" into CPU numbers, in order. */
+export function parseCpuList(list: string, what = 'cpuset'): number[] {
+  const cpus: number[] = [];
+  for (const part of list.split(',')) {
+    const m = /^\s*(\d+)(?:\s*-\s*(\d+))?\s*$/.exec(part);
+    if (!m) throw new UserError(`${what}: "${list}" is not a CPU list (use e.g. "0-3,8")`);
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    if (to < from) throw new UserError(`${what}: "${list}": range ${part.trim()} goes backwards`);
+    for (let c = from; c <= to; c++) cpus.push(c);
+  }
+  return cpus;
+}
+
+/** Cache modes that open the image with O_DIRECT (aio=native needs it). */
+const DIRECT_CACHE_MODES: readonly CacheMode[] = ['none', 'directsync'];
+
+export function diskTypeOf(path: string): 'file' | 'block' {
+  return path.startsWith('/dev/') ? 'block' : 'file';
+}
+
+/** The guest-visible target of the test disk: it is the guest's only disk (the guest boots from its initrd). */
+export function diskTarget(variant: Variant): { dev: string; bus: 'virtio' | 'scsi' } {
+  return variant.bus === 'virtio-blk' ? { dev: 'vda', bus: 'virtio' } : { dev: 'sda', bus: 'scsi' };
+}
+
+/** Throws a UserError when libvirt (or this libvirt) cannot express the variant. */
+export function checkVariant(variant: Variant, iothreadVqMapping = false): void {
+  const where = `variant ${variant.id}`;
+  if (variant.aio === 'native' && !DIRECT_CACHE_MODES.includes(variant.cache)) {
+    throw new UserError(`${where}: aio=native needs O_DIRECT, i.e. cache none or directsync (got ${variant.cache})`);
+  }
+  if (!Number.isInteger(variant.queues) || variant.queues < 1) {
+    throw new UserError(`${where}: queues must be a whole number >= 1 (got ${variant.queues})`);
+  }
+  if (!Number.isInteger(variant.iothreads) || variant.iothreads < 0) {
+    throw new UserError(`${where}: iothreads must be a whole number >= 0 (got ${variant.iothreads})`);
+  }
+  if (variant.iothreads > 1) {
+    if (variant.bus === 'virtio-scsi') {
+      throw new UserError(
+        `${where}: libvirt serves a virtio-scsi controller from one iothread; ${variant.iothreads} iothreads for one disk need virtio-blk`,
+      );
+    }
+    if (!iothreadVqMapping) {
+      throw new UserError(
+        `${where}: spreading one virtio-blk disk over ${variant.iothreads} iothreads needs libvirt >= 10.0 with QEMU >= 9.0 (iothread-vq-mapping); this libvirt/QEMU binds a disk to one iothread`,
+      );
+    }
+    if (variant.queues < variant.iothreads) {
+      throw new UserError(`${where}: ${variant.iothreads} iothreads need at least as many queues (queues is ${variant.queues})`);
+    }
+  }
+}
+
+/** The iothread that serves a one-iothread variant's disk (blk) or controller (scsi); undefined = main loop. */
+function singleIothread(variant: Variant): number | undefined {
+  return variant.iothreads === 1 ? 1 : undefined;
+}
+
+/** `<controller type='scsi' model='virtio-scsi'>` carrying the iothread and queues of a virtio-scsi variant. */
+export function scsiControllerXml(variant: Variant, indent = ''): string {
+  return [
+    `${indent}<controller type='scsi' index='0' model='virtio-scsi'>`,
+    `${indent}  <driver${attrs({ queues: variant.queues, iothread: singleIothread(variant) })}/>`,
+    `${indent}</controller>`,
+  ].join('\n');
+}
+
+/** The test disk alone (also what live attach/detach sends to libvirt). */
+export function diskXml(opts: DiskXmlOptions, indent = ''): string {
+  const { variant, diskPath } = opts;
+  checkVariant(variant, opts.iothreadVqMapping);
+  const type = opts.diskType ?? diskTypeOf(diskPath);
+  const target = diskTarget(variant);
+  const blk = variant.bus === 'virtio-blk';
+  // virtio-scsi takes its iothread and queues on the controller, virtio-blk on the disk.
+  const driver = attrs({
+    name: 'qemu',
+    type: 'raw',
+    cache: variant.cache,
+    io: variant.aio,
+    iothread: blk ? singleIothread(variant) : undefined,
+    // Explicit even for 1: QEMU >= 5.2 otherwise gives one queue per vCPU.
+    queues: blk ? variant.queues : undefined,
+  });
+  const source = type === 'block' ? `<source dev='${escapeXml(diskPath)}'/>` : `<source file='${escapeXml(diskPath)}'/>`;
+  const driverLines =
+    blk && variant.iothreads > 1
+      ? [
+          `${indent}  <driver${driver}>`,
+          `${indent}    <iothreads>`,
+          ...Array.from({ length: variant.iothreads }, (_, i) => `${indent}      <iothread id='${i + 1}'/>`),
+          `${indent}    </iothreads>`,
+          `${indent}  </driver>`,
+        ]
+      : [`${indent}  <driver${driver}/>`];
+  return [
+    `${indent}<disk type='${type}' device='disk'>`,
+    ...driverLines,
+    `${indent}  ${source}`,
+    `${indent}  <target dev='${target.dev}' bus='${target.bus}'/>`,
+    `${indent}  <serial>${TEST_DISK_SERIAL}</serial>`,
+    `${indent}</disk>`,
+  ].join('\n');
+}
+
+function cputuneXml(pinning: Pinning | undefined, vcpus: number, iothreads: number): string[] {
+  if (!pinning) return [];
+  const lines: string[] = [];
+  if (pinning.vcpus) {
+    const cpus = parseCpuList(pinning.vcpus, 'pinning.vcpus');
+    for (let i = 0; i < vcpus; i++) lines.push(`    <vcpupin vcpu='${i}' cpuset='${cpus[i % cpus.length]}'/>`);
+  }
+  if (pinning.emulator) {
+    parseCpuList(pinning.emulator, 'pinning.emulator');
+    lines.push(`    <emulatorpin cpuset='${escapeXml(pinning.emulator)}'/>`);
+  }
+  if (pinning.iothreads && iothreads > 0) {
+    const cpus = parseCpuList(pinning.iothreads, 'pinning.iothreads');
+    for (let i = 1; i <= iothreads; i++)
+      lines.push(`    <iothreadpin iothread='${i}' cpuset='${cpus[(i - 1) % cpus.length]}'/>`);
+  }
+  return lines.length ? ['  <cputune>', ...lines, '  </cputune>'] : [];
+}
+
+/** The CPU an iothread is pinned to (for iothreads added live), or undefined when not pinned. */
+export function iothreadPinCpu(pinning: Pinning | undefined, iothread: number): number | undefined {
+  if (!pinning?.iothreads) return undefined;
+  const cpus = parseCpuList(pinning.iothreads, 'pinning.iothreads');
+  return cpus[(iothread - 1) % cpus.length];
+}
+
+function networkXml(network: NetworkChoice): string[] {
+  if (network.type === 'none') return [];
+  const open =
+    network.type === 'user'
+      ? `    <interface type='user'>`
+      : `    <interface type='network'>\n      <source network='${escapeXml(network.name)}'/>`;
+  return [open, `      <model type='virtio'/>`, '    </interface>'];
+}
+
+export function domainXml(opts: DomainXmlOptions): string {
+  const { study, variant, guest, accel, name } = opts;
+  checkVariant(variant, opts.iothreadVqMapping);
+  const diskPath = opts.diskPath ?? study.disk.path;
+  const memoryKiB = Math.ceil(study.guest.memoryBytes / 1024);
+  const lines: string[] = [`<domain type='${accel === 'kvm' ? 'kvm' : 'qemu'}'>`, `  <name>${escapeXml(name)}</name>`];
+  if (opts.owner) {
+    lines.push(
+      '  <metadata>',
+      `    <kvmio:domain xmlns:kvmio='${KVMIO_XMLNS}'${attrs({
+        study: study.name,
+        variant: variant.id,
+        'owner-host': opts.owner.host,
+        'owner-pid': opts.owner.pid,
+      })}/>`,
+      '  </metadata>',
+    );
+  }
+  lines.push(`  <memory unit='KiB'>${memoryKiB}</memory>`);
+  if (variant.memory === 'hugepages') lines.push('  <memoryBacking>', '    <hugepages/>', '  </memoryBacking>');
+  lines.push(`  <vcpu placement='static'>${study.guest.vcpus}</vcpu>`);
+  if (variant.iothreads > 0) lines.push(`  <iothreads>${variant.iothreads}</iothreads>`);
+  lines.push(...cputuneXml(study.pinning, study.guest.vcpus, variant.iothreads));
+  lines.push(
+    '  <os>',
+    // i440fx: ACPI PCI hot-plug switches the test disk at once (PCIe native hot-unplug waits 5 s in the guest).
+    `    <type arch='x86_64' machine='pc'>hvm</type>`,
+    `    <kernel>${escapeXml(guest.kernel)}</kernel>`,
+    `    <initrd>${escapeXml(guest.initrd)}</initrd>`,
+    `    <cmdline>${escapeXml(guest.cmdline)}</cmdline>`,
+    '  </os>',
+    '  <features>',
+    '    <acpi/>',
+    '  </features>',
+  );
+  // As the seed (host-passthrough) under KVM; TCG's most capable model otherwise.
+  lines.push(`  <cpu mode='${accel === 'kvm' ? 'host-passthrough' : 'maximum'}'/>`);
+  lines.push('  <on_reboot>destroy</on_reboot>', '  <devices>');
+  lines.push(diskXml({ variant, diskPath, diskType: opts.diskType, iothreadVqMapping: opts.iothreadVqMapping }, '    '));
+  if (variant.bus === 'virtio-scsi') lines.push(scsiControllerXml(variant, '    '));
+  lines.push(...networkXml(opts.network ?? { type: 'user' }));
+  if (opts.consoleLog) {
+    lines.push(
+      `    <serial type='file'>`,
+      `      <source path='${escapeXml(opts.consoleLog)}'/>`,
+      `      <target port='0'/>`,
+      '    </serial>',
+    );
+  } else {
+    lines.push(`    <serial type='pty'>`, `      <target port='0'/>`, '    </serial>');
+  }
+  lines.push(
+    `    <controller type='usb' model='none'/>`,
+    `    <channel type='unix'>`,
+    `      <target type='virtio' name='org.qemu.guest_agent.0'/>`,
+    '    </channel>',
+    `    <memballoon model='none'/>`,
+    '  </devices>',
+    '</domain>',
+    '',
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,310 @@
+import { connect, type Socket } from 'node:net';
+import type { GuestExecOptions, GuestExecResult } from '../guest/vm.js';
+import { sleep } from '../util/proc.js';
+
+/**
+ * Client of qemu-guest-agent over the host end of its virtio-serial chardev (a UNIX socket).
+ * The agent has no request ids and serves one request at a time, so calls are queued; after a
+ * timeout the stream may hold a stale reply, so the next call re-synchronises with
+ * guest-sync-delimited (whose reply is preceded by a 0xFF byte that marks where fresh data starts).
+ */
+
+export class AgentError extends Error {
+  constructor(
+    readonly command: string,
+    readonly errorClass: string,
+    readonly desc: string,
+  ) {
+    super(`guest agent ${command} failed: ${errorClass}: ${desc}`);
+    this.name = 'AgentError';
+  }
+}
+
+interface ExecStatus {
+  exited: boolean;
+  exitcode?: number;
+  signal?: number;
+  'out-data'?: string;
+  'err-data'?: string;
+  'out-truncated'?: boolean;
+  'err-truncated'?: boolean;
+}
+
+const SENTINEL = 0xff;
+const FILE_CHUNK = 1024 * 1024;
+
+export class AgentClient {
+  private socket: Socket | undefined;
+  private buffer = Buffer.alloc(0);
+  /** While true, bytes before the next 0xFF are stale and dropped. */
+  private awaitingSentinel = false;
+  private waiter: { resolve: (msg: Record<string, unknown>) => void; reject: (e: Error) => void } | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private inSync = false;
+  private deadError: Error | undefined;
+  private nextSyncId = Math.floor(Math.random() * 1e9);
+
+  constructor(private readonly socketPath: string) {}
+
+  /** Rejects the call in flight and every later one (QEMU died or the VM is stopping). */
+  fail(err: Error): void {
+    this.deadError = err;
+    this.waiter?.reject(err);
+    this.waiter = undefined;
+    this.socket?.destroy();
+    this.socket = undefined;
+  }
+
+  close(): void {
+    this.fail(new Error('guest agent client closed'));
+  }
+
+  /**
+   * Waits until the agent answers a guest-sync-delimited, retrying for up to timeoutMs (the guest
+   * is booting; until its agent opens the port, requests go unanswered).
+   */
+  async waitReady(timeoutMs: number, checkAlive?: () => void): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      checkAlive?.();
+      if (this.deadError) throw this.deadError;
+      try {
+        await this.serialized(() => this.sync(1000));
+        return;
+      } catch (err) {
+        last = err;
+        if (this.deadError) throw this.deadError;
+        await sleep(200);
+      }
+    }
+    throw new Error(
+      `guest agent did not answer within ${Math.round(timeoutMs / 1000)} s${last instanceof Error ? ` (${last.message})` : ''}`,
+    );
+  }
+
+  /** Runs one agent command (queued behind others) and returns its `return` value. */
+  call<T = unknown>(command: string, args?: object, timeoutMs = 10_000): Promise<T> {
+    return this.serialized(async () => {
+      if (!this.inSync) await this.sync(Math.min(timeoutMs, 5000));
+      return (await this.request(command, args, timeoutMs)) as T;
+    });
+  }
+
+  async ping(): Promise<void> {
+    await this.call('guest-ping');
+  }
+
+  /** guest-exec with captured output; polls guest-exec-status until exit or the deadline. */
+  async exec(argv: string[], opts: GuestExecOptions): Promise<GuestExecResult> {
+    const [path, ...arg] = argv;
+    if (!path) throw new Error('guest exec: empty argv');
+    const args: Record<string, unknown> = { path, arg, 'capture-output': true };
+    if (opts.input !== undefined) args['input-data'] = Buffer.from(opts.input).toString('base64');
+    const { pid } = await this.call<{ pid: number }>('guest-exec', args);
+    const deadline = Date.now() + opts.timeoutMs;
+    let interval = 20;
+    for (;;) {
+      const st = await this.call<ExecStatus>('guest-exec-status', { pid });
+      if (st.exited) return toExecResult(st);
+      if (Date.now() > deadline) {
+        await this.killGuestPid(pid);
+        const after = await this.finalStatus(pid);
+        const result = after ? toExecResult(after) : { exitCode: 137, stdout: '', stderr: '' };
+        return { ...result, timedOut: true };
+      }
+      await sleep(interval);
+      interval = Math.min(interval * 2, 250);
+    }
+  }
+
+  private async killGuestPid(pid: number): Promise<void> {
+    try {
+      // guest-exec searches PATH, so busybox's or procps' kill both work.
+      await this.call('guest-exec', { path: 'kill', arg: ['-9', String(pid)] });
+    } catch {
+      // the command may have exited meanwhile
+    }
+  }
+
+  /** Collects the status of a killed command so that the agent forgets it (and we keep its output). */
+  private async finalStatus(pid: number): Promise<ExecStatus | undefined> {
+    for (let i = 0; i < 20; i++) {
+      const st = await this.call<ExecStatus>('guest-exec-status', { pid }).catch(() => undefined);
+      if (st?.exited) return st;
+      await sleep(100);
+    }
+    return undefined;
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const handle = await this.call<number>('guest-file-open', { path, mode: 'r' });
+    try {
+      const parts: Buffer[] = [];
+      for (;;) {
+        const r = await this.call<{ count: number; 'buf-b64': string; eof: boolean }>(
+          'guest-file-read',
+          { handle, count: FILE_CHUNK },
+          30_000,
+        );
+        parts.push(Buffer.from(r['buf-b64'], 'base64'));
+        if (r.eof || r.count === 0) break;
+      }
+      return Buffer.concat(parts);
+    } finally {
+      await this.call('guest-file-close', { handle }).catch(() => undefined);
+    }
+  }
+
+  async writeFile(path: string, data: string | Buffer): Promise<void> {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    const handle = await this.call<number>('guest-file-open', { path, mode: 'w' });
+    try {
+      for (let off = 0; off < bytes.length; off += FILE_CHUNK) {
+        const chunk = bytes.subarray(off, off + FILE_CHUNK);
+        await this.call('guest-file-write', { handle, 'buf-b64': chunk.toString('base64') }, 30_000);
+      }
+    } finally {
+      await this.call('guest-file-close', { handle }).catch(() => undefined);
+    }
+  }
+
+  // ---- wire -----------------------------------------------------------------------------------
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async ensureSocket(): Promise<Socket> {
+    if (this.deadError) throw this.deadError;
+    if (this.socket) return this.socket;
+    const s = await new Promise<Socket>((resolve, reject) => {
+      const sock = connect(this.socketPath);
+      sock.once('connect', () => {
+        sock.removeListener('error', reject);
+        resolve(sock);
+      });
+      sock.once('error', reject);
+    });
+    s.on('data', (d: Buffer) => this.onData(d));
+    const lost = () => {
+      if (this.socket === s) this.socket = undefined;
+      this.inSync = false;
+      this.waiter?.reject(new Error('guest agent connection closed'));
+      this.waiter = undefined;
+    };
+    s.on('error', lost);
+    s.on('close', lost);
+    this.socket = s;
+    this.buffer = Buffer.alloc(0);
+    return s;
+  }
+
+  private async sync(timeoutMs: number): Promise<void> {
+    this.inSync = false;
+    const socket = await this.ensureSocket();
+    const id = this.nextSyncId++;
+    this.buffer = Buffer.alloc(0);
+    this.awaitingSentinel = true;
+    // A leading 0xFF makes the agent's parser drop any half-received request.
+    socket.write(Buffer.from([SENTINEL]));
+    socket.write(`${JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } })}\n`);
+    // Replies to earlier, timed-out syncs carry other ids (each after its own 0xFF): skip them.
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const reply = await this.readReply(Math.max(1, deadline - Date.now()), 'guest-sync-delimited');
+      if (reply.return === id) break;
+      this.awaitingSentinel = true;
+    }
+    this.inSync = true;
+  }
+
+  private async request(command: string, args: object | undefined, timeoutMs: number): Promise<unknown> {
+    const msg: Record<string, unknown> = { execute: command };
+    if (args) msg.arguments = args;
+    return this.send(msg, timeoutMs, command);
+  }
+
+  private async send(msg: object, timeoutMs: number, command: string): Promise<unknown> {
+    const socket = await this.ensureSocket();
+    socket.write(`${JSON.stringify(msg)}\n`);
+    const reply = await this.readReply(timeoutMs, command);
+    if ('error' in reply) {
+      const e = reply.error as { class?: string; desc?: string };
+      throw new AgentError(command, e.class ?? 'GenericError', e.desc ?? 'unknown error');
+    }
+    return reply.return;
+  }
+
+  private readReply(timeoutMs: number, command: string): Promise<Record<string, unknown>> {
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        this.inSync = false; // a late reply would be mistaken for the next one
+        reject(new Error(`guest agent ${command}: no reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiter = {
+        resolve: (m) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.drain();
+    });
+  }
+
+  private onData(d: Buffer): void {
+    this.buffer = Buffer.concat([this.buffer, d]);
+    this.drain();
+  }
+
+  private drain(): void {
+    if (this.awaitingSentinel) {
+      const at = this.buffer.indexOf(SENTINEL);
+      if (at < 0) {
+        this.buffer = Buffer.alloc(0);
+        return;
+      }
+      this.buffer = this.buffer.subarray(at + 1);
+      this.awaitingSentinel = false;
+    }
+    for (;;) {
+      const nl = this.buffer.indexOf(0x0a);
+      if (nl < 0) return;
+      const line = this.buffer.subarray(0, nl).toString('utf8').trim();
+      this.buffer = this.buffer.subarray(nl + 1);
+      if (!line) continue;
+      let msg: Record<string, unknown>;
+      try {
+        msg = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        continue;
+      }
+      const w = this.waiter;
+      this.waiter = undefined;
+      // No one waiting: a reply to a request that already timed out; dropped.
+      w?.resolve(msg);
+    }
+  }
+}
+
+function toExecResult(st: ExecStatus): GuestExecResult {
+  const exitCode = st.exitcode ?? (st.signal !== undefined ? 128 + st.signal : -1);
+  // The agent keeps at most 16 MiB of each stream: say so rather than return silently cut output.
+  const cut = (truncated: boolean | undefined) =>
+    truncated ? '\n[kvmio: output truncated by the guest agent]\n' : '';
+  return {
+    exitCode,
+    stdout: Buffer.from(st['out-data'] ?? '', 'base64').toString('utf8'),
+    stderr:
+      Buffer.from(st['err-data'] ?? '', 'base64').toString('utf8') +
+      cut(st['out-truncated']) +
+      cut(st['err-truncated']),
+  };
+}

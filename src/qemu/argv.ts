@@ -1,0 +1,278 @@
+import { join } from 'node:path';
+import type { CacheMode, Study, Variant } from '../study/types.js';
+import { UserError } from '../util/errors.js';
+import { DEFAULT_QEMU, type QemuCapabilities } from './capabilities.js';
+
+/**
+ * The QEMU command line of one variant. The test disk is described once (blockdev nodes and
+ * devices as typed objects) and either formatted as argv or sent over QMP for a live switch, so a
+ * booted variant and a hot-plugged one get exactly the same configuration.
+ */
+
+export type Accel = 'kvm' | 'tcg';
+
+/** Fixed names of the test disk's pieces, used by argv, hot-plug and verification alike. */
+export const TEST_DISK = {
+  serial: 'kvmio-test',
+  fileNode: 'kvmio-test-file',
+  formatNode: 'kvmio-test',
+  /** The unit that is unplugged and plugged: virtio-blk-pci, or the virtio-scsi-pci controller. */
+  device: 'kvmio-test-dev',
+  scsiLun: 'kvmio-test-lun',
+  /** q35's root bus is not hot-pluggable: the test disk sits on its own root port. */
+  rootPort: 'kvmio-rp-test',
+} as const;
+
+export interface QemuImage {
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+}
+
+export interface QemuArgvOptions {
+  name: string;
+  study: Pick<Study, 'guest' | 'disk' | 'source'>;
+  variant: Variant;
+  /** Kernel, initrd and command line; omitted only to check that QEMU accepts the rest (paused). */
+  image?: QemuImage;
+  accel: Accel;
+  /** Directory for this VM's sockets and logs (see runtimePaths). */
+  runtimeDir: string;
+  /** From qemuCapabilities(); without it, argv assumes QEMU 7.2-like abilities. */
+  capabilities?: QemuCapabilities;
+  binary?: string;
+  /** Start with CPUs stopped (-S): used to check that QEMU accepts the argv without booting. */
+  paused?: boolean;
+}
+
+export interface QemuRuntimePaths {
+  qmp: string;
+  agent: string;
+  serialLog: string;
+}
+
+export function runtimePaths(dir: string): QemuRuntimePaths {
+  return { qmp: join(dir, 'qmp.sock'), agent: join(dir, 'agent.sock'), serialLog: join(dir, 'console.log') };
+}
+
+/** What argv assumes when no capabilities were probed: QEMU 7.2 as on Debian bookworm. */
+export const ASSUMED_CAPABILITIES: QemuCapabilities = {
+  binary: DEFAULT_QEMU,
+  version: { major: 7, minor: 2, micro: 0, package: 'assumed' },
+  aioModes: ['threads', 'native', 'io_uring'],
+  iothreadVqMapping: false,
+  scsiIothreadVqMapping: false,
+};
+
+/** How a cache mode maps onto the block layer (see qemu(1), -drive cache=). */
+export function cacheFlags(mode: CacheMode): { direct: boolean; noFlush: boolean; writeCache: boolean } {
+  switch (mode) {
+    case 'none':
+      return { direct: true, noFlush: false, writeCache: true };
+    case 'directsync':
+      return { direct: true, noFlush: false, writeCache: false };
+    case 'writethrough':
+      return { direct: false, noFlush: false, writeCache: false };
+    case 'writeback':
+      return { direct: false, noFlush: false, writeCache: true };
+    case 'unsafe':
+      return { direct: false, noFlush: true, writeCache: true };
+  }
+}
+
+export function iothreadIds(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `kvmio-iot${i}`);
+}
+
+/** Throws a UserError when this QEMU (or QEMU at all) cannot realise the variant. */
+export function checkVariant(
+  variant: Variant,
+  caps: QemuCapabilities = ASSUMED_CAPABILITIES,
+  source = '',
+): void {
+  const where = `${source ? `${source}: ` : ''}variant ${variant.id}`;
+  if (!caps.aioModes.includes(variant.aio)) {
+    throw new UserError(
+      `${where}: this QEMU (${versionText(caps)}) has no aio=${variant.aio}; it offers ${caps.aioModes.join(', ')}`,
+    );
+  }
+  if (variant.aio === 'native' && !cacheFlags(variant.cache).direct) {
+    throw new UserError(
+      `${where}: aio=native needs O_DIRECT, i.e. cache none or directsync (got cache ${variant.cache})`,
+    );
+  }
+  if (variant.iothreads > 1) {
+    const can = variant.bus === 'virtio-blk' ? caps.iothreadVqMapping : caps.scsiIothreadVqMapping;
+    if (!can) {
+      throw new UserError(
+        `${where}: this QEMU (${versionText(caps)}) cannot spread one ${variant.bus} disk over ${variant.iothreads} iothreads (it has no iothread-vq-mapping)`,
+      );
+    }
+    if (variant.queues < variant.iothreads) {
+      throw new UserError(
+        `${where}: ${variant.iothreads} iothreads need at least as many queues (queues is ${variant.queues})`,
+      );
+    }
+  }
+  if (variant.queues < 1) throw new UserError(`${where}: queues must be at least 1`);
+}
+
+function versionText(caps: QemuCapabilities): string {
+  return `${caps.version.major}.${caps.version.minor}.${caps.version.micro}`;
+}
+
+/** The test disk's blockdev nodes, file first, as blockdev-add takes them. */
+export function testDiskBlockdevs(variant: Variant, diskPath: string): Array<Record<string, unknown>> {
+  const { direct, noFlush } = cacheFlags(variant.cache);
+  const cache = { direct, 'no-flush': noFlush };
+  return [
+    {
+      driver: diskPath.startsWith('/dev/') ? 'host_device' : 'file',
+      'node-name': TEST_DISK.fileNode,
+      filename: diskPath,
+      aio: variant.aio,
+      cache,
+      discard: 'unmap',
+    },
+    { driver: 'raw', 'node-name': TEST_DISK.formatNode, file: TEST_DISK.fileNode, cache, discard: 'unmap' },
+  ];
+}
+
+/** The test disk's devices, in plug order, as device_add takes them (typed values). */
+export function testDiskDevices(variant: Variant): Array<Record<string, unknown>> {
+  const iothreads = iothreadIds(variant.iothreads);
+  const { writeCache } = cacheFlags(variant.cache);
+  const iothreadProps: Record<string, unknown> =
+    iothreads.length === 0
+      ? {}
+      : iothreads.length === 1
+        ? { iothread: iothreads[0] }
+        : { 'iothread-vq-mapping': iothreads.map((iothread) => ({ iothread })) };
+  if (variant.bus === 'virtio-blk') {
+    return [
+      {
+        driver: 'virtio-blk-pci',
+        id: TEST_DISK.device,
+        bus: TEST_DISK.rootPort,
+        drive: TEST_DISK.formatNode,
+        serial: TEST_DISK.serial,
+        'num-queues': variant.queues,
+        'write-cache': writeCache ? 'on' : 'off',
+        ...iothreadProps,
+      },
+    ];
+  }
+  return [
+    {
+      driver: 'virtio-scsi-pci',
+      id: TEST_DISK.device,
+      bus: TEST_DISK.rootPort,
+      num_queues: variant.queues,
+      ...iothreadProps,
+    },
+    {
+      driver: 'scsi-hd',
+      id: TEST_DISK.scsiLun,
+      bus: `${TEST_DISK.device}.0`,
+      drive: TEST_DISK.formatNode,
+      serial: TEST_DISK.serial,
+      'write-cache': writeCache ? 'on' : 'off',
+    },
+  ];
+}
+
+/** -device text: key=value for flat devices, JSON when a value is structured (iothread-vq-mapping). */
+export function formatDevice(props: Record<string, unknown>): string {
+  if (Object.values(props).some((v) => typeof v === 'object' && v !== null)) return JSON.stringify(props);
+  const { driver, ...rest } = props;
+  return [String(driver), ...Object.entries(rest).map(([k, v]) => `${k}=${formatValue(v)}`)].join(',');
+}
+
+function formatValue(v: unknown): string {
+  if (typeof v === 'boolean') return v ? 'on' : 'off';
+  const s = String(v);
+  if (s.includes(','))
+    throw new UserError(`"${s}" contains a comma, which QEMU's option syntax cannot carry`);
+  return s;
+}
+
+function noComma(what: string, path: string): string {
+  if (path.includes(','))
+    throw new UserError(`${what} "${path}" contains a comma, which QEMU cannot take here`);
+  return path;
+}
+
+const HUGEPAGE_BYTES = 2 * 1024 * 1024;
+
+/** The whole command line, binary first. */
+export function qemuArgv(opts: QemuArgvOptions): string[] {
+  const { variant, study, accel } = opts;
+  const caps = opts.capabilities ?? ASSUMED_CAPABILITIES;
+  checkVariant(variant, caps, study.source);
+  const paths = runtimePaths(opts.runtimeDir);
+  const memBytes = study.guest.memoryBytes;
+  const memMiB = Math.floor(memBytes / (1024 * 1024));
+  if (memBytes % (1024 * 1024) !== 0) {
+    throw new UserError(
+      `${study.source}: guest.memory must be a whole number of MiB (got ${memBytes} bytes)`,
+    );
+  }
+  if (variant.memory === 'hugepages' && memBytes % HUGEPAGE_BYTES !== 0) {
+    throw new UserError(`${study.source}: guest.memory must be a multiple of 2 MiB for hugepages variants`);
+  }
+  const memBackend =
+    variant.memory === 'hugepages'
+      ? `memory-backend-file,id=kvmio-mem,size=${memMiB}M,mem-path=/dev/hugepages,prealloc=on,share=off`
+      : `memory-backend-ram,id=kvmio-mem,size=${memMiB}M`;
+
+  const argv = [
+    opts.binary ?? caps.binary ?? DEFAULT_QEMU,
+    '-name',
+    `${noComma('VM name', opts.name)},debug-threads=on`,
+    '-machine',
+    'q35,memory-backend=kvmio-mem',
+    '-accel',
+    accel,
+    '-cpu',
+    accel === 'kvm' ? 'host' : 'max',
+    '-smp',
+    String(study.guest.vcpus),
+    '-m',
+    `${memMiB}M`,
+    '-object',
+    memBackend,
+    '-nodefaults',
+    '-display',
+    'none',
+    '-no-user-config',
+    // A guest panic must end QEMU (and fail the point), not reboot into a loop.
+    '-no-reboot',
+    '-chardev',
+    `file,id=kvmio-console,path=${noComma('runtime dir', paths.serialLog)}`,
+    '-serial',
+    'chardev:kvmio-console',
+    '-chardev',
+    `socket,id=kvmio-qmp,path=${noComma('runtime dir', paths.qmp)},server=on,wait=off`,
+    '-mon',
+    'chardev=kvmio-qmp,mode=control',
+    '-chardev',
+    `socket,id=kvmio-qga,path=${noComma('runtime dir', paths.agent)},server=on,wait=off`,
+    '-device',
+    'virtio-serial-pci,id=kvmio-vser',
+    '-device',
+    'virtserialport,chardev=kvmio-qga,name=org.qemu.guest_agent.0',
+    '-netdev',
+    'user,id=kvmio-net',
+    '-device',
+    'virtio-net-pci,netdev=kvmio-net,romfile=',
+  ];
+  if (opts.image)
+    argv.push('-kernel', opts.image.kernel, '-initrd', opts.image.initrd, '-append', opts.image.cmdline);
+  for (const id of iothreadIds(variant.iothreads)) argv.push('-object', `iothread,id=${id}`);
+  argv.push('-device', `pcie-root-port,id=${TEST_DISK.rootPort},chassis=1`);
+  for (const node of testDiskBlockdevs(variant, study.disk.path))
+    argv.push('-blockdev', JSON.stringify(node));
+  for (const dev of testDiskDevices(variant)) argv.push('-device', formatDevice(dev));
+  if (opts.paused) argv.push('-S');
+  return argv;
+}

@@ -1,0 +1,142 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../util/errors.js';
+import { runtimeDir } from '../util/paths.js';
+import { trackChild } from '../util/proc.js';
+import { QmpClient } from './qmp.js';
+
+/**
+ * What this QEMU binary can do, asked of QEMU itself through QMP (never guessed from its version
+ * string): the aio modes of its file driver and whether virtio-blk can spread queues over iothreads.
+ */
+export interface QemuCapabilities {
+  binary: string;
+  version: { major: number; minor: number; micro: number; package: string };
+  /** Values of the BlockdevAioOptions enum, e.g. threads, native, io_uring. */
+  aioModes: string[];
+  /** virtio-blk-pci has `iothread-vq-mapping` (QEMU 9.0+): one disk served by several iothreads. */
+  iothreadVqMapping: boolean;
+  /** virtio-scsi-pci has it too (QEMU 10.0+). */
+  scsiIothreadVqMapping: boolean;
+}
+
+/** The QEMU binary kvmio starts ($KVMIO_QEMU overrides it, as in host/facts.ts). */
+export const DEFAULT_QEMU = process.env.KVMIO_QEMU || 'qemu-system-x86_64';
+
+const cache = new Map<string, QemuCapabilities>();
+
+interface SchemaEntry {
+  name: string;
+  'meta-type': string;
+  values?: string[];
+  members?: Array<{ name: string } | string>;
+}
+
+/** Reads the capabilities through an already connected QMP client. */
+export async function capabilitiesFromQmp(qmp: QmpClient, binary = DEFAULT_QEMU): Promise<QemuCapabilities> {
+  const version = await qmp.execute<{
+    qemu: { major: number; minor: number; micro: number };
+    package: string;
+  }>('query-version');
+  const schema = await qmp.execute<SchemaEntry[]>('query-qmp-schema');
+  // Type names are masked in the introspected schema; the aio enum is the one listing threads+native.
+  const aioEnum = schema.find((e) => {
+    const values = enumValues(e);
+    return e['meta-type'] === 'enum' && values.includes('threads') && values.includes('native');
+  });
+  const hasProp = async (typename: string, prop: string) => {
+    const props = await qmp.execute<Array<{ name: string }>>('qom-list-properties', { typename });
+    return props.some((p) => p.name === prop);
+  };
+  return {
+    binary,
+    version: { ...version.qemu, package: version.package },
+    aioModes: aioEnum ? enumValues(aioEnum) : ['threads'],
+    iothreadVqMapping: await hasProp('virtio-blk-pci', 'iothread-vq-mapping'),
+    scsiIothreadVqMapping: await hasProp('virtio-scsi-pci', 'iothread-vq-mapping'),
+  };
+}
+
+function enumValues(e: SchemaEntry): string[] {
+  if (e.values) return e.values;
+  return (e.members ?? []).map((m) => (typeof m === 'string' ? m : m.name));
+}
+
+/**
+ * Capabilities of a QEMU binary, cached per binary (path, size and mtime) for this process.
+ * Starts it once with no machine (-machine none -S) and asks over QMP.
+ */
+export async function qemuCapabilities(binary = DEFAULT_QEMU): Promise<QemuCapabilities> {
+  const key = binaryKey(binary);
+  const hit = cache.get(key);
+  if (hit) return hit;
+  const dir = mkdtempSync(join(runtimeDir(), 'caps-'));
+  const sock = join(dir, 'qmp.sock');
+  const child = spawn(
+    binary,
+    ['-machine', 'none', '-S', '-nodefaults', '-display', 'none', '-qmp', `unix:${sock},server=on,wait=off`],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  trackChild(child);
+  let stderr = '';
+  let exited: string | undefined;
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  child.on('exit', (code, signal) => {
+    exited = `exited (${signal ?? code})`;
+  });
+  child.on('error', (e: NodeJS.ErrnoException) => {
+    exited = e.code === 'ENOENT' ? 'is not installed' : e.message;
+  });
+  try {
+    const qmp = await QmpClient.connect(sock, {
+      timeoutMs: 10_000,
+      checkAlive: () => {
+        if (exited === 'is not installed') {
+          throw new UserError(`${binary} is not installed (run "make demo", or set KVMIO_QEMU)`);
+        }
+        if (exited) throw new Error(`${binary} ${exited} while probing capabilities: ${stderr.trim()}`);
+      },
+    });
+    try {
+      const caps = await capabilitiesFromQmp(qmp, binary);
+      cache.set(key, caps);
+      return caps;
+    } finally {
+      await qmp.execute('quit').catch(() => undefined);
+      qmp.close();
+    }
+  } finally {
+    if (!exited) {
+      const gone = new Promise((r) => child.once('exit', r));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+      await gone;
+      clearTimeout(timer);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function binaryKey(binary: string): string {
+  try {
+    const resolved = binary.includes('/') ? binary : whichSync(binary);
+    const st = statSync(resolved);
+    return `${resolved}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return binary;
+  }
+}
+
+function whichSync(cmd: string): string {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const p = join(dir || '.', cmd);
+    try {
+      if (statSync(p).isFile()) return p;
+    } catch {
+      // not here
+    }
+  }
+  return cmd;
+}

@@ -1,0 +1,73 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import type { Pinning } from '../study/types.js';
+import { UserError } from '../util/errors.js';
+import { run } from '../util/proc.js';
+import type { QmpClient } from './qmp.js';
+
+/**
+ * QEMU does not pin its own threads: like libvirt's cputune, kvmio pins them after start-up with
+ * taskset, finding them by the names -name ...,debug-threads=on gives them.
+ */
+
+export type ThreadClass = 'vcpu' | 'iothread' | 'emulator';
+
+export interface QemuThread {
+  tid: number;
+  comm: string;
+}
+
+/** Thread ids and names of a process. */
+export function qemuThreads(pid: number): QemuThread[] {
+  return readdirSync(`/proc/${pid}/task`).flatMap((t) => {
+    try {
+      return [{ tid: Number(t), comm: readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim() }];
+    } catch {
+      return []; // the thread ended meanwhile
+    }
+  });
+}
+
+/** Class of a QEMU thread from its debug-threads name: "CPU 0/KVM", "IO kvmio-iot0", anything else. */
+export function threadClass(comm: string): ThreadClass {
+  if (/^CPU \d+\//.test(comm)) return 'vcpu';
+  if (comm.startsWith('IO ')) return 'iothread';
+  return 'emulator';
+}
+
+/** Expands a cpuset list such as "0-2,5" into [0, 1, 2, 5]. */
+export function parseCpuList(list: string): number[] {
+  const cpus: number[] = [];
+  for (const part of list.split(',')) {
+    const m = /^\s*(\d+)\s*(?:-\s*(\d+))?\s*$/.exec(part);
+    if (!m) throw new UserError(`"${list}" is not a cpu list: use forms like 0-3 or 0,2,4`);
+    const from = Number(m[1]);
+    const to = m[2] === undefined ? from : Number(m[2]);
+    if (to < from) throw new UserError(`"${list}" is not a cpu list: range ${part} goes backwards`);
+    for (let c = from; c <= to; c++) cpus.push(c);
+  }
+  return cpus;
+}
+
+/**
+ * Pins emulator threads (everything but vCPUs and iothreads) to pinning.emulator, iothreads to
+ * pinning.iothreads, and vCPU i to the i-th CPU of pinning.vcpus (wrapping around).
+ */
+export async function applyPinning(pid: number, qmp: QmpClient, pinning: Pinning): Promise<void> {
+  const vcpus = await qmp.execute<Array<{ 'cpu-index': number; 'thread-id': number }>>('query-cpus-fast');
+  const vcpuCpus = pinning.vcpus ? parseCpuList(pinning.vcpus) : [];
+  const byTid = new Map(vcpus.map((v) => [v['thread-id'], v['cpu-index']]));
+  for (const t of qemuThreads(pid)) {
+    const cls = byTid.has(t.tid) ? 'vcpu' : threadClass(t.comm);
+    let list: string | undefined;
+    if (cls === 'vcpu' && vcpuCpus.length > 0)
+      list = String(vcpuCpus[(byTid.get(t.tid) ?? 0) % vcpuCpus.length]);
+    else if (cls === 'iothread') list = pinning.iothreads;
+    else if (cls === 'emulator') list = pinning.emulator;
+    if (list === undefined) continue;
+    const r = await run(['taskset', '-pc', list, String(t.tid)], { timeoutMs: 5000, allowFailure: true });
+    // Worker threads come and go: a failure only matters if the thread is still there.
+    if (r.code !== 0 && existsSync(`/proc/${pid}/task/${t.tid}`)) {
+      throw new UserError(`pinning ${cls} thread "${t.comm}" to CPUs ${list} failed: ${r.stderr.trim()}`);
+    }
+  }
+}

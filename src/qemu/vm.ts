@@ -1,0 +1,355 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureGuest, GUEST_KERNEL_CMDLINE } from '../guest/build.js';
+import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
+import type { Study, Variant } from '../study/types.js';
+import { PointFailure, UserError } from '../util/errors.js';
+import { runtimeDir } from '../util/paths.js';
+import { onCleanup, sleep, trackChild } from '../util/proc.js';
+import { AgentClient } from './agent.js';
+import {
+  type Accel,
+  checkVariant,
+  iothreadIds,
+  type QemuImage,
+  type QemuRuntimePaths,
+  qemuArgv,
+  runtimePaths,
+  TEST_DISK,
+  testDiskBlockdevs,
+  testDiskDevices,
+} from './argv.js';
+import { DEFAULT_QEMU, type QemuCapabilities, qemuCapabilities } from './capabilities.js';
+import { applyPinning } from './pinning.js';
+import { QmpClient } from './qmp.js';
+import { verifyLiveConfig } from './verify.js';
+
+/** The direct-QEMU backend of GuestVm: QEMU started by kvmio, QMP for the VM, the agent for the guest. */
+
+export interface StartQemuVmOptions {
+  study: Pick<Study, 'guest' | 'disk' | 'pinning' | 'source'>;
+  variant: Variant;
+  /** Kernel, initrd and command line; default: the embedded guest (built if needed). */
+  image?: QemuImage;
+  accel: Accel;
+  /**
+   * Start with vCPUs stopped (-S) and do not wait for a guest: checks that QEMU accepts the argv and
+   * that the live config matches the variant, without booting. Guest calls then fail.
+   */
+  paused?: boolean;
+  name?: string;
+  binary?: string;
+  /** How long the guest may take to answer through its agent (default 120 s on TCG, 60 s on KVM). */
+  bootTimeoutMs?: number;
+  log?: (line: string) => void;
+}
+
+const STDERR_KEEP = 8192;
+let vmCounter = 0;
+
+export class QemuVm implements GuestVm {
+  readonly name: string;
+  variant: Variant;
+  /** Milliseconds from spawning QEMU to the first answer of the guest agent. */
+  bootMs = 0;
+  /** Duration of the last switchVariant, milliseconds. */
+  lastSwitchMs = 0;
+  readonly paths: QemuRuntimePaths;
+  qmp!: QmpClient;
+  readonly agent: AgentClient;
+  private stderrTail = '';
+  private deathError: Error | undefined;
+  private stopPromise: Promise<void> | undefined;
+  private readonly exited: Promise<void>;
+  private unregisterCleanup: () => void = () => undefined;
+  private lastConsole = '';
+
+  constructor(
+    private readonly opts: StartQemuVmOptions,
+    readonly argv: string[],
+    readonly capabilities: QemuCapabilities,
+    readonly dir: string,
+    private readonly child: ChildProcess,
+  ) {
+    this.name = opts.name ?? 'kvmio';
+    this.variant = opts.variant;
+    this.paths = runtimePaths(dir);
+    this.agent = new AgentClient(this.paths.agent);
+    child.stderr?.on('data', (d: Buffer) => {
+      this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-STDERR_KEEP);
+    });
+    this.exited = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        if (!this.stopPromise) this.onUnexpectedExit(code, signal);
+        resolve();
+      });
+      child.once('error', (err) => {
+        if (!this.stopPromise) this.onUnexpectedExit(null, null, err.message);
+        resolve();
+      });
+    });
+  }
+
+  private onUnexpectedExit(code: number | null, signal: NodeJS.Signals | null, why?: string): void {
+    const how = why ?? (signal ? `was killed by ${signal}` : `exited with code ${code}`);
+    const stderr = this.stderrTail.trim();
+    this.deathError = new PointFailure(
+      `QEMU (${this.name}) ${how} unexpectedly${stderr ? `: ${stderr.split('\n').slice(-5).join('\n')}` : ''}`,
+      { consoleTail: this.consoleTail(), stderrTail: stderr },
+    );
+    this.qmp?.failAll(this.deathError);
+    this.agent.fail(this.deathError);
+  }
+
+  /** Throws the death error if QEMU is gone (used by polling loops). */
+  checkAlive(): void {
+    if (this.deathError) throw this.deathError;
+  }
+
+  async start(): Promise<void> {
+    this.unregisterCleanup = onCleanup(() => this.stop());
+    const started = Date.now();
+    const timeout = this.opts.bootTimeoutMs ?? (this.opts.accel === 'tcg' ? 120_000 : 60_000);
+    try {
+      this.qmp = await QmpClient.connect(this.paths.qmp, {
+        timeoutMs: 15_000,
+        checkAlive: () => this.checkAlive(),
+      });
+      if (this.deathError) this.qmp.failAll(this.deathError);
+      await verifyLiveConfig(this, { fresh: true });
+      if (this.opts.paused) return;
+      await this.agent.waitReady(timeout, () => this.checkAlive());
+      this.bootMs = Date.now() - started;
+      this.log(`guest agent answered after ${this.bootMs} ms`);
+      if (this.opts.study.pinning) await applyPinning(this.qemuPid(), this.qmp, this.opts.study.pinning);
+    } catch (err) {
+      const failure =
+        err instanceof PointFailure || err instanceof UserError
+          ? err
+          : new PointFailure(`starting QEMU (${this.name}) failed: ${(err as Error).message}`, {
+              consoleTail: this.consoleTail(),
+              stderrTail: this.stderrTail.trim(),
+            });
+      await this.stop();
+      throw failure;
+    }
+  }
+
+  exec(argv: string[], opts: GuestExecOptions): Promise<GuestExecResult> {
+    return this.guarded(() => this.agent.exec(argv, opts));
+  }
+
+  readFile(path: string): Promise<Buffer> {
+    return this.guarded(() => this.agent.readFile(path));
+  }
+
+  writeFile(path: string, data: string | Buffer): Promise<void> {
+    return this.guarded(() => this.agent.writeFile(path, data));
+  }
+
+  /**
+   * Runs a call and, when it fails because QEMU is going away (its sockets close just before the
+   * exit is reported), throws QEMU's own death error with exit signal and stderr instead.
+   */
+  private async guarded<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkAlive();
+    try {
+      return await fn();
+    } catch (err) {
+      if (!this.stopPromise) await Promise.race([this.exited, sleep(1000)]);
+      throw this.deathError ?? err;
+    }
+  }
+
+  /** Finds the test disk by its serial through sysfs (the guest has no udev). */
+  async testDisk(): Promise<string> {
+    const found = await this.findTestDisk();
+    if (!found) throw new PointFailure(`the guest does not see the test disk (serial ${TEST_DISK.serial})`);
+    return found;
+  }
+
+  private async findTestDisk(): Promise<string | undefined> {
+    const partitions = (await this.readFile('/proc/partitions')).toString('utf8');
+    const disks = partitions
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[3])
+      .filter((n): n is string => !!n && /^(vd[a-z]+|sd[a-z]+)$/.test(n));
+    for (const disk of disks) {
+      const serial = disk.startsWith('vd')
+        ? await this.readFile(`/sys/block/${disk}/serial`).catch(() => undefined)
+        : // VPD page 0x80 (unit serial number): 4 header bytes, then the serial.
+          (await this.readFile(`/sys/block/${disk}/device/vpd_pg80`).catch(() => undefined))?.subarray(4);
+      if (serial && serial.toString('latin1').replace(/\0/g, '').trim() === TEST_DISK.serial)
+        return `/dev/${disk}`;
+    }
+    return undefined;
+  }
+
+  qemuPid(): number {
+    if (this.child.pid === undefined) throw new Error('QEMU has no pid (did not start)');
+    return this.child.pid;
+  }
+
+  ping(): Promise<{ monitorMs: number; agentMs: number }> {
+    return this.guarded(() => this.timedPings());
+  }
+
+  private async timedPings(): Promise<{ monitorMs: number; agentMs: number }> {
+    let t = process.hrtime.bigint();
+    await this.qmp.execute('query-status', undefined, { timeoutMs: 10_000 });
+    const monitorMs = Number(process.hrtime.bigint() - t) / 1e6;
+    t = process.hrtime.bigint();
+    await this.agent.ping();
+    const agentMs = Number(process.hrtime.bigint() - t) / 1e6;
+    return { monitorMs, agentMs };
+  }
+
+  canSwitchLive(next: Variant): boolean {
+    // vCPUs and memory size come from the study and are fixed; only the memory backing needs a boot.
+    return next.memory === this.variant.memory;
+  }
+
+  switchVariant(next: Variant): Promise<void> {
+    return this.guarded(() => this.switchLive(next));
+  }
+
+  private async switchLive(next: Variant): Promise<void> {
+    if (!this.canSwitchLive(next)) {
+      throw new Error(
+        `cannot switch ${this.variant.id} -> ${next.id} live: the memory backing differs (reboot)`,
+      );
+    }
+    checkVariant(next, this.capabilities, this.opts.study.source);
+    const started = Date.now();
+    const qmp = this.qmp;
+    const deleted = qmp.waitEvent('DEVICE_DELETED', (d) => d.device === TEST_DISK.device, 60_000);
+    deleted.catch(() => undefined);
+    await qmp.execute('device_del', { id: TEST_DISK.device });
+    await deleted;
+    await qmp.execute('blockdev-del', { 'node-name': TEST_DISK.formatNode });
+    await qmp.execute('blockdev-del', { 'node-name': TEST_DISK.fileNode });
+    const want = iothreadIds(next.iothreads);
+    const have = iothreadIds(this.variant.iothreads);
+    for (const id of have.filter((x) => !want.includes(x))) await qmp.execute('object-del', { id });
+    for (const id of want.filter((x) => !have.includes(x)))
+      await qmp.execute('object-add', { 'qom-type': 'iothread', id });
+    for (const node of testDiskBlockdevs(next, this.opts.study.disk.path))
+      await qmp.execute('blockdev-add', node);
+    for (const dev of testDiskDevices(next)) await qmp.execute('device_add', dev);
+    this.variant = next;
+    // Not waitFor: it would swallow QEMU's death error and keep polling until its deadline.
+    const deadline = Date.now() + 60_000;
+    while (!(await this.findTestDisk())) {
+      if (Date.now() > deadline)
+        throw new PointFailure(`the guest did not see the test disk of ${next.id} within 60 s`);
+      await sleep(100);
+    }
+    await verifyLiveConfig(this, { fresh: false });
+    if (this.opts.study.pinning) await applyPinning(this.qemuPid(), qmp, this.opts.study.pinning);
+    this.lastSwitchMs = Date.now() - started;
+    this.log(`switched to ${next.id} in ${this.lastSwitchMs} ms`);
+  }
+
+  consoleTail(lines = 40): string {
+    try {
+      this.lastConsole = readFileSync(this.paths.serialLog, 'utf8');
+    } catch {
+      // removed by stop(): keep what was read last
+    }
+    return this.lastConsole.split('\n').slice(-lines).join('\n');
+  }
+
+  /** QMP quit, then SIGKILL after a few seconds; removes the runtime directory. Idempotent. */
+  stop(): Promise<void> {
+    if (!this.stopPromise) this.stopPromise = this.doStop();
+    return this.stopPromise;
+  }
+
+  private async doStop(): Promise<void> {
+    const alive = this.child.exitCode === null && this.child.signalCode === null && !this.deathError;
+    if (alive) {
+      this.consoleTail();
+      if (this.qmp && !this.qmp.closed)
+        await this.qmp.execute('quit', undefined, { timeoutMs: 2000 }).catch(() => undefined);
+      const quitInTime = await Promise.race([this.exited.then(() => true), sleep(3000).then(() => false)]);
+      if (!quitInTime) {
+        this.child.kill('SIGKILL');
+        await this.exited;
+      }
+    }
+    this.qmp?.close();
+    this.agent.close();
+    this.consoleTail();
+    rmSync(this.dir, { recursive: true, force: true });
+    this.unregisterCleanup();
+  }
+
+  private log(line: string): void {
+    this.opts.log?.(`${this.name}: ${line}`);
+  }
+}
+
+/** Boots the guest for `variant` and returns once its agent answers and the live config is verified. */
+export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
+  const binary = opts.binary ?? DEFAULT_QEMU;
+  const caps = await qemuCapabilities(binary);
+  const disk = opts.study.disk.path;
+  if (!existsSync(disk)) {
+    throw new UserError(
+      `${opts.study.source}: disk.path: ${disk} does not exist (it must be prepared first)`,
+    );
+  }
+  if (opts.variant.memory === 'hugepages') checkHugepages(opts.study.guest.memoryBytes, opts.variant.id);
+  const image = opts.image ?? (opts.paused ? undefined : await embeddedGuestImage(opts.log));
+  const name = opts.name ?? `kvmio-${process.pid}-${++vmCounter}`;
+  const dir = mkdtempSync(join(runtimeDir(), `${name}-`));
+  let argv: string[];
+  try {
+    argv = qemuArgv({
+      ...opts,
+      image,
+      name,
+      binary,
+      capabilities: caps,
+      runtimeDir: dir,
+      paused: opts.paused,
+    });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  const [cmd, ...args] = argv as [string, ...string[]];
+  opts.log?.(`${name}: starting ${opts.variant.id}`);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  trackChild(child);
+  const vm = new QemuVm({ ...opts, name }, argv, caps, dir, child);
+  await vm.start();
+  return vm;
+}
+
+/** The embedded guest as QEMU boots it. */
+export async function embeddedGuestImage(log?: (line: string) => void): Promise<QemuImage> {
+  const guest = await ensureGuest({ log });
+  return { kernel: guest.kernel, initrd: guest.initrd, cmdline: GUEST_KERNEL_CMDLINE };
+}
+
+/** Hugepages variants need enough free 2 MiB pages on a mounted hugetlbfs; say so before QEMU does. */
+function checkHugepages(memoryBytes: number, variantId: string): void {
+  const meminfo = readFileSync('/proc/meminfo', 'utf8');
+  const field = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(meminfo)?.[1] ?? 0);
+  const freeBytes = field('HugePages_Free') * field('Hugepagesize') * 1024;
+  const mounted = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === '/dev/hugepages' && l.split(' ')[2] === 'hugetlbfs');
+  if (!mounted) {
+    throw new UserError(
+      `variant ${variantId}: hugepages need hugetlbfs mounted on /dev/hugepages (see kvmio doctor)`,
+    );
+  }
+  if (freeBytes < memoryBytes) {
+    throw new UserError(
+      `variant ${variantId}: the guest needs ${memoryBytes >> 20} MiB of hugepages but only ${freeBytes >> 20} MiB are free (raise /proc/sys/vm/nr_hugepages)`,
+    );
+  }
+}

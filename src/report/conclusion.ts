@@ -1,0 +1,389 @@
+import { type Comparison, compareSamples, controlFamily } from '../stats/compare.js';
+import { HOST_VARIANT_ID } from '../study/types.js';
+import type { ReportModel } from './charts.js';
+import { pairsDifferingIn } from './charts.js';
+import type { ReportRun } from './data.js';
+import type { Step } from './points.js';
+import type { Series } from './series.js';
+import type { WorkloadInfo } from './workloads.js';
+
+/** One measured figure the conclusion can compare (a workload's metric at one step). */
+interface Measure {
+  workload: WorkloadInfo;
+  metric: string;
+  label: string;
+  unit: string;
+  scale: number;
+  step: (s: Series) => Step | undefined;
+}
+
+export type Question = 'backend' | 'iothread' | 'threads-cpu' | 'bus' | 'memory' | 'runs';
+
+/** A comparison of b against reference a on one measure, with its (family-controlled) verdict. */
+export interface Claim {
+  question: Question;
+  run: string;
+  a: Series;
+  b: Series;
+  measure: string;
+  unit: string;
+  meanA: number;
+  meanB: number;
+  comparison: Comparison;
+}
+
+export interface Conclusion {
+  claims: Claim[];
+  recommended: Map<string, Series | undefined>;
+  markdown: string;
+}
+
+function fmt(x: number): string {
+  if (!Number.isFinite(x)) return '?';
+  const a = Math.abs(x);
+  if (a >= 1000) return Math.round(x).toLocaleString('en-US');
+  if (a >= 100) return x.toFixed(0);
+  if (a >= 10) return x.toFixed(1);
+  return x.toFixed(2);
+}
+
+function measures(m: ReportModel): Measure[] {
+  const out: Measure[] = [];
+  const singleStep = (w: WorkloadInfo) => (s: Series) => {
+    const steps = m.index.steps(s.run, s.variant, w.name);
+    return steps.includes(null) ? null : steps.length === 1 ? steps[0] : undefined;
+  };
+  for (const w of m.workloads) {
+    const step = singleStep(w);
+    for (const dir of w.dirs) {
+      const what = `${w.rwLabel}${w.dirs.length > 1 ? ` ${dir}` : ''} ${w.params}`;
+      if (w.cls === 'qd1')
+        out.push({
+          workload: w,
+          metric: `${dir}.clat_mean_ns`,
+          label: `latency, ${what}`,
+          unit: 'µs',
+          scale: 1e-3,
+          step,
+        });
+      if (w.cls === 'iops') {
+        out.push({
+          workload: w,
+          metric: `${dir}.iops`,
+          label: `IOPS, ${what}`,
+          unit: 'IOPS',
+          scale: 1,
+          step,
+        });
+      }
+      if (w.cls === 'throughput')
+        out.push({
+          workload: w,
+          metric: `${dir}.bw_bytes`,
+          label: `throughput, ${what}`,
+          unit: 'MB/s',
+          scale: 1e-6,
+          step,
+        });
+    }
+    if (w.cls === 'iops' || w.cls === 'qd1' || w.cls === 'throughput')
+      // The study warns that aio=native may block the VM: the monitor's round trip makes that a number.
+      out.push({
+        workload: w,
+        metric: 'probe.qmp_rtt_p99_ms',
+        label: `QMP round trip p99 (VM responsiveness), ${w.rwLabel} ${w.params}`,
+        unit: 'ms',
+        scale: 1,
+        step,
+      });
+    if (w.cls === 'iops')
+      out.push({
+        workload: w,
+        metric: 'cpu.pct_per_kiops',
+        label: `CPU per 1000 IOPS, ${w.rwLabel} ${w.params}`,
+        unit: '%',
+        scale: 1,
+        step,
+      });
+    if (w.cls === 'rsync')
+      out.push({ workload: w, metric: 'rsync.seconds', label: 'rsync time', unit: 's', scale: 1, step });
+    if (w.cls === 'pgbench') {
+      // The busiest client count: where backends differ most in the study's latency-vs-TPS chart.
+      const top = (s: Series) => {
+        const steps = m.index.steps(s.run, s.variant, w.name).filter((x) => x !== null);
+        return steps.sort((x, y) => Number.parseFloat(String(y)) - Number.parseFloat(String(x)))[0];
+      };
+      out.push({
+        workload: w,
+        metric: 'pgbench.tps',
+        label: 'pgbench TPS at the most clients',
+        unit: 'TPS',
+        scale: 1,
+        step: top,
+      });
+      out.push({
+        workload: w,
+        metric: 'pgbench.lat_mean_ms',
+        label: 'pgbench latency at the most clients',
+        unit: 'ms',
+        scale: 1,
+        step: top,
+      });
+    }
+  }
+  return out;
+}
+
+function compareOn(m: ReportModel, question: Question, a: Series, b: Series, ms: Measure[]): Claim[] {
+  const out: Claim[] = [];
+  for (const me of ms) {
+    const sa = me.step(a);
+    const sb = me.step(b);
+    if (sa === undefined || sb === undefined) continue;
+    const va = m.index.values(a.run, a.variant, me.workload.name, sa, me.metric);
+    const vb = m.index.values(b.run, b.variant, me.workload.name, sb, me.metric);
+    if (va.length === 0 || vb.length === 0) continue;
+    const comparison = compareSamples(va, vb, { metric: me.metric });
+    out.push({
+      question,
+      run: b.run,
+      a,
+      b,
+      measure: me.label,
+      unit: me.unit,
+      meanA: comparison.meanA * me.scale,
+      meanB: comparison.meanB * me.scale,
+      comparison,
+    });
+  }
+  return out;
+}
+
+const isBase = (s: Series) =>
+  s.def !== undefined &&
+  s.def.bus === 'virtio-blk' &&
+  s.def.memory === '4k' &&
+  s.def.queues <= 1 &&
+  s.def.cache === 'none';
+
+/** native with one iothread, the study's recommendation, is the reference when the run has it. */
+function reference(list: Series[]): Series | undefined {
+  return (
+    list.find((s) => isBase(s) && s.def?.aio === 'native' && s.def.iothreads === 1) ??
+    list.find((s) => s.def?.aio === 'native' && (s.def?.iothreads ?? 0) >= 1) ??
+    list.find((s) => s.variant !== HOST_VARIANT_ID)
+  );
+}
+
+function gatherClaims(m: ReportModel, run: ReportRun): Claim[] {
+  const list = m.ordered.filter((s) => s.run === run.id && s.variant !== HOST_VARIANT_ID);
+  const ref = reference(list);
+  if (!ref) return [];
+  const ms = measures(m);
+  const probes = ms.filter((x) => x.metric.startsWith('probe.'));
+  const perf = ms.filter((x) => x.metric !== 'cpu.pct_per_kiops' && !x.metric.startsWith('probe.'));
+  const cpu = ms.filter((x) => x.metric === 'cpu.pct_per_kiops');
+  const claims: Claim[] = [];
+  // Backends at the reference's other settings.
+  for (const s of list) {
+    if (s === ref || !s.def || !ref.def) continue;
+    const sameElse =
+      s.def.bus === ref.def.bus &&
+      s.def.memory === ref.def.memory &&
+      s.def.queues === ref.def.queues &&
+      s.def.cache === ref.def.cache;
+    if (!sameElse) continue;
+    if (s.def.aio !== ref.def.aio && (s.def.iothreads === ref.def.iothreads || s.def.aio === 'threads'))
+      claims.push(...compareOn(m, 'backend', ref, s, perf));
+    if (s.def.aio === ref.def.aio && s.def.iothreads !== ref.def.iothreads)
+      claims.push(...compareOn(m, 'iothread', ref, s, [...perf, ...probes]));
+    if (s.def.aio === 'threads') claims.push(...compareOn(m, 'threads-cpu', ref, s, cpu));
+  }
+  for (const [a, b] of pairsDifferingIn(m, 'bus').filter(([a]) => a.run === run.id)) {
+    const [blk, scsi] = a.def?.bus === 'virtio-blk' ? [a, b] : [b, a];
+    claims.push(...compareOn(m, 'bus', blk, scsi, [...perf, ...cpu]));
+  }
+  for (const [a, b] of pairsDifferingIn(m, 'memory').filter(([a]) => a.run === run.id)) {
+    const [small, huge] = a.def?.memory === '4k' ? [a, b] : [b, a];
+    claims.push(...compareOn(m, 'memory', small, huge, [...perf, ...cpu]));
+  }
+  return claims;
+}
+
+function runClaims(m: ReportModel): Claim[] {
+  const [first, ...rest] = m.data.runs;
+  if (!first) return [];
+  const out: Claim[] = [];
+  const ms = measures(m);
+  for (const run of rest) {
+    for (const a of m.ordered.filter((s) => s.run === first.id)) {
+      const b = m.ordered.find((s) => s.run === run.id && s.variant === a.variant);
+      if (b) out.push(...compareOn(m, 'runs', a, b, ms));
+    }
+  }
+  return out;
+}
+
+function failedVariants(m: ReportModel, runId: string): Set<string> {
+  return new Set(m.data.failures.filter((f) => f.run === runId).map((f) => f.variant));
+}
+
+/**
+ * The recommendation follows the evidence: the reference (native + iothread, as the study advises)
+ * unless another variant without failures beats it on at least one measure and loses on none.
+ */
+function recommend(m: ReportModel, run: ReportRun, claims: Claim[]): Series | undefined {
+  const list = m.ordered.filter((s) => s.run === run.id && s.variant !== HOST_VARIANT_ID);
+  const ref = reference(list);
+  const failed = failedVariants(m, run.id);
+  const mine = claims.filter((c) => c.run === run.id && c.a === ref && c.question !== 'runs');
+  let best = ref && !failed.has(ref.variant) ? ref : undefined;
+  let bestWins = 0;
+  for (const s of list) {
+    if (s === ref || failed.has(s.variant)) continue;
+    const cs = mine.filter((c) => c.b === s);
+    const wins = cs.filter((c) => c.comparison.kind === 'better').length;
+    const losses = cs.filter((c) => c.comparison.kind === 'worse').length;
+    if (wins > bestWins && losses === 0) {
+      best = s;
+      bestWins = wins;
+    }
+  }
+  return best;
+}
+
+/** The libvirt XML the recommended variant stands for. */
+export function libvirtLines(s: Series): string[] {
+  const v = s.def;
+  if (!v) return [];
+  const iothread = v.iothreads > 0 ? ` iothread='1'` : '';
+  const queues = v.queues > 1 && v.bus === 'virtio-blk' ? ` queues='${v.queues}'` : '';
+  const lines: string[] = [];
+  if (v.iothreads > 0) lines.push(`<iothreads>${v.iothreads}</iothreads>`);
+  if (v.memory === 'hugepages') lines.push('<memoryBacking><hugepages/></memoryBacking>');
+  if (v.bus === 'virtio-scsi') {
+    lines.push(`<controller type='scsi' model='virtio-scsi'><driver${iothread}/></controller>`);
+    lines.push(`<driver name='qemu' type='raw' cache='${v.cache}' io='${v.aio}'/>`);
+  } else {
+    lines.push(`<driver name='qemu' type='raw' cache='${v.cache}' io='${v.aio}'${iothread}${queues}/>`);
+  }
+  return lines;
+}
+
+const claimLine = (c: Claim) =>
+  `- ${c.measure}: **${c.b.label}** ${fmt(c.meanB)} ${c.unit} vs **${c.a.label}** ${fmt(c.meanA)} ${c.unit} (n = ${c.comparison.nB}/${c.comparison.nA}): ${c.comparison.phrase}`;
+
+function headline(cs: Claim[], subject: string): string {
+  if (cs.length === 0) return '';
+  const count = (kind: Comparison['kind']) => cs.filter((c) => c.comparison.kind === kind).length;
+  const parts = [
+    [count('better'), 'better'],
+    [count('worse'), 'worse'],
+    [count('no-real-difference'), 'different by less than the practical threshold'],
+    [count('no-significant-difference'), 'not significantly different'],
+    [count('too-noisy'), 'too noisy to tell'],
+  ]
+    .filter(([n]) => (n as number) > 0)
+    .map(([n, what]) => `${what} on ${n}`);
+  return `${subject}, ${cs.length} measure${cs.length === 1 ? '' : 's'}: ${parts.join(', ')}.`;
+}
+
+const QUESTIONS: [Question, string][] = [
+  ['backend', 'Which backend'],
+  ['iothread', 'Does an IO thread matter'],
+  ['threads-cpu', 'CPU cost of aio=threads'],
+  ['bus', 'virtio-blk vs virtio-scsi'],
+  ['memory', 'Huge pages vs 4k pages'],
+  ['runs', 'Runs compared'],
+];
+
+export function buildConclusion(m: ReportModel): Conclusion {
+  const raw = [...m.data.runs.flatMap((r) => gatherClaims(m, r)), ...runClaims(m)];
+  const adjusted = controlFamily(raw.map((c) => c.comparison));
+  const claims = raw.map((c, i) => ({ ...c, comparison: adjusted[i] as Comparison }));
+  const recommended = new Map<string, Series | undefined>();
+  const md: string[] = [];
+  const title = m.data.runs.map((r) => `${r.name} (${r.id})`).join(', ');
+  md.push(`# kvmio report: ${title}`, '');
+  for (const r of m.data.runs) {
+    if (r.accelerator === 'tcg') {
+      md.push(
+        `> **${m.data.runs.length > 1 ? `Run ${r.label}` : 'This run'} ran under TCG (software emulation), not KVM**${r.acceleratorReason ? `: ${r.acceleratorReason}` : ''}. Its absolute figures say nothing about KVM performance, and differences between variants may not carry over.`,
+        '',
+      );
+    }
+  }
+  md.push(
+    `Comparisons use Welch's t-test on the repetitions, with Holm–Bonferroni control over all ${claims.length} comparisons of this report; differences under ${Math.round((claims[0]?.comparison.practicalThreshold ?? 0.05) * 100)}% count as no real difference. ± is the 95% confidence interval of the relative difference.`,
+    '',
+  );
+  for (const run of m.data.runs) {
+    if (m.data.runs.length > 1) md.push(`## Run ${run.label}: ${run.name} (${run.id})`, '');
+    const mine = claims.filter((c) => c.run === run.id && c.question !== 'runs');
+    for (const [q, heading] of QUESTIONS.slice(0, 5)) {
+      const cs = mine.filter((c) => c.question === q);
+      if (cs.length === 0) continue;
+      md.push(`${m.data.runs.length > 1 ? '###' : '##'} ${heading}`, '');
+      for (const b of [...new Set(cs.map((c) => c.b))]) {
+        const sub = cs.filter((c) => c.b === b);
+        md.push(
+          headline(sub, `**${b.label}** against **${sub[0]?.a.label}**`),
+          '',
+          ...sub.map(claimLine),
+          '',
+        );
+      }
+    }
+    const fails = m.data.failures.filter((f) => f.run === run.id);
+    md.push(`${m.data.runs.length > 1 ? '###' : '##'} Failures`, '');
+    if (fails.length === 0) md.push('No point failed.', '');
+    else {
+      md.push(`${fails.length} point(s) failed — a crashed QEMU is a finding, not noise:`, '');
+      for (const f of fails)
+        md.push(
+          `- ${f.variant}, ${f.workload}${f.step !== null && f.step !== undefined ? ` step ${f.step}` : ''}${f.rep !== undefined ? ` rep ${f.rep}` : ''}: ${f.reason}${f.retried ? ' (a later attempt succeeded)' : ''}`,
+        );
+      md.push('');
+    }
+    const rec = recommend(m, run, claims);
+    recommended.set(run.id, rec);
+    md.push(`${m.data.runs.length > 1 ? '###' : '##'} Recommended configuration`, '');
+    if (!rec)
+      md.push(
+        'No variant can be recommended from this run (no guest variant completed without failures).',
+        '',
+      );
+    else {
+      const ref = reference(m.ordered.filter((s) => s.run === run.id && s.variant !== HOST_VARIANT_ID));
+      const decided = claims.some(
+        (c) =>
+          c.run === run.id &&
+          c.a === ref &&
+          (c.comparison.kind === 'better' || c.comparison.kind === 'worse'),
+      );
+      const why =
+        rec !== ref
+          ? `It measured better than ${ref?.label ?? 'the reference'} on some measures and worse on none`
+          : decided
+            ? 'No variant beat it on some measure without losing on another'
+            : "This run does not separate the variants: this is the study's recommendation, which nothing here contradicts, not a finding of this run";
+      md.push(
+        `**${rec.label}** (\`${rec.variant}\`). ${why}.`,
+        '',
+        '```xml',
+        ...libvirtLines(rec),
+        '```',
+        '',
+      );
+    }
+  }
+  const cross = claims.filter((c) => c.question === 'runs');
+  if (cross.length > 0) {
+    md.push('## Runs compared', '');
+    for (const b of [...new Set(cross.map((c) => c.b))]) {
+      const sub = cross.filter((c) => c.b === b);
+      md.push(headline(sub, `**${b.label}** against **${sub[0]?.a.label}**`), '', ...sub.map(claimLine), '');
+    }
+  }
+  return { claims, recommended, markdown: `${md.join('\n').trimEnd()}\n` };
+}

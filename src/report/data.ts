@@ -1,0 +1,155 @@
+import type { MetricRow, Study, Variant, Workload } from '../study/types.js';
+import { UserError } from '../util/errors.js';
+
+/** What a report needs to know about one run, whatever store or file it came from. */
+export interface ReportRun {
+  id: string;
+  /** Short name shown in legends when several runs are compared ("hostA", "before"). */
+  label: string;
+  name: string;
+  status: string;
+  started?: string;
+  accelerator?: string;
+  acceleratorReason?: string;
+  hostFacts: Record<string, unknown>;
+  hostName?: string;
+  study?: Study;
+  variants: Variant[];
+}
+
+export interface ReportFailure {
+  run: string;
+  variant: string;
+  workload: string;
+  step?: string | number | null;
+  rep?: number;
+  reason: string;
+  consoleTail?: string;
+  /** A later attempt of the point succeeded (after --resume); the failure still counts as a finding. */
+  retried?: boolean;
+}
+
+/** The report's whole input: runs, their metric rows (the export contract) and failed points. */
+export interface ReportData {
+  runs: ReportRun[];
+  rows: MetricRow[];
+  failures: ReportFailure[];
+}
+
+/** The slice of the results store the report reads (src/store/store.ts). */
+export interface ReportStore {
+  getRun(id: string): unknown;
+  metricRows(runId: string): MetricRow[];
+  variants?(runId: string): Variant[];
+  failures?(runId: string): unknown[];
+  hosts?(runId: string): { name: string }[];
+}
+
+/** Builds the report input from the store; `latest` resolves to the newest run. */
+export function loadReportData(store: ReportStore, runIds: readonly string[]): ReportData {
+  if (runIds.length === 0) throw new UserError('report: name at least one run (a run id or "latest")');
+  const metas = runIds.map((id) => {
+    const meta = store.getRun(id) as Record<string, unknown> | undefined;
+    if (!meta) throw new UserError(`report: no run "${id}" in the store (see "kvmio runs")`);
+    return meta;
+  });
+  const runs: ReportRun[] = [];
+  const rows: MetricRow[] = [];
+  const failures: ReportFailure[] = [];
+  const seen = new Set<string>();
+  for (const meta of metas) {
+    const id = String(meta.id);
+    if (seen.has(id)) continue; // "latest" and its id named together
+    seen.add(id);
+    const variants = store.variants?.(id) ?? [];
+    const hostName = store.hosts?.(id)[0]?.name;
+    runs.push(runFromMeta(hostName ? { hostName, ...meta } : meta, variants));
+    for (const row of store.metricRows(id)) rows.push(row);
+    for (const f of store.failures?.(id) ?? [])
+      failures.push(failureFromRecord(id, f as Record<string, unknown>));
+  }
+  return withLabels({ runs, rows, failures });
+}
+
+/** A run as `kvmio export --format json` writes it, or as a fixture keeps it. */
+export interface RunExport {
+  run: Record<string, unknown>;
+  hosts?: { name: string }[];
+  variants?: Variant[];
+  rows: MetricRow[];
+  failures?: Record<string, unknown>[];
+}
+
+export function reportDataFromExports(docs: readonly RunExport[]): ReportData {
+  const runs = docs.map((d) => {
+    const hostName = d.hosts?.[0]?.name;
+    return runFromMeta(hostName ? { hostName, ...d.run } : d.run, d.variants ?? []);
+  });
+  const rows = docs.flatMap((d) => d.rows);
+  const failures = docs.flatMap((d) => (d.failures ?? []).map((f) => failureFromRecord(String(d.run.id), f)));
+  return withLabels({ runs, rows, failures });
+}
+
+function parseMaybeJson(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function runFromMeta(meta: Record<string, unknown>, variants: Variant[]): ReportRun {
+  const study = parseMaybeJson(meta.study) as Study | undefined;
+  const hostFacts = (parseMaybeJson(meta.hostFacts ?? meta.host_facts ?? meta.facts) ?? {}) as Record<
+    string,
+    unknown
+  >;
+  const accel = meta.accelerator ?? meta.accel ?? hostFacts.accelerator ?? hostFacts.accel;
+  const accelReason = meta.acceleratorReason ?? meta.accelerator_reason ?? hostFacts.acceleratorReason;
+  return {
+    id: String(meta.id),
+    label: String(meta.label ?? meta.id),
+    name: String(meta.name ?? study?.name ?? meta.id),
+    status: String(meta.status ?? 'unknown'),
+    started: meta.started === undefined ? undefined : String(meta.started),
+    accelerator: accel === undefined || accel === null ? undefined : String(accel),
+    acceleratorReason: accelReason === undefined || accelReason === null ? undefined : String(accelReason),
+    hostFacts,
+    hostName: meta.hostName === undefined ? undefined : String(meta.hostName),
+    study,
+    variants: variants.length > 0 ? variants : (study?.variants ?? []),
+  };
+}
+
+function failureFromRecord(runId: string, f: Record<string, unknown>): ReportFailure {
+  return {
+    run: String(f.run ?? runId),
+    variant: String(f.variant ?? '?'),
+    workload: String(f.workload ?? '?'),
+    step: (f.step as string | number | null | undefined) ?? null,
+    rep: typeof f.rep === 'number' ? f.rep : undefined,
+    reason: String(f.reason ?? f.error ?? 'failed'),
+    consoleTail:
+      typeof (f.consoleTail ?? f.console_tail) === 'string'
+        ? String(f.consoleTail ?? f.console_tail)
+        : undefined,
+    retried: f.retried === true,
+  };
+}
+
+/** Legend labels for runs: the host name when runs come from different hosts, else the run id. */
+function withLabels(data: ReportData): ReportData {
+  const hostOf = (r: ReportRun) => String(r.hostName ?? r.hostFacts.hostname ?? r.hostFacts.host ?? '');
+  const hosts = new Set(data.runs.map(hostOf));
+  const byHost = hosts.size === data.runs.length && !hosts.has('');
+  for (const r of data.runs) {
+    if (r.label === r.id && byHost) r.label = hostOf(r);
+  }
+  return data;
+}
+
+/** The study's workload definition by name, for classifying charts by parameters rather than names. */
+export function workloadOf(run: ReportRun | undefined, name: string): Workload | undefined {
+  return run?.study?.workloads.find((w) => w.name === name);
+}

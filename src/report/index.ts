@@ -1,0 +1,72 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildCharts, buildModel, type Chart } from './charts.js';
+import { buildConclusion, type Conclusion } from './conclusion.js';
+import { loadReportData, type ReportData, type ReportStore } from './data.js';
+import { type RenderedChart, reportHtml } from './html.js';
+import { scopeSvgIds, specToSvg, svgToPng } from './render.js';
+
+export { buildCharts, buildModel, type Chart } from './charts.js';
+export { buildConclusion, type Claim, type Conclusion } from './conclusion.js';
+export {
+  loadReportData,
+  type ReportData,
+  type ReportRun,
+  type RunExport,
+  reportDataFromExports,
+} from './data.js';
+
+export interface ReportResult {
+  outDir: string;
+  index: string;
+  summary: string;
+  charts: Chart[];
+  conclusion: Conclusion;
+  files: string[];
+  millis: number;
+}
+
+/** Writes DIR/index.html, DIR/charts/<id>.svg|png and DIR/summary.md from the report's data. */
+export async function writeReport(
+  data: ReportData,
+  outDir: string,
+  opts: { png?: boolean } = {},
+): Promise<ReportResult> {
+  const t0 = performance.now();
+  const model = buildModel(data);
+  const charts = buildCharts(model);
+  const conclusion = buildConclusion(model);
+  const chartDir = join(outDir, 'charts');
+  mkdirSync(chartDir, { recursive: true });
+  const files: string[] = [];
+  const rendered: RenderedChart[] = [];
+  const pngs: Promise<void>[] = [];
+  for (const chart of charts) {
+    const svg = await specToSvg(chart.spec);
+    const svgPath = join(chartDir, `${chart.id}.svg`);
+    writeFileSync(svgPath, svg);
+    files.push(svgPath);
+    if (opts.png !== false) {
+      const pngPath = join(chartDir, `${chart.id}.png`);
+      pngs.push(svgToPng(svg).then((png) => writeFileSync(pngPath, png)));
+      files.push(pngPath);
+    }
+    rendered.push({ chart, svg: scopeSvgIds(svg, `c-${chart.id}`) });
+  }
+  await Promise.all(pngs);
+  const summary = join(outDir, 'summary.md');
+  writeFileSync(summary, conclusion.markdown);
+  const index = join(outDir, 'index.html');
+  writeFileSync(index, reportHtml(data, rendered, conclusion.markdown));
+  files.push(summary, index);
+  return { outDir, index, summary, charts, conclusion, files, millis: performance.now() - t0 };
+}
+
+/** The library entry of `kvmio report`: runs from the store → the report files. */
+export async function renderReport(
+  store: ReportStore,
+  runIds: readonly string[],
+  outDir: string,
+): Promise<ReportResult> {
+  return writeReport(loadReportData(store, runIds), outDir);
+}

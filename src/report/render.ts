@@ -1,0 +1,39 @@
+import { renderAsync } from '@resvg/resvg-js';
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+import { FONT } from './specs.js';
+
+/** Vega-Lite → Vega → SVG, headless (no canvas: renderer 'none', text measured by estimate). */
+export async function specToSvg(spec: object): Promise<string> {
+  const vgSpec = compile(spec as TopLevelSpec).spec;
+  const view = new vega.View(vega.parse(vgSpec), { renderer: 'none' });
+  try {
+    return await view.toSVG();
+  } finally {
+    view.finalize();
+  }
+}
+
+/**
+ * PNG at 2× for slides; system fonts (DejaVu on Debian) so the text matches the SVG. Async: resvg
+ * renders on libuv's thread pool, so several charts rasterise in parallel.
+ */
+export async function svgToPng(svg: string): Promise<Buffer> {
+  const image = await renderAsync(svg, {
+    fitTo: { mode: 'zoom', value: 2 },
+    font: { loadSystemFonts: true, defaultFontFamily: FONT },
+    background: 'white',
+  });
+  return image.asPng();
+}
+
+/**
+ * Makes the ids inside one SVG unique to its chart (clip paths, gradients), so that several SVGs
+ * inlined in one HTML page never resolve each other's url(#…) references.
+ */
+export function scopeSvgIds(svg: string, prefix: string): string {
+  return svg
+    .replace(/\bid="([^"]+)"/g, (_m, id: string) => `id="${prefix}-${id}"`)
+    .replace(/url\(#([^)]+)\)/g, (_m, id: string) => `url(#${prefix}-${id})`)
+    .replace(/href="#([^"]+)"/g, (_m, id: string) => `href="#${prefix}-${id}"`);
+}

@@ -1,0 +1,195 @@
+/** Vega-Lite spec builders shared by every chart: grouped bars, stacked bars, lines; all with 95% CI bars. */
+
+export const FONT = 'DejaVu Sans';
+const WIDTH = 560;
+const HEIGHT = 300;
+
+export interface BarDatum {
+  group: string;
+  label: string;
+  mean: number;
+  lo: number;
+  hi: number;
+  n: number;
+}
+
+export interface LineDatum {
+  label: string;
+  /** Sub-series (e.g. the workload) drawn with a different dash. */
+  dash?: string;
+  x: number;
+  y: number;
+  ylo: number;
+  yhi: number;
+  n: number;
+  step: string;
+  /** Drawing order along the line: the load step (rate, clients), not the measured x. */
+  ord: number;
+}
+
+export interface StackDatum {
+  label: string;
+  part: string;
+  value: number;
+}
+
+export interface ColorScale {
+  domain: string[];
+  range: string[];
+}
+
+const config = {
+  font: FONT,
+  background: 'white',
+  view: { stroke: null },
+  axis: { labelFontSize: 11, titleFontSize: 12, grid: true, gridColor: '#e6e6e6' },
+  legend: { orient: 'bottom', columns: 3, labelFontSize: 11, titleFontSize: 11, labelLimit: 260 },
+  title: { fontSize: 15, subtitleFontSize: 12, anchor: 'start' },
+};
+
+/**
+ * The y scale follows the drawn values (bars, points), not the error bars: with 2 repetitions the
+ * t factor is 12.7 and one wide CI would flatten every bar; error bars are clipped at the frame.
+ */
+function yScale(values: number[]): { domain: [number, number]; nice: boolean } | { zero: boolean } {
+  const finite = values.filter(Number.isFinite);
+  const max = Math.max(...finite);
+  const min = Math.min(...finite);
+  if (finite.length === 0 || max <= 0) return { zero: true };
+  return { domain: [Math.min(0, min * 1.1), max * 1.25], nice: true };
+}
+
+function title(text: string, subtitle?: string) {
+  return subtitle ? { text, subtitle } : { text };
+}
+
+export function groupedBarSpec(
+  data: BarDatum[],
+  colors: ColorScale,
+  t: { title: string; subtitle?: string; yTitle: string },
+): object {
+  const x = { field: 'group', type: 'nominal', title: null, axis: { labelAngle: 0 }, sort: null };
+  const xOffset = { field: 'label', type: 'nominal', sort: colors.domain, scale: { domain: colors.domain } };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: title(t.title, t.subtitle),
+    width: WIDTH,
+    height: HEIGHT,
+    data: { values: data },
+    layer: [
+      {
+        mark: { type: 'bar' },
+        encoding: {
+          x,
+          xOffset,
+          y: { field: 'mean', type: 'quantitative', title: t.yTitle, scale: yScale(data.map((d) => d.mean)) },
+          color: { field: 'label', type: 'nominal', title: null, scale: colors, sort: colors.domain },
+        },
+      },
+      {
+        mark: { type: 'rule', color: '#222', strokeWidth: 1.5, clip: true },
+        transform: [{ filter: 'datum.n > 1' }],
+        encoding: {
+          x,
+          xOffset,
+          y: { field: 'lo', type: 'quantitative' },
+          y2: { field: 'hi' },
+        },
+      },
+    ],
+    config,
+  };
+}
+
+export function stackedBarSpec(
+  data: StackDatum[],
+  totals: BarDatum[],
+  parts: ColorScale,
+  labels: string[],
+  t: { title: string; subtitle?: string; yTitle: string },
+): object {
+  const x = {
+    field: 'label',
+    type: 'nominal',
+    title: null,
+    sort: labels,
+    axis: { labelAngle: -25, labelLimit: 400 },
+  };
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: title(t.title, t.subtitle),
+    width: WIDTH,
+    height: HEIGHT,
+    layer: [
+      {
+        data: { values: data },
+        mark: { type: 'bar' },
+        encoding: {
+          x,
+          y: {
+            field: 'value',
+            type: 'quantitative',
+            title: t.yTitle,
+            stack: 'zero',
+            scale: yScale(totals.map((d) => d.mean)),
+          },
+          color: { field: 'part', type: 'nominal', title: 'QEMU thread', scale: parts, sort: parts.domain },
+          order: { field: 'partIndex', type: 'quantitative' },
+        },
+      },
+      {
+        data: { values: totals },
+        mark: { type: 'rule', color: '#222', strokeWidth: 1.5, clip: true },
+        transform: [{ filter: 'datum.n > 1' }],
+        encoding: { x, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' } },
+      },
+    ],
+    config,
+  };
+}
+
+export function lineSpec(
+  data: LineDatum[],
+  colors: ColorScale,
+  t: { title: string; subtitle?: string; xTitle: string; yTitle: string; xType?: 'quantitative' | 'ordinal' },
+): object {
+  const xType = t.xType ?? 'quantitative';
+  const x = {
+    field: 'x',
+    type: xType,
+    title: t.xTitle,
+    ...(xType === 'ordinal' ? { axis: { labelAngle: 0 } } : {}),
+  };
+  const color = { field: 'label', type: 'nominal', title: null, scale: colors, sort: colors.domain };
+  const hasDash = data.some((d) => d.dash !== undefined);
+  const dash = hasDash ? { strokeDash: { field: 'dash', type: 'nominal', title: null } } : {};
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: title(t.title, t.subtitle),
+    width: WIDTH,
+    height: HEIGHT,
+    data: { values: data },
+    layer: [
+      {
+        mark: { type: 'line', strokeWidth: 2 },
+        encoding: {
+          x,
+          y: { field: 'y', type: 'quantitative', title: t.yTitle, scale: yScale(data.map((d) => d.y)) },
+          color,
+          order: { field: 'ord' },
+          ...dash,
+        },
+      },
+      {
+        mark: { type: 'point', filled: true, size: 45 },
+        encoding: { x, y: { field: 'y', type: 'quantitative' }, color },
+      },
+      {
+        mark: { type: 'rule', strokeWidth: 1.2, clip: true },
+        transform: [{ filter: 'datum.n > 1' }],
+        encoding: { x, y: { field: 'ylo', type: 'quantitative' }, y2: { field: 'yhi' }, color },
+      },
+    ],
+    config,
+  };
+}

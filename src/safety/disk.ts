@@ -1,0 +1,76 @@
+import { closeSync, constants, fchmodSync, ftruncateSync, openSync, truncateSync, unlinkSync } from 'node:fs';
+import type { DiskSpec } from '../study/types.js';
+import { UserError } from '../util/errors.js';
+import { run } from '../util/proc.js';
+import { formatBytes } from '../util/units.js';
+import { type GuardOptions, guardTarget, type TargetInfo } from './guard.js';
+import { recordKvmioFile } from './registry.js';
+
+export interface PrepareOptions extends GuardOptions {
+  /**
+   * Allocate every block now (fallocate) instead of leaving a sparse file. A sparse file's first writes
+   * also allocate filesystem blocks, which may show up in the first write measurements.
+   */
+  preallocate?: boolean;
+}
+
+async function preallocate(path: string, sizeBytes: number): Promise<void> {
+  // Node has no posix_fallocate; fallocate(1) keeps the size and only reserves blocks.
+  await run(['fallocate', '--length', String(sizeBytes), path], { timeoutMs: 10 * 60_000 });
+}
+
+/** Creates the file exclusively (never over something that appeared since the guard looked), mode 0600. */
+async function createFile(path: string, sizeBytes: number, prealloc: boolean): Promise<void> {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new UserError(`${path} appeared while kvmio was checking it; run again`);
+    throw new UserError(`cannot create the disk file ${path}: ${(e as Error).message}`);
+  }
+  try {
+    fchmodSync(fd, 0o600); // whatever the umask, a benchmark disk is private to its owner
+    ftruncateSync(fd, sizeBytes);
+  } finally {
+    closeSync(fd);
+  }
+  recordKvmioFile(path, sizeBytes);
+  try {
+    if (prealloc) await preallocate(path, sizeBytes);
+  } catch (e) {
+    unlinkSync(path); // a half-allocated file (disk full) is not left behind
+    throw new UserError(`cannot allocate ${formatBytes(sizeBytes)} for ${path}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Makes the disk under test ready: guards it, then creates the raw file if missing (sized, recorded as
+ * kvmio's), resizes a file kvmio made earlier to the requested size, or accepts a block device that is
+ * at least as large as requested (sizeBytes 0 = the whole device). Nothing is written before the guard passed.
+ */
+export async function prepareDiskFile(spec: DiskSpec, opts: PrepareOptions = {}): Promise<TargetInfo> {
+  const info = await guardTarget(spec.path, opts);
+  const prealloc = opts.preallocate ?? false;
+  if (info.kind === 'block') {
+    if (spec.sizeBytes > info.sizeBytes)
+      throw new UserError(
+        `${spec.path} is ${formatBytes(info.sizeBytes)}, smaller than the disk size asked for (${formatBytes(spec.sizeBytes)})`,
+      );
+    return info;
+  }
+  if (spec.sizeBytes <= 0)
+    throw new UserError(`disk size for the file ${spec.path} must be positive (e.g. disk.size: 1GiB)`);
+  if (!info.exists) {
+    await createFile(info.path, spec.sizeBytes, prealloc);
+    return { ...info, sizeBytes: spec.sizeBytes, createdByKvmio: true, exists: true };
+  }
+  // An existing file kvmio may write to: its own, or one the user gave up with --destroy-data.
+  if (info.sizeBytes !== spec.sizeBytes && (info.createdByKvmio || info.sizeBytes < spec.sizeBytes)) {
+    truncateSync(info.path, spec.sizeBytes);
+    if (info.createdByKvmio) recordKvmioFile(info.path, spec.sizeBytes);
+  }
+  const sizeBytes = info.createdByKvmio ? spec.sizeBytes : Math.max(info.sizeBytes, spec.sizeBytes);
+  if (prealloc) await preallocate(info.path, sizeBytes);
+  return { ...info, sizeBytes };
+}

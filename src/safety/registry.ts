@@ -1,0 +1,78 @@
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cacheDir } from '../util/paths.js';
+
+/**
+ * The record of disk files kvmio created, so that it reuses its own files and refuses everyone else's.
+ *
+ * Why a registry and not a `user.kvmio` xattr: Node has no xattr API (it would take the `attr` tools,
+ * which are not installed by default), tmpfs and NFS often refuse user xattrs, and copying a file with
+ * `cp` drops them, silently turning a user's copy into "ours" or ours into "theirs". A file is identified
+ * by device + inode + birth time, so a file deleted and recreated at the same path (even if the inode
+ * number is reused) is not mistaken for kvmio's. The registry lives in cacheDir() (created-disks.json).
+ */
+
+interface Entry {
+  path: string;
+  dev: string;
+  ino: string;
+  /** Nanoseconds; "0" where the filesystem has no birth time (then dev+ino alone identify the file). */
+  birthNs: string;
+  sizeBytes: number;
+  createdAt: string;
+}
+
+function registryFile(): string {
+  return join(cacheDir(), 'created-disks.json');
+}
+
+function load(): Entry[] {
+  const file = registryFile();
+  if (!existsSync(file)) return [];
+  try {
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as { disks?: Entry[] };
+    return Array.isArray(parsed.disks) ? parsed.disks : [];
+  } catch {
+    // A damaged registry only means kvmio no longer recognises its files: it then refuses them (safe).
+    return [];
+  }
+}
+
+function save(entries: Entry[]): void {
+  const file = registryFile();
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify({ version: 1, disks: entries }, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, file); // atomic: a concurrent reader sees the old or the new registry, never half
+}
+
+function identity(path: string): Pick<Entry, 'dev' | 'ino' | 'birthNs'> {
+  const st = statSync(path, { bigint: true });
+  return { dev: String(st.dev), ino: String(st.ino), birthNs: String(st.birthtimeNs) };
+}
+
+function matches(e: Entry, id: Pick<Entry, 'dev' | 'ino' | 'birthNs'>): boolean {
+  if (e.dev !== id.dev || e.ino !== id.ino) return false;
+  return e.birthNs === '0' || id.birthNs === '0' || e.birthNs === id.birthNs;
+}
+
+function stillExists(e: Entry): boolean {
+  try {
+    return matches(e, identity(e.path));
+  } catch {
+    return false;
+  }
+}
+
+/** True when the existing regular file at `path` is one kvmio created. */
+export function isKvmioFile(path: string): boolean {
+  const id = identity(path);
+  return load().some((e) => matches(e, id));
+}
+
+/** Records a file kvmio has just created (or resized); forgets entries whose file is gone. */
+export function recordKvmioFile(path: string, sizeBytes: number): void {
+  const id = identity(path);
+  const kept = load().filter((e) => !matches(e, id) && stillExists(e));
+  kept.push({ path, ...id, sizeBytes, createdAt: new Date().toISOString() });
+  save(kept);
+}

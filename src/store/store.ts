@@ -1,0 +1,565 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import type { MetricRow, Study, Variant } from '../study/types.js';
+import { UserError } from '../util/errors.js';
+import { migrate } from './schema.js';
+
+/**
+ * The results store: one SQLite file. Every figure keeps its provenance (run, host, variant, round,
+ * workload, step), every failed point its reason. Each point is committed when it ends (WAL), so a crash
+ * loses at most the point in progress.
+ */
+
+export type RunStatus = 'running' | 'complete' | 'partial' | 'interrupted';
+export type PointStatus = 'ok' | 'failed' | 'running';
+export type Step = number | string | null;
+
+export interface RunRecord {
+  id: string;
+  name: string;
+  /** Where the study came from: a file path, `preset:NAME`, or `import:fio`. */
+  source: string | null;
+  /** The validated study as it ran (undefined for imported runs). */
+  study: Study | undefined;
+  /** --only globs the run was planned with (resume replans with the same). */
+  only: string[] | undefined;
+  status: RunStatus;
+  started: string;
+  ended: string | null;
+  kvmioVersion: string | null;
+  accelerator: string | null;
+  acceleratorReason: string | null;
+  notes: string[];
+  /** Facts of the run's first host (CPU, kernel, QEMU, fio versions…). */
+  hostFacts: Record<string, unknown>;
+}
+
+export interface NewRun {
+  name: string;
+  source: string;
+  study?: Study;
+  only?: string[];
+  kvmioVersion: string;
+  accelerator?: string;
+  acceleratorReason?: string;
+  notes?: string[];
+  /** Run id; default `YYYYMMDD-HHMM-name`, made unique in this store. */
+  id?: string;
+  status?: RunStatus;
+  started?: Date;
+}
+
+export interface HostRecord {
+  name: string;
+  uri: string | null;
+  facts: Record<string, unknown>;
+}
+
+export interface PointRecord {
+  /** Row id, unique in the store. */
+  id: number;
+  run: string;
+  index: number;
+  attempt: number;
+  round: number;
+  host: string;
+  variant: string;
+  workload: string;
+  status: PointStatus;
+  started: string;
+  ended: string | null;
+  durationSeconds: number | null;
+  error: string | null;
+  consoleTail: string | null;
+}
+
+export interface FailureRecord {
+  run: string;
+  index: number;
+  attempt: number;
+  host: string;
+  variant: string;
+  workload: string;
+  /** The repetition (round), as in MetricRow.rep. */
+  rep: number;
+  step: Step;
+  reason: string;
+  consoleTail: string | null;
+  /** A later attempt of the same point (after --resume) succeeded. */
+  retried: boolean;
+}
+
+export interface Measurement {
+  guest?: string | number;
+  step: Step;
+  metric: string;
+  value: number;
+  unit: string;
+}
+
+export interface PointOutcome {
+  status: 'ok' | 'failed';
+  measurements?: Measurement[];
+  series?: { t: number; metric: string; value: number }[];
+  artifacts?: Record<string, string>;
+  error?: string;
+  consoleTail?: string;
+}
+
+/** One line of `kvmio runs --json`. */
+export interface RunListing {
+  id: string;
+  name: string;
+  status: RunStatus;
+  points: number;
+  failed: number;
+  started: string;
+  host: string;
+}
+
+export const DEFAULT_GUEST = 0;
+
+interface RunRow {
+  id: string;
+  name: string;
+  source: string | null;
+  study: string | null;
+  only_globs: string | null;
+  status: RunStatus;
+  started: string;
+  ended: string | null;
+  kvmio_version: string | null;
+  accelerator: string | null;
+  accelerator_reason: string | null;
+  notes: string | null;
+}
+
+interface PointRow {
+  id: number;
+  run_id: string;
+  idx: number;
+  attempt: number;
+  round: number;
+  host: string;
+  variant: string;
+  workload: string;
+  status: PointStatus;
+  started: string;
+  ended: string | null;
+  duration_s: number | null;
+  error: string | null;
+  console_tail: string | null;
+}
+
+function parseJson<T>(text: string | null, fallback: T): T {
+  if (text === null || text === '') return fallback;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return fallback;
+  }
+}
+
+function pointFromRow(r: PointRow): PointRecord {
+  return {
+    id: r.id,
+    run: r.run_id,
+    index: r.idx,
+    attempt: r.attempt,
+    round: r.round,
+    host: r.host,
+    variant: r.variant,
+    workload: r.workload,
+    status: r.status,
+    started: r.started,
+    ended: r.ended,
+    durationSeconds: r.duration_s,
+    error: r.error,
+    consoleTail: r.console_tail,
+  };
+}
+
+/** `20261125-1043-quick`: sortable, readable, names the study. */
+export function runIdFor(name: string, when: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  const stamp = `${when.getUTCFullYear()}${p(when.getUTCMonth() + 1)}${p(when.getUTCDate())}-${p(when.getUTCHours())}${p(when.getUTCMinutes())}`;
+  const slug = name.replace(/[^A-Za-z0-9._-]+/g, '-').slice(0, 40) || 'run';
+  return `${stamp}-${slug}`;
+}
+
+export class Store {
+  private constructor(
+    readonly db: Database.Database,
+    readonly path: string,
+  ) {}
+
+  /** Opens (creating if needed) the store at `path` and brings its schema up to date. */
+  static open(path: string, opts: { readonly?: boolean; mustExist?: boolean } = {}): Store {
+    const file = resolve(path);
+    if ((opts.mustExist || opts.readonly) && !existsSync(file)) {
+      throw new UserError(`no results store at ${path} (run "kvmio run" first, or pass --db PATH)`);
+    }
+    let db: Database.Database;
+    try {
+      if (!opts.readonly) mkdirSync(dirname(file), { recursive: true });
+      db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+    } catch (err) {
+      throw new UserError(`cannot open the results store ${path}: ${(err as Error).message}`);
+    }
+    try {
+      if (!opts.readonly) db.pragma('journal_mode = WAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 5000');
+      if (!opts.readonly) migrate(db, path);
+      else if ((db.pragma('user_version', { simple: true }) as number) === 0) {
+        throw new UserError(`${path} is not a kvmio results store (no schema)`);
+      }
+    } catch (err) {
+      db.close();
+      if (err instanceof UserError) throw err;
+      throw new UserError(`${path} is not a usable kvmio results store: ${(err as Error).message}`);
+    }
+    return new Store(db, file);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  // ---- writing ----------------------------------------------------------------------------------
+
+  createRun(r: NewRun): string {
+    const started = r.started ?? new Date();
+    const base = r.id ?? runIdFor(r.name, started);
+    let id = base;
+    for (let n = 2; this.db.prepare('SELECT 1 FROM runs WHERE id = ?').get(id); n++) id = `${base}-${n}`;
+    this.db
+      .prepare(
+        `INSERT INTO runs (id, name, source, study, only_globs, status, started, kvmio_version, accelerator,
+           accelerator_reason, notes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        id,
+        r.name,
+        r.source,
+        r.study ? JSON.stringify(r.study) : null,
+        r.only && r.only.length > 0 ? JSON.stringify(r.only) : null,
+        r.status ?? 'running',
+        started.toISOString(),
+        r.kvmioVersion,
+        r.accelerator ?? null,
+        r.acceleratorReason ?? null,
+        JSON.stringify(r.notes ?? []),
+      );
+    return id;
+  }
+
+  setRunStatus(id: string, status: RunStatus, ended: boolean = status !== 'running'): void {
+    this.db
+      .prepare('UPDATE runs SET status = ?, ended = ? WHERE id = ?')
+      .run(status, ended ? new Date().toISOString() : null, id);
+  }
+
+  setAccelerator(id: string, accel: string, reason: string): void {
+    this.db
+      .prepare('UPDATE runs SET accelerator = ?, accelerator_reason = ? WHERE id = ?')
+      .run(accel, reason, id);
+  }
+
+  addRunNotes(id: string, notes: string[]): void {
+    const run = this.getRun(id);
+    if (!run) return;
+    const merged = [...run.notes, ...notes.filter((n) => !run.notes.includes(n))];
+    this.db.prepare('UPDATE runs SET notes = ? WHERE id = ?').run(JSON.stringify(merged), id);
+  }
+
+  setHost(runId: string, name: string, uri: string | null, facts: Record<string, unknown>): void {
+    this.db
+      .prepare(
+        `INSERT INTO hosts (run_id, name, uri, facts) VALUES (?, ?, ?, ?)
+         ON CONFLICT (run_id, name) DO UPDATE SET uri = excluded.uri, facts = excluded.facts`,
+      )
+      .run(runId, name, uri, JSON.stringify(facts));
+  }
+
+  setVariants(runId: string, variants: ReadonlyArray<{ id: string }>): void {
+    const ins = this.db.prepare(
+      `INSERT INTO variants (run_id, id, position, spec) VALUES (?, ?, ?, ?)
+       ON CONFLICT (run_id, id) DO UPDATE SET spec = excluded.spec`,
+    );
+    this.db.transaction(() => {
+      variants.forEach((v, i) => {
+        ins.run(runId, v.id, i, JSON.stringify(v));
+      });
+    })();
+  }
+
+  /** Records that a point started (status running); returns its row id for finishPoint. */
+  startPoint(
+    runId: string,
+    p: { index: number; round: number; host: string; variant: string; workload: string },
+    started: Date = new Date(),
+  ): number {
+    const prev = this.db
+      .prepare('SELECT MAX(attempt) AS a FROM points WHERE run_id = ? AND idx = ?')
+      .get(runId, p.index) as { a: number | null };
+    const info = this.db
+      .prepare(
+        `INSERT INTO points (run_id, idx, attempt, round, host, variant, workload, status, started)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)`,
+      )
+      .run(runId, p.index, (prev.a ?? 0) + 1, p.round, p.host, p.variant, p.workload, started.toISOString());
+    return Number(info.lastInsertRowid);
+  }
+
+  /** Stores a point's outcome and figures in one transaction: the point is either all there or not. */
+  finishPoint(pointId: number, outcome: PointOutcome, ended: Date = new Date()): void {
+    const row = this.db.prepare('SELECT started FROM points WHERE id = ?').get(pointId) as
+      | { started: string }
+      | undefined;
+    if (!row) throw new Error(`finishPoint: no point ${pointId}`);
+    const duration = (ended.getTime() - Date.parse(row.started)) / 1000;
+    const insM = this.db.prepare(
+      'INSERT INTO measurements (point_id, guest, step, metric, value, unit) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    const insS = this.db.prepare('INSERT INTO series (point_id, t, metric, value) VALUES (?, ?, ?, ?)');
+    const insA = this.db.prepare(
+      'INSERT INTO artifacts (point_id, name, text) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET text = excluded.text',
+    );
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          'UPDATE points SET status = ?, ended = ?, duration_s = ?, error = ?, console_tail = ? WHERE id = ?',
+        )
+        .run(
+          outcome.status,
+          ended.toISOString(),
+          duration,
+          outcome.error ?? null,
+          outcome.consoleTail ?? null,
+          pointId,
+        );
+      if (outcome.status === 'ok') {
+        for (const m of outcome.measurements ?? []) {
+          if (!Number.isFinite(m.value)) continue; // NaN/Infinity are not figures (SQLite would store NULL)
+          insM.run(pointId, m.guest ?? DEFAULT_GUEST, m.step, m.metric, m.value, m.unit);
+        }
+        for (const s of outcome.series ?? [])
+          if (Number.isFinite(s.value)) insS.run(pointId, s.t, s.metric, s.value);
+      }
+      for (const [name, text] of Object.entries(outcome.artifacts ?? {})) insA.run(pointId, name, text);
+    })();
+  }
+
+  /**
+   * Removes points left `running` (interrupted, or the process died): an interruption is not a finding,
+   * and resume runs them again. Their figures were never stored (a point commits when it ends).
+   */
+  discardRunningPoints(runId: string): number {
+    return this.db.prepare("DELETE FROM points WHERE run_id = ? AND status = 'running'").run(runId).changes;
+  }
+
+  /**
+   * A point left `running` (the process died or was interrupted): failed with `reason`. Called on
+   * interrupt and when a run is resumed, so no point stays `running` after its process is gone.
+   */
+  failRunningPoints(runId: string, reason: string): number {
+    const now = new Date().toISOString();
+    return this.db
+      .prepare(
+        `UPDATE points SET status = 'failed', ended = ?, error = ?,
+           duration_s = (julianday(?) - julianday(started)) * 86400
+         WHERE run_id = ? AND status = 'running'`,
+      )
+      .run(now, reason, now, runId).changes;
+  }
+
+  // ---- reading (the report's API) ------------------------------------------------------------------
+
+  /** `latest` (the newest run) or an exact id; undefined when there is no such run. */
+  resolveRunId(id: string): string | undefined {
+    const row =
+      id === 'latest'
+        ? (this.db.prepare('SELECT id FROM runs ORDER BY started DESC, rowid DESC LIMIT 1').get() as
+            | { id: string }
+            | undefined)
+        : (this.db.prepare('SELECT id FROM runs WHERE id = ?').get(id) as { id: string } | undefined);
+    return row?.id;
+  }
+
+  /** Like resolveRunId, but a missing run is a UserError listing what there is. */
+  requireRun(id: string): RunRecord {
+    const run = this.getRun(id);
+    if (run) return run;
+    const ids = this.listRuns()
+      .slice(0, 5)
+      .map((r) => r.id);
+    throw new UserError(
+      ids.length === 0
+        ? `no runs in ${this.path} (run "kvmio run" first, or pass --db)`
+        : `no run "${id}" in ${this.path}; recent runs: ${ids.join(', ')} (or "latest")`,
+    );
+  }
+
+  getRun(id: string): RunRecord | undefined {
+    const resolved = this.resolveRunId(id);
+    if (!resolved) return undefined;
+    const r = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(resolved) as RunRow;
+    const firstHost = this.hosts(resolved)[0];
+    return {
+      id: r.id,
+      name: r.name,
+      source: r.source,
+      study: parseJson<Study | undefined>(r.study, undefined),
+      only: parseJson<string[] | undefined>(r.only_globs, undefined),
+      status: r.status,
+      started: r.started,
+      ended: r.ended,
+      kvmioVersion: r.kvmio_version,
+      accelerator: r.accelerator,
+      acceleratorReason: r.accelerator_reason,
+      notes: parseJson<string[]>(r.notes, []),
+      hostFacts: firstHost?.facts ?? {},
+    };
+  }
+
+  listRuns(): RunListing[] {
+    const rows = this.db
+      .prepare(
+        `SELECT r.id, r.name, r.status, r.started,
+           (SELECT COUNT(DISTINCT idx) FROM points p WHERE p.run_id = r.id AND p.status = 'ok') AS ok,
+           (SELECT COUNT(DISTINCT idx) FROM points p WHERE p.run_id = r.id) AS total,
+           (SELECT COUNT(DISTINCT idx) FROM points p WHERE p.run_id = r.id AND p.status != 'ok'
+              AND NOT EXISTS (SELECT 1 FROM points q WHERE q.run_id = p.run_id AND q.idx = p.idx AND q.status = 'ok'))
+             AS failed,
+           (SELECT GROUP_CONCAT(name, ',') FROM hosts h WHERE h.run_id = r.id) AS host
+         FROM runs r ORDER BY r.started DESC, r.rowid DESC`,
+      )
+      .all() as Array<{
+      id: string;
+      name: string;
+      status: RunStatus;
+      started: string;
+      total: number;
+      failed: number;
+      host: string | null;
+    }>;
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      status: r.status,
+      points: r.total,
+      failed: r.failed,
+      started: r.started,
+      host: r.host ?? '',
+    }));
+  }
+
+  hosts(runId: string): HostRecord[] {
+    const id = this.resolveRunId(runId) ?? runId;
+    return (
+      this.db.prepare('SELECT name, uri, facts FROM hosts WHERE run_id = ? ORDER BY rowid').all(id) as Array<{
+        name: string;
+        uri: string | null;
+        facts: string | null;
+      }>
+    ).map((h) => ({ name: h.name, uri: h.uri, facts: parseJson<Record<string, unknown>>(h.facts, {}) }));
+  }
+
+  /** The run's variants in the study's order (for imports: what each imported file or job was). */
+  variants(runId: string): Variant[] {
+    const id = this.resolveRunId(runId) ?? runId;
+    return (
+      this.db.prepare('SELECT spec FROM variants WHERE run_id = ? ORDER BY position').all(id) as Array<{
+        spec: string;
+      }>
+    ).map((v) => JSON.parse(v.spec) as Variant);
+  }
+
+  /** The latest attempt of every point, in plan order. */
+  points(runId: string): PointRecord[] {
+    const id = this.resolveRunId(runId) ?? runId;
+    return (
+      this.db
+        .prepare(
+          `SELECT * FROM points p WHERE run_id = ?
+             AND attempt = (SELECT MAX(attempt) FROM points q WHERE q.run_id = p.run_id AND q.idx = p.idx)
+           ORDER BY idx`,
+        )
+        .all(id) as PointRow[]
+    ).map(pointFromRow);
+  }
+
+  /** Every failed attempt, including those a resume later retried successfully (a crash is a finding). */
+  failures(runId: string): FailureRecord[] {
+    const id = this.resolveRunId(runId) ?? runId;
+    const rows = this.db
+      .prepare(
+        `SELECT p.*, EXISTS (SELECT 1 FROM points q WHERE q.run_id = p.run_id AND q.idx = p.idx AND q.status = 'ok')
+           AS retried
+         FROM points p WHERE run_id = ? AND status = 'failed' ORDER BY idx, attempt`,
+      )
+      .all(id) as Array<PointRow & { retried: number }>;
+    return rows.map((r) => ({
+      run: r.run_id,
+      index: r.idx,
+      attempt: r.attempt,
+      host: r.host,
+      variant: r.variant,
+      workload: r.workload,
+      rep: r.round,
+      step: null,
+      reason: r.error ?? 'failed',
+      consoleTail: r.console_tail,
+      retried: r.retried === 1,
+    }));
+  }
+
+  /** Every figure of the run's successful points: the export contract (one row per figure). */
+  metricRows(runId: string): MetricRow[] {
+    const id = this.resolveRunId(runId) ?? runId;
+    return this.db
+      .prepare(
+        `SELECT p.run_id AS run, p.host, p.variant, m.guest, p.workload, m.step, p.round AS rep, m.metric, m.value,
+           m.unit
+         FROM measurements m JOIN points p ON p.id = m.point_id
+         WHERE p.run_id = ? AND p.status = 'ok'
+         ORDER BY p.idx, m.rowid`,
+      )
+      .all(id) as MetricRow[];
+  }
+
+  artifacts(pointId: number): Record<string, string> {
+    const rows = this.db
+      .prepare('SELECT name, text FROM artifacts WHERE point_id = ? ORDER BY name')
+      .all(pointId) as Array<{
+      name: string;
+      text: string;
+    }>;
+    return Object.fromEntries(rows.map((r) => [r.name, r.text]));
+  }
+
+  series(pointId: number): { t: number; metric: string; value: number }[] {
+    return this.db
+      .prepare('SELECT t, metric, value FROM series WHERE point_id = ? ORDER BY metric, t')
+      .all(pointId) as { t: number; metric: string; value: number }[];
+  }
+
+  /** Indexes of points that have an ok attempt (resume skips them). */
+  okIndexes(runId: string): Set<number> {
+    return new Set(
+      (
+        this.db
+          .prepare("SELECT DISTINCT idx FROM points WHERE run_id = ? AND status = 'ok'")
+          .all(runId) as Array<{
+          idx: number;
+        }>
+      ).map((r) => r.idx),
+    );
+  }
+}

@@ -1,0 +1,226 @@
+import { UserError } from '../util/errors.js';
+import { formatBytes } from '../util/units.js';
+import { globToRegExp } from './glob.js';
+import { seededShuffle } from './shuffle.js';
+import { HOST_VARIANT_ID, type Study, type Variant, type Workload } from './types.js';
+import { bootGroupKey } from './variants.js';
+
+export interface PlannedPoint {
+  index: number;
+  /** Repetition, 0-based. */
+  round: number;
+  /** Host name; 'local' when the study has no hosts. */
+  host: string;
+  /** A variant id, or 'host' for the bare-host baseline. */
+  variantId: string;
+  /** Workload name. */
+  workload: string;
+  /** A fresh VM is needed before this point (the previous one, if any, is stopped). */
+  boot: boolean;
+  /** The running VM switches to this variant live (hot-plug of the test disk) before this point. */
+  switchLive: boolean;
+}
+
+export interface Plan {
+  study: Study;
+  /** VM variants of this plan, in the study's order (after --only). */
+  variants: Variant[];
+  /** Whether the bare-host baseline (`host`) is part of this plan (after --only). */
+  baseline: boolean;
+  /** Every point in run order. */
+  points: PlannedPoint[];
+  boots: number;
+  liveSwitches: number;
+  /** Seconds spent measuring (ramp + runtime, summed over points). */
+  measureSeconds: number;
+  /** measureSeconds plus boots, live switches and per-point overhead. */
+  estimatedSeconds: number;
+  notes: string[];
+}
+
+export interface PlanOptions {
+  /** Globs over variant ids (`*`, `?`); `host` is the baseline. */
+  only?: string[];
+}
+
+/**
+ * Cost model of the estimate. Guesses from TCG runs on a small host; KVM is faster, so the estimate
+ * errs long. Seconds unless named otherwise.
+ */
+export const PLAN_COSTS = {
+  /** Boot of the builtin guest until its agent answers (TCG). */
+  bootSeconds: 8,
+  /** Hot-unplug of the test disk, hot-plug of the next one, verification. */
+  switchSeconds: 2,
+  /** Starting the tool, collecting its output, storing the point. */
+  pointOverheadSeconds: 1,
+  /** PostgreSQL start and pgbench -i, per scale unit on top of a fixed start. */
+  pgbenchStartSeconds: 10,
+  pgbenchInitSecondsPerScale: 1,
+  /** rsync: creating the source tree and copying it, per file and per byte. */
+  rsyncSecondsPerFile: 0.002,
+  rsyncBytesPerSecond: 50e6,
+} as const;
+
+/** Measured seconds of one point of this workload. */
+export function workloadSeconds(w: Workload): number {
+  switch (w.kind) {
+    case 'fio':
+      return w.rampSeconds + w.runtimeSeconds;
+    case 'sweep': {
+      // The rate-limited form first measures the maximum, then runs each step.
+      const runs = w.iodepths ? w.iodepths.length : (w.steps ?? 0) + 1;
+      return runs * (w.rampSeconds + w.runtimeSeconds);
+    }
+    case 'pgbench':
+      return (
+        PLAN_COSTS.pgbenchStartSeconds +
+        w.scale * PLAN_COSTS.pgbenchInitSecondsPerScale +
+        w.clients.length * Math.max(1, w.rates?.length ?? 0) * w.runtimeSeconds
+      );
+    case 'rsync':
+      // Writing the source tree, then copying it: twice the files and bytes.
+      return (
+        2 *
+        (w.files * PLAN_COSTS.rsyncSecondsPerFile + (w.files * w.sizeBytes) / PLAN_COSTS.rsyncBytesPerSecond)
+      );
+  }
+}
+
+function selectVariants(
+  study: Study,
+  only: string[] | undefined,
+): { variants: Variant[]; baseline: boolean } {
+  if (!only || only.length === 0) return { variants: study.variants, baseline: study.baseline };
+  const ids = [...(study.baseline ? [HOST_VARIANT_ID] : []), ...study.variants.map((v) => v.id)];
+  const patterns = only.map((glob) => {
+    const re = globToRegExp(glob);
+    if (!ids.some((id) => re.test(id))) {
+      throw new UserError(`--only "${glob}" matches no variant of ${study.source}; ids: ${ids.join(', ')}`);
+    }
+    return re;
+  });
+  const keep = (id: string) => patterns.some((re) => re.test(id));
+  return {
+    variants: study.variants.filter((v) => keep(v.id)),
+    baseline: study.baseline && keep(HOST_VARIANT_ID),
+  };
+}
+
+/** Variants grouped by the VM they can share, groups in order of first appearance. */
+function bootGroups(variants: Variant[]): Map<string, Variant[]> {
+  const groups = new Map<string, Variant[]>();
+  for (const v of variants) {
+    const key = bootGroupKey(v);
+    groups.set(key, [...(groups.get(key) ?? []), v]);
+  }
+  return groups;
+}
+
+function planNotes(study: Study, plan: Pick<Plan, 'variants' | 'baseline'>, only?: string[]): string[] {
+  const notes = [...(study.notes ?? [])];
+  if (only && only.length > 0) {
+    const total = study.variants.length + (study.baseline ? 1 : 0);
+    const kept = plan.variants.length + (plan.baseline ? 1 : 0);
+    notes.push(`--only ${only.join(',')}: ${kept} of ${total} variants`);
+  }
+  if (plan.variants.some((v) => v.memory === 'hugepages')) {
+    const bytes = study.guest.memoryBytes * study.guest.count;
+    notes.push(
+      `hugepages variants need ${formatBytes(bytes)} of free 2 MiB hugepages (${bytes / (2 * 1024 ** 2)} pages) on the host`,
+    );
+  }
+  const multi = plan.variants.filter((v) => v.iothreads > 1);
+  if (multi.length > 0) {
+    notes.push(
+      `${multi.length} variant(s) give one disk several iothreads: that needs QEMU's iothread-vq-mapping (QEMU 9.0 or later)`,
+    );
+  }
+  if (plan.baseline) notes.push('host points run on the bare host; a running VM is kept (idle) through them');
+  if (study.adaptive) {
+    const extra = study.adaptive.maxRepetitions - study.repetitions;
+    if (extra > 0) {
+      notes.push(
+        `adaptive: up to ${extra} more round(s) for points whose 95% CI is wider than ±${study.adaptive.ciShare * 100}% of the mean (not in the estimate)`,
+      );
+    }
+  }
+  return notes;
+}
+
+/**
+ * Orders the points: repetitions interleaved across variants (round after round), variants shuffled
+ * per round with a seed from the study name and round (resume replays the same plan), variants that
+ * share a VM kept together so that each group boots once per round, and the last group of a round
+ * opening the next one so that its VM carries over.
+ */
+export function planStudy(study: Study, opts: PlanOptions = {}): Plan {
+  const { variants, baseline } = selectVariants(study, opts.only);
+  const groups = bootGroups(variants);
+  const hosts = study.hosts.length > 0 ? study.hosts.map((h) => h.name) : ['local'];
+  const points: PlannedPoint[] = [];
+  let boots = 0;
+  let liveSwitches = 0;
+  let measureSeconds = 0;
+
+  const add = (
+    round: number,
+    host: string,
+    variantId: string,
+    first: { boot: boolean; switchLive: boolean },
+  ) => {
+    study.workloads.forEach((w, i) => {
+      points.push({
+        index: points.length,
+        round,
+        host,
+        variantId,
+        workload: w.name,
+        boot: i === 0 && first.boot,
+        switchLive: i === 0 && first.switchLive,
+      });
+      measureSeconds += workloadSeconds(w);
+    });
+  };
+
+  for (const host of hosts) {
+    let runningGroup: string | undefined;
+    let runningVariant: string | undefined;
+    for (let round = 0; round < study.repetitions; round++) {
+      const seed = `${study.name}#${round}`;
+      let order = seededShuffle([...groups.keys()], `${seed}:groups`);
+      if (runningGroup !== undefined && order.includes(runningGroup)) {
+        order = [runningGroup, ...order.filter((k) => k !== runningGroup)];
+      }
+      if (baseline) add(round, host, HOST_VARIANT_ID, { boot: false, switchLive: false });
+      for (const key of order) {
+        for (const v of seededShuffle(groups.get(key)!, `${seed}:${key}`)) {
+          const boot = runningGroup !== key;
+          const switchLive = !boot && runningVariant !== v.id;
+          if (boot) boots++;
+          if (switchLive) liveSwitches++;
+          runningGroup = key;
+          runningVariant = v.id;
+          add(round, host, v.id, { boot, switchLive });
+        }
+      }
+    }
+  }
+
+  const estimatedSeconds =
+    measureSeconds +
+    points.length * PLAN_COSTS.pointOverheadSeconds +
+    boots * PLAN_COSTS.bootSeconds +
+    liveSwitches * PLAN_COSTS.switchSeconds;
+  return {
+    study,
+    variants,
+    baseline,
+    points,
+    boots,
+    liveSwitches,
+    measureSeconds: Math.round(measureSeconds),
+    estimatedSeconds: Math.round(estimatedSeconds),
+    notes: planNotes(study, { variants, baseline }, opts.only),
+  };
+}

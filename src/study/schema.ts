@@ -1,0 +1,379 @@
+import { existsSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { formatBytes } from '../util/units.js';
+import { parseCpuset } from './cpuset.js';
+import {
+  describe,
+  isPlainMap,
+  readBool,
+  readEnum,
+  readInt,
+  readList,
+  readMap,
+  readShare,
+  readSize,
+  readString,
+} from './fields.js';
+import {
+  AIO_MODES,
+  BACKENDS,
+  BUSES,
+  CACHE_MODES,
+  type DiskSpec,
+  type HostSpec,
+  MEMORY_BACKINGS,
+  type Pinning,
+  type Study,
+  type Variant,
+} from './types.js';
+import {
+  crossProduct,
+  type ExcludeRule,
+  impossibleReason,
+  type MatrixAxes,
+  matchesRule,
+  variantId,
+} from './variants.js';
+import { NAME_HELP, NAME_PATTERN, readWorkloads } from './workload-schema.js';
+import { formatKeyPath, type KeyPath, type YamlSource } from './yaml-source.js';
+
+const MIB = 1024 ** 2;
+const GIB = 1024 ** 3;
+const TIB = 1024 ** 4;
+const HUGEPAGE = 2 * MIB;
+
+/** Defaults of every optional study key (the README documents the same). */
+export const STUDY_DEFAULTS = {
+  backend: 'qemu',
+  libvirtUri: 'qemu:///system',
+  guest: { vcpus: 2, memoryBytes: GIB, count: 1 },
+  disk: { path: '/var/tmp/kvmio.raw', sizeBytes: 4 * GIB },
+  matrix: {
+    aio: ['native'],
+    iothreads: [1],
+    bus: ['virtio-blk'],
+    memory: ['4k'],
+    queues: [1],
+    cache: ['none'],
+  } satisfies MatrixAxes,
+  baseline: false,
+  repetitions: 3,
+} as const;
+
+const TOP_KEYS = [
+  'name',
+  'description',
+  'backend',
+  'libvirt',
+  'guest',
+  'disk',
+  'matrix',
+  'exclude',
+  'pinning',
+  'baseline',
+  'repetitions',
+  'adaptive',
+  'workloads',
+  'hosts',
+];
+const MATRIX_KEYS = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache'] as const;
+type MatrixKey = (typeof MATRIX_KEYS)[number];
+
+function readAxisValue(src: YamlSource, path: KeyPath, key: MatrixKey, value: unknown): string | number {
+  switch (key) {
+    case 'aio':
+      return readEnum(src, path, value, AIO_MODES);
+    case 'bus':
+      return readEnum(src, path, value, BUSES);
+    case 'memory':
+      return readEnum(src, path, value, MEMORY_BACKINGS);
+    case 'cache':
+      return readEnum(src, path, value, CACHE_MODES);
+    case 'iothreads':
+      return readInt(src, path, value, 0, 64);
+    case 'queues':
+      return readInt(src, path, value, 1, 64);
+  }
+}
+
+function readMatrix(src: YamlSource, value: unknown): MatrixAxes {
+  const d = STUDY_DEFAULTS.matrix;
+  if (value === undefined) return structuredClone(d) as MatrixAxes;
+  const m = readMap(src, ['matrix'], value, MATRIX_KEYS);
+  const axis = (key: MatrixKey) =>
+    m[key] === undefined
+      ? [...d[key]]
+      : readList(src, ['matrix', key], m[key], (p, v) => readAxisValue(src, p, key, v), {
+          allowScalar: true,
+          unique: true,
+          nonEmpty: true,
+        });
+  return {
+    aio: axis('aio'),
+    iothreads: axis('iothreads'),
+    bus: axis('bus'),
+    memory: axis('memory'),
+    queues: axis('queues'),
+    cache: axis('cache'),
+  } as MatrixAxes;
+}
+
+function readExclude(src: YamlSource, value: unknown): ExcludeRule[] {
+  if (value === undefined) return [];
+  return readList(src, ['exclude'], value, (path, item) => {
+    const rule = readMap(src, path, item, MATRIX_KEYS);
+    if (Object.keys(rule).length === 0)
+      src.fail(path, `is empty: it would exclude every variant; use keys: ${MATRIX_KEYS.join(', ')}`);
+    const out: Record<string, (string | number)[]> = {};
+    for (const key of MATRIX_KEYS) {
+      if (rule[key] === undefined) continue;
+      out[key] = readList(src, [...path, key], rule[key], (p, v) => readAxisValue(src, p, key, v), {
+        allowScalar: true,
+        nonEmpty: true,
+      });
+    }
+    return out as ExcludeRule;
+  });
+}
+
+/** Matrix cross product, minus `exclude`, minus what QEMU cannot run (with a note). */
+function expandVariants(
+  src: YamlSource,
+  matrix: MatrixAxes,
+  exclude: ExcludeRule[],
+  notes: string[],
+): Variant[] {
+  const all = crossProduct(matrix);
+  exclude.forEach((rule, i) => {
+    if (!all.some((v) => matchesRule(v, rule))) notes.push(`exclude[${i}] matches no variant of the matrix`);
+  });
+  const kept = all.filter((v) => !exclude.some((rule) => matchesRule(v, rule)));
+  if (kept.length === 0)
+    src.fail(['exclude'], `leaves no variant: every one of the matrix's ${all.length} variants is excluded`);
+  const possible = kept.filter((v) => !impossibleReason(v));
+  const impossible = kept.filter((v) => impossibleReason(v));
+  if (possible.length === 0) {
+    src.fail(
+      ['matrix'],
+      `every combination is impossible: ${impossibleReason(impossible[0]!)}; with aio native use cache: none or directsync`,
+    );
+  }
+  for (const v of impossible) {
+    notes.push(`${variantId(v)} left out: ${impossibleReason(v)} (QEMU refuses it)`);
+  }
+  return possible.map((v) => ({ id: variantId(v), ...v }));
+}
+
+const CPUSET_HELP = 'a cpuset list such as "0-1,4" (CPU numbers and ranges, comma-separated)';
+
+function readCpuset(src: YamlSource, path: KeyPath, value: unknown): string {
+  const text = typeof value === 'number' && Number.isInteger(value) ? String(value) : value;
+  if (typeof text !== 'string') src.fail(path, `is ${describe(value)}, expected ${CPUSET_HELP}`);
+  if (!parseCpuset(text)) src.fail(path, `${describe(value)} is not ${CPUSET_HELP}`);
+  return text.replace(/\s+/g, '');
+}
+
+function readPinning(src: YamlSource, value: unknown, vcpus: number): Pinning | undefined {
+  if (value === undefined) return undefined;
+  const p = readMap(src, ['pinning'], value, ['vcpus', 'emulator', 'iothreads']);
+  const out: Pinning = {};
+  if (p.vcpus !== undefined) {
+    out.vcpus = readCpuset(src, ['pinning', 'vcpus'], p.vcpus);
+    const count = parseCpuset(out.vcpus)!.length;
+    if (count < vcpus) {
+      src.fail(
+        ['pinning', 'vcpus'],
+        `lists ${count} CPU(s) but guest.vcpus is ${vcpus}: vCPU i is pinned to the i-th CPU of the list`,
+      );
+    }
+  }
+  if (p.emulator !== undefined) out.emulator = readCpuset(src, ['pinning', 'emulator'], p.emulator);
+  if (p.iothreads !== undefined) out.iothreads = readCpuset(src, ['pinning', 'iothreads'], p.iothreads);
+  return out;
+}
+
+function readDiskPath(src: YamlSource, path: KeyPath, value: unknown): string {
+  const p = readString(src, path, value);
+  if (!isAbsolute(p))
+    src.fail(
+      path,
+      `${describe(value)} is not an absolute path: give a raw file or a block device, e.g. /var/tmp/kvmio.raw`,
+    );
+  return p;
+}
+
+function readDisk(src: YamlSource, path: KeyPath, value: unknown, fallback: DiskSpec): DiskSpec {
+  if (value === undefined) return { ...fallback };
+  const d = readMap(src, path, value, ['path', 'size']);
+  return {
+    path: d.path === undefined ? fallback.path : readDiskPath(src, [...path, 'path'], d.path),
+    sizeBytes:
+      d.size === undefined
+        ? fallback.sizeBytes
+        : readSize(src, [...path, 'size'], d.size, { min: 16 * MIB, max: 64 * TIB }),
+  };
+}
+
+function readHosts(src: YamlSource, value: unknown, disk: DiskSpec): HostSpec[] {
+  if (value === undefined) return [];
+  const hosts = readList(src, ['hosts'], value, (path, item) => {
+    const h = readMap(src, path, item, ['name', 'uri', 'disk']);
+    if (h.name === undefined) src.fail([...path, 'name'], 'missing: every host needs a name');
+    if (h.uri === undefined)
+      src.fail([...path, 'uri'], 'missing: a libvirt URI such as qemu+ssh://root@host/system');
+    const host: HostSpec = {
+      name: readString(src, [...path, 'name'], h.name, NAME_PATTERN, NAME_HELP),
+      uri: readString(
+        src,
+        [...path, 'uri'],
+        h.uri,
+        /^[a-z][a-z0-9+.-]*:\/\//i,
+        'a libvirt URI such as qemu:///system or qemu+ssh://root@host/system',
+      ),
+    };
+    if (h.disk !== undefined) host.disk = readDisk(src, [...path, 'disk'], h.disk, disk);
+    return host;
+  });
+  hosts.forEach((h, i) => {
+    const first = hosts.findIndex((o) => o.name === h.name);
+    if (first !== i)
+      src.fail(
+        ['hosts', i, 'name'],
+        `"${h.name}" is already the name of hosts[${first}]: host names must be unique`,
+      );
+  });
+  return hosts;
+}
+
+/** Checks a parsed YAML study against the contract and fills in defaults. */
+export function validateStudy(src: YamlSource, defaultName: string, baseDir: string): Study {
+  if (src.data === null || src.data === undefined) {
+    src.fail([], 'the file is empty: a study needs at least a workloads: list');
+  }
+  if (!isPlainMap(src.data))
+    src.fail([], `is ${describe(src.data)}, expected a map with keys: ${TOP_KEYS.join(', ')}`);
+  const top = readMap(src, [], src.data, TOP_KEYS);
+  const notes: string[] = [];
+
+  const name =
+    top.name === undefined ? defaultName : readString(src, ['name'], top.name, NAME_PATTERN, NAME_HELP);
+  const backend =
+    top.backend === undefined ? STUDY_DEFAULTS.backend : readEnum(src, ['backend'], top.backend, BACKENDS);
+
+  let uri: string = STUDY_DEFAULTS.libvirtUri;
+  if (top.libvirt !== undefined) {
+    const l = readMap(src, ['libvirt'], top.libvirt, ['uri']);
+    if (l.uri !== undefined) {
+      uri = readString(
+        src,
+        ['libvirt', 'uri'],
+        l.uri,
+        /^[a-z][a-z0-9+.-]*:\/\//i,
+        'a libvirt URI such as qemu:///system or qemu+ssh://root@host/system',
+      );
+    }
+  }
+
+  const g =
+    top.guest === undefined ? {} : readMap(src, ['guest'], top.guest, ['vcpus', 'memory', 'count', 'domain']);
+  const guest: Study['guest'] = {
+    vcpus:
+      g.vcpus === undefined ? STUDY_DEFAULTS.guest.vcpus : readInt(src, ['guest', 'vcpus'], g.vcpus, 1, 256),
+    memoryBytes:
+      g.memory === undefined
+        ? STUDY_DEFAULTS.guest.memoryBytes
+        : readSize(src, ['guest', 'memory'], g.memory, { min: 128 * MIB, max: 4 * TIB, multipleOf: MIB }),
+    count:
+      g.count === undefined ? STUDY_DEFAULTS.guest.count : readInt(src, ['guest', 'count'], g.count, 1, 16),
+  };
+  if (g.domain !== undefined) {
+    const given = readString(src, ['guest', 'domain'], g.domain);
+    if (backend !== 'libvirt')
+      src.fail(
+        ['guest', 'domain'],
+        'needs backend: libvirt (a libvirt domain XML is varied through libvirt)',
+      );
+    const file = resolve(baseDir, given);
+    if (!existsSync(file) || !statSync(file).isFile())
+      src.fail(['guest', 'domain'], `${describe(given)}: no such file (looked for ${file})`);
+    guest.domain = file;
+  }
+
+  const disk = readDisk(src, ['disk'], top.disk, { ...STUDY_DEFAULTS.disk });
+  const matrix = readMatrix(src, top.matrix);
+  if (matrix.memory.includes('hugepages') && guest.memoryBytes % HUGEPAGE !== 0) {
+    src.fail(
+      ['guest', 'memory'],
+      `${formatBytes(guest.memoryBytes)} is not a multiple of 2 MiB, which hugepages variants need`,
+    );
+  }
+  const variants = expandVariants(src, matrix, readExclude(src, top.exclude), notes);
+
+  const repetitions =
+    top.repetitions === undefined
+      ? STUDY_DEFAULTS.repetitions
+      : readInt(src, ['repetitions'], top.repetitions, 1, 1000);
+  const study: Study = {
+    name,
+    source: src.file,
+    backend,
+    libvirt: { uri },
+    guest,
+    disk,
+    variants,
+    baseline:
+      top.baseline === undefined ? STUDY_DEFAULTS.baseline : readBool(src, ['baseline'], top.baseline),
+    repetitions,
+    workloads: readWorkloads(src, top.workloads),
+    hosts: readHosts(src, top.hosts, disk),
+    notes,
+  };
+  if (top.description !== undefined) study.description = readString(src, ['description'], top.description);
+  const pinning = readPinning(src, top.pinning, guest.vcpus);
+  if (pinning) study.pinning = pinning;
+  if (top.adaptive !== undefined) {
+    const a = readMap(src, ['adaptive'], top.adaptive, ['ci', 'max']);
+    if (a.ci === undefined)
+      src.fail(['adaptive', 'ci'], 'missing: the target 95% confidence-interval half-width, e.g. "5%"');
+    const ciShare = readShare(src, ['adaptive', 'ci'], a.ci, 0.001, 0.5);
+    const maxRepetitions =
+      a.max === undefined ? Math.max(10, repetitions) : readInt(src, ['adaptive', 'max'], a.max, 1, 1000);
+    if (maxRepetitions < repetitions)
+      src.fail(
+        ['adaptive', 'max'],
+        `${maxRepetitions} is below repetitions (${repetitions}): it must be at least that`,
+      );
+    study.adaptive = { ciShare, maxRepetitions };
+  }
+  checkSizes(src, study);
+  return study;
+}
+
+/** A workload that touches more than the disk holds fails late, mid-run: catch it here. */
+function checkSizes(src: YamlSource, study: Study): void {
+  const disks: { path: KeyPath; disk: DiskSpec }[] = [
+    { path: ['disk'], disk: study.disk },
+    ...study.hosts.flatMap((h, i) => (h.disk ? [{ path: ['hosts', i, 'disk'], disk: h.disk }] : [])),
+  ];
+  study.workloads.forEach((w, i) => {
+    const needed =
+      w.kind === 'rsync'
+        ? w.files * (w.sizeMaxBytes ?? w.sizeBytes)
+        : w.kind === 'pgbench'
+          ? 0
+          : (w.sizeBytes ?? 0);
+    for (const { path, disk } of disks) {
+      if (needed > disk.sizeBytes) {
+        const key = w.kind === 'rsync' ? 'files' : 'size';
+        src.fail(
+          ['workloads', i, key],
+          `needs ${formatBytes(needed)} but ${formatKeyPath(path)}.size is ${formatBytes(disk.sizeBytes)}`,
+        );
+      }
+    }
+  });
+}
+
+export function studyBaseDir(file: string): string {
+  return dirname(resolve(file));
+}

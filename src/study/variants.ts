@@ -1,0 +1,64 @@
+import type { AioMode, Bus, CacheMode, MemoryBacking, Variant } from './types.js';
+
+export type VariantKnobs = Omit<Variant, 'id'>;
+
+const BUS_IDS: Record<Bus, string> = { 'virtio-blk': 'blk', 'virtio-scsi': 'scsi' };
+const AIO_IDS: Record<AioMode, string> = { threads: 'threads', native: 'native', io_uring: 'uring' };
+const MEMORY_IDS: Record<MemoryBacking, string> = { '4k': '4k', hugepages: 'huge' };
+
+/** `blk-native-io1-4k`, plus `-q4` when queues != 1 and `-writeback` when cache != none. Stable: part of stored results. */
+export function variantId(v: VariantKnobs): string {
+  let id = `${BUS_IDS[v.bus]}-${AIO_IDS[v.aio]}-io${v.iothreads}-${MEMORY_IDS[v.memory]}`;
+  if (v.queues !== 1) id += `-q${v.queues}`;
+  if (v.cache !== 'none') id += `-${v.cache}`;
+  return id;
+}
+
+/** Cache modes that open the image without O_DIRECT; QEMU refuses aio=native on them. */
+export const BUFFERED_CACHE_MODES: readonly CacheMode[] = ['writethrough', 'writeback', 'unsafe'];
+
+/** Why QEMU cannot run this combination, or undefined when it can. */
+export function impossibleReason(v: VariantKnobs): string | undefined {
+  if (v.aio === 'native' && BUFFERED_CACHE_MODES.includes(v.cache)) {
+    return `aio=native needs O_DIRECT, which cache=${v.cache} does not use`;
+  }
+  return undefined;
+}
+
+/**
+ * Variants with the same key can share one running VM: only the guest's memory backing needs a reboot;
+ * disk knobs (aio, cache, iothreads, bus, queues) switch live by hot-plugging the test disk.
+ */
+export function bootGroupKey(v: VariantKnobs): string {
+  return v.memory;
+}
+
+export interface MatrixAxes {
+  aio: AioMode[];
+  iothreads: number[];
+  bus: Bus[];
+  memory: MemoryBacking[];
+  queues: number[];
+  cache: CacheMode[];
+}
+
+/** The cross product in the matrix's key order (aio outermost, cache innermost) and the file's value order. */
+export function crossProduct(m: MatrixAxes): VariantKnobs[] {
+  const out: VariantKnobs[] = [];
+  for (const aio of m.aio)
+    for (const iothreads of m.iothreads)
+      for (const bus of m.bus)
+        for (const memory of m.memory)
+          for (const queues of m.queues)
+            for (const cache of m.cache) out.push({ aio, iothreads, bus, memory, queues, cache });
+  return out;
+}
+
+/** A partial variant from `exclude:`; a list value matches any of its items. */
+export type ExcludeRule = { [K in keyof VariantKnobs]?: VariantKnobs[K][] };
+
+export function matchesRule(v: VariantKnobs, rule: ExcludeRule): boolean {
+  return (Object.keys(rule) as (keyof VariantKnobs)[]).every((k) =>
+    (rule[k] as unknown[] | undefined)?.includes(v[k]),
+  );
+}

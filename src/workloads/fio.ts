@@ -1,0 +1,123 @@
+import type { FioWorkload } from '../study/types.js';
+import { PointFailure } from '../util/errors.js';
+import { run } from '../util/proc.js';
+import { formatSizeForTool } from '../util/units.js';
+import { type FioJob, fioJobMetrics, fioJobThroughput, parseFioJson, singleJob } from './fio-json.js';
+import { guestRun, guestTry } from './guest-cmd.js';
+import type { MetricValue, SingleTarget, StepResult } from './types.js';
+import {
+  duringWindow,
+  type MeasuredWindow,
+  startGuestMeters,
+  startHostMeters,
+  windowArtifacts,
+  windowMetrics,
+} from './window.js';
+
+/** The job options of one fio run (a FioWorkload, or one step of a sweep). */
+export type FioJobSpec = Omit<FioWorkload, 'kind'>;
+
+export interface RunContext {
+  deadline: number;
+  log: (line: string) => void;
+  series: boolean;
+}
+
+/** The fio command line: the same for the guest and the host baseline, only the filename differs. */
+export function fioArgv(spec: FioJobSpec, filename: string): string[] {
+  const argv = [
+    'fio',
+    `--name=${spec.name}`,
+    `--filename=${filename}`,
+    '--direct=1',
+    `--ioengine=${spec.ioengine}`,
+    `--rw=${spec.rw}`,
+    `--bs=${formatSizeForTool(spec.bs)}`,
+    `--iodepth=${spec.iodepth}`,
+    `--numjobs=${spec.numjobs}`,
+    '--group_reporting',
+    '--time_based',
+    `--runtime=${spec.runtimeSeconds}`,
+    `--ramp_time=${spec.rampSeconds}`,
+  ];
+  if (spec.sizeBytes !== undefined) argv.push(`--size=${formatSizeForTool(spec.sizeBytes)}`);
+  if (spec.rwmixread !== undefined) argv.push(`--rwmixread=${spec.rwmixread}`);
+  if (spec.rateIops !== undefined) argv.push(`--rate_iops=${spec.rateIops}`);
+  for (const [k, v] of Object.entries(spec.extra)) argv.push(`--${k}=${v}`);
+  argv.push('--output-format=json');
+  return argv;
+}
+
+/** Time a single fio run may take: its ramp and runtime, plus fio start-up and layout under emulation. */
+export function fioRunTimeoutMs(spec: Pick<FioJobSpec, 'runtimeSeconds' | 'rampSeconds'>): number {
+  return (2 * (spec.runtimeSeconds + spec.rampSeconds) + 120) * 1000;
+}
+
+export interface FioRunOutcome {
+  result: StepResult;
+  job: FioJob;
+}
+
+let outputSeq = 0;
+
+/**
+ * Runs one fio job on the target and measures the host over its measured window (after the ramp).
+ * In the guest, fio writes its JSON to a file read back through the agent: the agent's captured
+ * output is bounded, the file is not.
+ */
+export async function runFioJob(
+  target: SingleTarget,
+  spec: FioJobSpec,
+  step: StepResult['step'],
+  ctx: RunContext,
+): Promise<FioRunOutcome> {
+  const timeoutMs = Math.max(1000, Math.min(fioRunTimeoutMs(spec), ctx.deadline - Date.now()));
+  const rampMs = spec.rampSeconds * 1000;
+  const lengthMs = spec.runtimeSeconds * 1000;
+  let argv: string[];
+  let text: string;
+  let measured: MeasuredWindow | undefined;
+
+  if (target.kind === 'guest') {
+    const vm = target.vm;
+    const outFile = `/tmp/kvmio-fio-${process.pid}-${++outputSeq}.json`;
+    argv = [...fioArgv(spec, await vm.testDisk()), `--output=${outFile}`];
+    ctx.log(`guest: ${argv.join(' ')}`);
+    const work = guestRun(vm, argv, timeoutMs);
+    const { window } = await duringWindow(work, rampMs, lengthMs, () => startGuestMeters(vm, ctx.series));
+    measured = window;
+    text = (await vm.readFile(outFile)).toString('utf8');
+    await guestTry(vm, ['rm', '-f', outFile]);
+  } else {
+    argv = fioArgv(spec, target.diskPath);
+    ctx.log(`host: ${argv.join(' ')}`);
+    let pid: number | undefined;
+    const work = run(argv, { timeoutMs, allowFailure: true, onSpawn: (p) => (pid = p) });
+    const { result, window } = await duringWindow(work, rampMs, lengthMs, () => {
+      if (pid === undefined) throw new Error('fio did not start');
+      return startHostMeters(pid);
+    });
+    if (result.code !== 0 || result.timedOut) {
+      const tail = (result.stderr || result.stdout).trim().split('\n').slice(-8).join('\n');
+      throw new PointFailure(
+        `on the host, ${argv.join(' ')} ${result.timedOut ? 'timed out' : `exited with ${result.code}`}:\n${tail}`,
+        {
+          stderrTail: tail,
+        },
+      );
+    }
+    measured = window;
+    text = result.stdout;
+  }
+
+  const job = singleJob(parseFioJson(text));
+  const metrics: MetricValue[] = [...fioJobMetrics(job), ...windowMetrics(measured, fioJobThroughput(job))];
+  return {
+    job,
+    result: {
+      step,
+      metrics,
+      artifacts: { argv: JSON.stringify(argv), fio_json: text, ...windowArtifacts(measured) },
+    },
+  };
+}

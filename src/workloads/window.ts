@@ -1,0 +1,122 @@
+import type { GuestVm } from '../guest/vm.js';
+import {
+  type CpuWindow,
+  cpuEfficiency,
+  cpuWindowMetrics,
+  QemuCpuMeter,
+  TreeCpuMeter,
+} from '../metrics/cpu.js';
+import { type ProbeSummary, probeMetrics, ResponsivenessProbe } from '../metrics/probe.js';
+import type { MetricValue } from './types.js';
+
+/**
+ * The measured window of a run: host CPU (per QEMU thread class, or of the host fio process tree) and
+ * VM responsiveness, from the end of the ramp to the end of the runtime, timed from the moment the
+ * command was started. Since the command starts at or after that moment, the window lies inside the
+ * tool's own measured phase as long as the tool needs less than the ramp to get going.
+ */
+
+export interface MeasuredWindow {
+  cpu?: CpuWindow;
+  hostCpu?: { seconds: number; totalS: number };
+  probe?: ProbeSummary;
+}
+
+export interface WindowMeter {
+  stop(): MeasuredWindow;
+  cancel(): void;
+}
+
+export async function startGuestMeters(vm: GuestVm, series: boolean): Promise<WindowMeter> {
+  const cpu = await QemuCpuMeter.start(vm.qemuPid(), { series });
+  const probe = ResponsivenessProbe.start(vm);
+  return {
+    stop: () => ({ probe: probe.stop(), cpu: cpu.stop() }),
+    cancel: () => {
+      probe.stop();
+      cpu.cancel();
+    },
+  };
+}
+
+export async function startHostMeters(pid: number): Promise<WindowMeter> {
+  const tree = await TreeCpuMeter.start(pid);
+  return {
+    stop: () => ({ hostCpu: tree.stop() }),
+    cancel: () => tree.cancel(),
+  };
+}
+
+/** Metrics of a window; `io` (IOPS, bytes/s) adds CPU per kIOPS and per GB/s. */
+export function windowMetrics(
+  w: MeasuredWindow | undefined,
+  io?: { iops: number; bwBytes: number },
+): MetricValue[] {
+  if (!w) return [];
+  const out: MetricValue[] = [];
+  if (w.cpu) out.push(...cpuWindowMetrics(w.cpu, io));
+  if (w.hostCpu) {
+    out.push({ metric: 'cpu.total_s', value: w.hostCpu.totalS, unit: 's' });
+    out.push({ metric: 'cpu.window_s', value: w.hostCpu.seconds, unit: 's' });
+    if (io) out.push(...cpuEfficiency(w.hostCpu.totalS, w.hostCpu.seconds, io));
+  }
+  if (w.probe) out.push(...probeMetrics(w.probe));
+  return out;
+}
+
+export function windowArtifacts(w: MeasuredWindow | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (w?.cpu?.series) out.cpu_series = JSON.stringify(w.cpu.series);
+  if (w?.probe)
+    out.probe_samples = JSON.stringify({ monitorMs: w.probe.monitorMs, agentMs: w.probe.agentMs });
+  return out;
+}
+
+/** A delay that can be abandoned (so that no timer keeps the process alive after the work ended). */
+function delay(ms: number): { done: Promise<void>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const done = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, Math.max(0, ms));
+  });
+  return { done, cancel: () => clearTimeout(timer) };
+}
+
+/**
+ * Awaits `work` while measuring the window [startAfterMs, startAfterMs + lengthMs] from now. If the work
+ * ends before the window closes, the window closes then (and a failed work's error is rethrown).
+ */
+export async function duringWindow<T>(
+  work: Promise<T>,
+  startAfterMs: number,
+  lengthMs: number,
+  startMeters: () => Promise<WindowMeter>,
+): Promise<{ result: T; window?: MeasuredWindow }> {
+  let finished = false;
+  const settled = work.then(
+    () => {
+      finished = true;
+    },
+    () => {
+      finished = true;
+    },
+  );
+  const ramp = delay(startAfterMs);
+  await Promise.race([ramp.done, settled]);
+  ramp.cancel();
+  let window: MeasuredWindow | undefined;
+  if (!finished) {
+    let meter: WindowMeter | undefined;
+    try {
+      meter = await startMeters();
+      const length = delay(lengthMs);
+      await Promise.race([length.done, settled]);
+      length.cancel();
+      window = meter.stop();
+    } catch (err) {
+      meter?.cancel();
+      await work; // the tool's own failure explains more than the meter's
+      throw err;
+    }
+  }
+  return { result: await work, window };
+}

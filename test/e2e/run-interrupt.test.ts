@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Store } from '../../src/store/store.js';
+
+/**
+ * SIGINT to a real `kvmio run` in the middle of a point, then `--resume`: the run ends up complete with
+ * every planned point measured exactly once. The points are host-baseline fio runs (real fio on a file
+ * on this host, 2 s each), so the test does not depend on a guest booting.
+ */
+
+const bin = fileURLToPath(new URL('../../../bin/kvmio.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'kvmio-run-interrupt-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const study = join(dir, 'interrupt.yaml');
+const db = join(dir, 'results.sqlite');
+writeFileSync(
+  study,
+  `name: interrupt
+backend: qemu
+guest: { vcpus: 1, memory: 512MiB }
+disk: { path: ${join(dir, 'disk.raw')}, size: 64MiB }
+matrix: { aio: [threads], iothreads: [0] }
+baseline: true
+repetitions: 3
+workloads:
+  - { kind: fio, name: rr, rw: randread, bs: 4k, iodepth: 1, runtime: 2s, ramp: 0s }
+  - { kind: fio, name: rw, rw: randwrite, bs: 4k, iodepth: 4, runtime: 2s, ramp: 0s }
+`,
+);
+
+interface Event {
+  event: string;
+  [k: string]: unknown;
+}
+
+function startRun(args: string[]): {
+  child: ChildProcess;
+  events: Event[];
+  next: (pred: (e: Event) => boolean) => Promise<Event>;
+  exit: Promise<{ code: number | null; ms: number; stderr: string }>;
+} {
+  const child = spawn(process.execPath, [bin, 'run', study, '--db', db, '--json', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, KVMIO_ACCEL: 'tcg' },
+  });
+  const events: Event[] = [];
+  const waiters: Array<{ pred: (e: Event) => boolean; resolve: (e: Event) => void }> = [];
+  let buf = '';
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  child.stdout?.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let nl = buf.indexOf('\n');
+    while (nl >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      nl = buf.indexOf('\n');
+      if (!line.startsWith('{')) continue;
+      const e = JSON.parse(line) as Event;
+      events.push(e);
+      for (const w of [...waiters]) {
+        if (w.pred(e)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(e);
+        }
+      }
+    }
+  });
+  let signalledAt = 0;
+  const exit = new Promise<{ code: number | null; ms: number; stderr: string }>((resolve) =>
+    child.on('exit', (code) => resolve({ code, ms: signalledAt ? Date.now() - signalledAt : 0, stderr })),
+  );
+  const origKill = child.kill.bind(child);
+  child.kill = (sig?: NodeJS.Signals | number) => {
+    signalledAt = Date.now();
+    return origKill(sig);
+  };
+  const next = (pred: (e: Event) => boolean) =>
+    new Promise<Event>((resolve, reject) => {
+      const found = events.find(pred);
+      if (found) return resolve(found);
+      waiters.push({ pred, resolve });
+      void exit.then((x) =>
+        reject(new Error(`kvmio run exited (${x.code}) before the awaited event:\n${x.stderr}`)),
+      );
+    });
+  return { child, events, next, exit };
+}
+
+function fioOnDisk(): string[] {
+  try {
+    return execFileSync('pgrep', ['-f', join(dir, 'disk.raw')], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+test('SIGINT mid-point stops within 5 s, leaves a consistent store, and resume finishes every point once', {
+  timeout: 180_000,
+}, async () => {
+  const first = startRun(['--only', 'host']);
+  const start = await first.next((e) => e.event === 'run-start');
+  const runId = String(start.run);
+  assert.equal(start.total, 6);
+  await first.next((e) => e.event === 'point-end' && e.index === 0);
+  const second = await first.next((e) => e.event === 'point-start' && e.index === 1);
+  assert.equal(second.variant, 'host');
+  await new Promise((r) => setTimeout(r, 700)); // inside the point's fio run
+  first.child.kill('SIGINT');
+  const ended = await first.exit;
+  assert.equal(ended.code, 130);
+  assert.ok(ended.ms < 5000, `stopped in ${ended.ms} ms`);
+  const interrupted = first.events.find((e) => e.event === 'interrupted');
+  assert.ok(interrupted, 'an interrupted event');
+  assert.match(String(interrupted.resume), new RegExp(`^kvmio run .* --resume ${runId} --db `));
+  assert.deepEqual(fioOnDisk(), [], 'no fio left running');
+
+  let store = Store.open(db);
+  assert.equal(store.getRun(runId)?.status, 'interrupted');
+  const before = store.points(runId);
+  assert.deepEqual(
+    before.map((p) => [p.index, p.status]),
+    [[0, 'ok']],
+    'the finished point is kept, the interrupted one removed',
+  );
+  const okRowsBefore = store.metricRows(runId);
+  store.close();
+
+  const resumed = startRun(['--resume', runId]);
+  const rs = await resumed.next((e) => e.event === 'run-start');
+  assert.equal(rs.run, runId);
+  assert.equal(rs.resumed, true);
+  assert.equal(rs.alreadyDone, 1);
+  assert.equal(rs.todo, 5);
+  const done = await resumed.exit;
+  assert.equal(done.code, 0, done.stderr);
+  const starts = resumed.events.filter((e) => e.event === 'point-start').map((e) => e.index);
+  assert.deepEqual(starts, [1, 2, 3, 4, 5], 'the ok point is not redone');
+
+  store = Store.open(db);
+  assert.equal(store.getRun(runId)?.status, 'complete');
+  const points = store.points(runId);
+  assert.deepEqual(
+    points.map((p) => [p.index, p.status]),
+    [0, 1, 2, 3, 4, 5].map((i) => [i, 'ok']),
+  );
+  const attempts = store.db
+    .prepare('SELECT idx, COUNT(*) AS n FROM points WHERE run_id = ? GROUP BY idx')
+    .all(runId) as { idx: number; n: number }[];
+  assert.ok(
+    attempts.every((a) => a.n === 1),
+    'one attempt per point: no duplicates',
+  );
+  const rows = store.metricRows(runId);
+  const keys = rows.map((r) => JSON.stringify([r.variant, r.workload, r.rep, r.step, r.guest, r.metric]));
+  assert.equal(new Set(keys).size, keys.length, 'no duplicate figure');
+  assert.deepEqual([...new Set(rows.map((r) => `${r.workload}#${r.rep}`))].sort(), [
+    'rr#0',
+    'rr#1',
+    'rr#2',
+    'rw#0',
+    'rw#1',
+    'rw#2',
+  ]);
+  // The figures measured before the interruption are the ones kept.
+  assert.deepEqual(
+    rows.filter((r) =>
+      okRowsBefore.some((o) => o.metric === r.metric && o.workload === r.workload && o.rep === r.rep),
+    ),
+    okRowsBefore,
+  );
+  assert.ok(rows.some((r) => r.metric === 'write.iops' && r.value > 0));
+  store.close();
+  assert.deepEqual(fioOnDisk(), []);
+});
