@@ -204,7 +204,7 @@ async function runPoint(
     if (logLines.length > 0) artifacts.log = logLines.join('\n');
     const reason = errorMessage(err);
     // A fault leaves the VM in an unknown state: the next point boots a fresh one.
-    if (p.variantId !== HOST_VARIANT_ID || slot.vm) await slot.stop();
+    if (p.variantId !== HOST_VARIANT_ID) await slot.stop();
     store.finishPoint(pointId, { status: 'failed', error: reason, consoleTail, artifacts });
     ctx.emit({
       event: 'point-end',

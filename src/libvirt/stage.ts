@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runtimeDir } from '../util/paths.js';
 import { type Virsh, VirshError } from './virsh.js';
@@ -10,7 +11,7 @@ import { type Virsh, VirshError } from './virsh.js';
  * storage pool, a directory at /var/lib/kvmio, and uploads the two files into it with `vol-upload`:
  * this is libvirt's own way of moving files to a host, so it works the same for qemu:///system and for
  * qemu+ssh://otherhost/system. The pool is transient (nothing is added to the host's libvirt config);
- * volumes are named by the guest's content hash and uploaded once per host.
+ * volumes are named by a hash of the two files' content and uploaded once per host.
  */
 
 export const KVMIO_POOL = 'kvmio';
@@ -51,24 +52,71 @@ async function uploadVolume(virsh: Virsh, name: string, file: string, scratch: s
   await virsh.run(['vol-upload', '--pool', KVMIO_POOL, name, file], { timeoutMs: 300_000 });
 }
 
+/**
+ * Removes volumes of earlier guest builds (130 MB each). QEMU reads kernel and initrd only at start-up,
+ * so running VMs do not mind.
+ */
+async function pruneOtherGuests(virsh: Virsh, keepTag: string): Promise<void> {
+  const keep = new Set(Object.values(volumeNames(keepTag)));
+  const list = (await virsh.tryRun(['vol-list', KVMIO_POOL])) ?? '';
+  for (const name of list.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '')) {
+    if (/^guest-[0-9a-f]+-(kernel|initrd|ready)$/.test(name) && !keep.has(name)) {
+      await virsh.tryRun(['vol-delete', '--pool', KVMIO_POOL, name]);
+    }
+  }
+}
+
 function volumeNames(hash: string): { kernel: string; initrd: string; ready: string } {
   const tag = hash.slice(0, 16);
   return { kernel: `guest-${tag}-kernel`, initrd: `guest-${tag}-initrd`, ready: `guest-${tag}-ready` };
 }
 
-/** Where stageGuest puts a guest's kernel and initrd on a libvirt host (for printed XML). */
-export function stagedGuestPaths(hash: string): StagedGuest {
-  const names = volumeNames(hash);
+/** Where stageGuest puts a guest's kernel and initrd on a libvirt host, by content tag (for printed XML). */
+export function stagedGuestPaths(tag: string): StagedGuest {
+  const names = volumeNames(tag);
   return { kernel: join(KVMIO_POOL_DIR, names.kernel), initrd: join(KVMIO_POOL_DIR, names.initrd) };
 }
 
+async function fileSha256(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+const contentTags = new Map<string, Promise<string>>();
+
+/** A tag of the kernel's and initrd's content (a rebuilt guest gets new volumes), memoized per file state. */
+export function guestContentTag(guest: { kernel: string; initrd: string }): Promise<string> {
+  const key = [guest.kernel, guest.initrd].map((f) => `${f}:${statSync(f).size}:${statSync(f).mtimeMs}`).join('|');
+  let tag = contentTags.get(key);
+  if (!tag) {
+    tag = Promise.all([fileSha256(guest.kernel), fileSha256(guest.initrd)]).then(([k, i]) =>
+      createHash('sha256').update(`${k}\n${i}`).digest('hex'),
+    );
+    contentTags.set(key, tag);
+  }
+  return tag;
+}
+
+/** In-process: VMs started together upload once, not over each other. */
+const staging = new Map<string, Promise<StagedGuest>>();
+
 /** Makes the guest's kernel and initrd available to libvirt's QEMU; returns their paths on the libvirt host. */
-export async function stageGuest(
-  virsh: Virsh,
-  guest: { kernel: string; initrd: string; hash: string },
-): Promise<StagedGuest> {
+export async function stageGuest(virsh: Virsh, guest: { kernel: string; initrd: string }): Promise<StagedGuest> {
+  const tag = await guestContentTag(guest);
+  const key = `${virsh.uri}|${tag}`;
+  let staged = staging.get(key);
+  if (!staged) {
+    staged = upload(virsh, guest, tag);
+    staging.set(key, staged);
+    staged.catch(() => staging.delete(key));
+  }
+  return staged;
+}
+
+async function upload(virsh: Virsh, guest: { kernel: string; initrd: string }, tag: string): Promise<StagedGuest> {
   await ensurePool(virsh);
-  const names = volumeNames(guest.hash);
+  const names = volumeNames(tag);
   // The marker is created last, so a volume from an interrupted upload is never used.
   if (!(await volumePath(virsh, names.ready))) {
     const scratch = mkdtempSync(join(runtimeDir(), 'stage-'));
@@ -79,6 +127,7 @@ export async function stageGuest(
     } finally {
       rmSync(scratch, { recursive: true, force: true });
     }
+    await pruneOtherGuests(virsh, tag);
   }
   const kernel = await volumePath(virsh, names.kernel);
   const initrd = await volumePath(virsh, names.initrd);

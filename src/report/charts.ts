@@ -472,7 +472,12 @@ function iothreadCharts(m: ReportModel, qd1: WorkloadInfo[], iops: WorkloadInfo[
     domain: multi.map(familyLabel),
     range: multi.map((f) => (f.find((s) => s.def?.iothreads === 1) ?? f[0])?.color ?? '#333'),
   };
-  const linesFor = (ws: WorkloadInfo[], metric: (dir: 'read' | 'write') => string, scale: number) => {
+  const linesFor = (
+    ws: WorkloadInfo[],
+    metric: (dir: 'read' | 'write') => string,
+    scale: number,
+    derived?: (s: Series, w: WorkloadInfo, step: Step) => number[],
+  ) => {
     const out: LineDatum[] = [];
     for (const f of multi) {
       for (const w of ws) {
@@ -480,7 +485,10 @@ function iothreadCharts(m: ReportModel, qd1: WorkloadInfo[], iops: WorkloadInfo[
           for (const s of f) {
             const step = fixedStep(m, s, w);
             if (step === undefined) continue;
-            const b = bar('', s, m.index.values(s.run, s.variant, w.name, step, metric(dir)), scale);
+            const values = derived
+              ? derived(s, w, step)
+              : m.index.values(s.run, s.variant, w.name, step, metric(dir));
+            const b = bar('', s, values, scale);
             if (!b) continue;
             out.push({
               label: familyLabel(f),
@@ -529,6 +537,25 @@ function iothreadCharts(m: ReportModel, qd1: WorkloadInfo[], iops: WorkloadInfo[
       paramsOf(iops),
       axes('CPU % per 1000 IOPS'),
       linesFor(iops, () => 'cpu.pct_per_kiops', 1),
+      colors,
+    ),
+    // The study's "CPU usage vs number of IO threads": QEMU's whole CPU time over the window, in %.
+    lineChart(
+      m,
+      'iothreads-cpu-usage',
+      'IO threads',
+      'CPU usage vs number of IO threads',
+      `${paramsOf(iops)}; QEMU's CPU time over the measured window (100% = one core)`,
+      axes('CPU %'),
+      linesFor(
+        iops.slice(0, 1),
+        () => 'cpu.total_s',
+        1,
+        (s, w, step) =>
+          m.index.derive(s.run, s.variant, w.name, step, ['cpu.total_s', 'cpu.window_s'], ([t, win]) =>
+            win ? (100 * (t as number)) / win : Number.NaN,
+          ),
+      ),
       colors,
     ),
   ];

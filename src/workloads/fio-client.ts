@@ -179,16 +179,26 @@ export const FIO_SERVER_PORT = 8765;
  * host port forward reaches it. Returns how to stop it.
  */
 export async function startGuestFioServer(vm: GuestVm, port = FIO_SERVER_PORT): Promise<() => Promise<void>> {
-  await guestRun(vm, ['fio', `--server=0.0.0.0,${port}`, `--daemonize=${SERVER_PIDFILE}`], 60_000);
-  // Read the pid now: the server's forked job processes remove the pidfile when they exit.
-  const pid = (await vm.readFile(SERVER_PIDFILE)).toString('utf8').trim();
+  const listen = `--server=0.0.0.0,${port}`;
+  await guestRun(vm, ['fio', listen, `--daemonize=${SERVER_PIDFILE}`], 60_000);
   return async () => {
-    if (/^\d+$/.test(pid)) {
-      await guestTry(vm, ['kill', pid]);
-      // The server may still be finishing a job's teardown: give it a moment, then insist.
-      for (let i = 0; i < 20 && (await guestTry(vm, ['kill', '-0', pid])); i++) await sleep(250);
-      await guestTry(vm, ['kill', '-9', pid]);
+    // fio keeps its pidfile buffered until it exits, and forks a process per client connection that
+    // outlives the daemon: the server's processes are found by their command line instead.
+    const serverPids = async () => {
+      const r = await vm.exec(['ps', '-o', 'pid,args'], { timeoutMs: 30_000 }).catch(() => undefined);
+      return (r?.stdout ?? '')
+        .split('\n')
+        .map((l) => /^\s*(\d+)\s+fio (.*)$/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null && (m[2] ?? '').split(' ').includes(listen))
+        .map((m) => m[1] as string);
+    };
+    let pids = await serverPids();
+    if (pids.length) await guestTry(vm, ['kill', ...pids]);
+    for (let i = 0; i < 20 && pids.length; i++) {
+      await sleep(250);
+      pids = await serverPids();
     }
+    if (pids.length) await guestTry(vm, ['kill', '-9', ...pids]);
     await guestTry(vm, ['rm', '-f', SERVER_PIDFILE]);
   };
 }

@@ -33,7 +33,7 @@ function study(diskPath: string): Study {
     source: 'test',
     backend: 'libvirt',
     libvirt: { uri: URI },
-    guest: { vcpus: 1, memoryBytes: 384 * 1024 * 1024, count: 1 },
+    guest: { vcpus: 1, memoryBytes: 512 * 1024 * 1024, count: 1 },
     disk: { path: diskPath, sizeBytes: 64 * 1024 * 1024 },
     variants: [],
     baseline: false,

@@ -52,11 +52,19 @@ test('a tight variant needs no more rounds; a noisy one does, until the maximum'
 });
 
 test('a single value cannot show a confidence interval: another round is needed', () => {
-  const needs = adaptiveNeeds({ ciShare: 0.1, maxRepetitions: 3 }, [{ variant: 'one', workload: lat }], rows('one', [1000]), 1);
+  const needs = adaptiveNeeds(
+    { ciShare: 0.1, maxRepetitions: 3 },
+    [{ variant: 'one', workload: lat }],
+    rows('one', [1000]),
+    1,
+  );
   assert.equal(needs.length, 1);
   assert.ok(Number.isNaN(needs[0]?.share));
 });
 
 test('a variant with no figure at all (every attempt failed) gets no extra round', () => {
-  assert.deepEqual(adaptiveNeeds({ ciShare: 0.1, maxRepetitions: 3 }, [{ variant: 'dead', workload: lat }], [], 1), []);
+  assert.deepEqual(
+    adaptiveNeeds({ ciShare: 0.1, maxRepetitions: 3 }, [{ variant: 'dead', workload: lat }], [], 1),
+    [],
+  );
 });

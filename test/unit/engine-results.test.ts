@@ -1,20 +1,30 @@
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { test } from 'node:test';
-import { resumeCommand } from '../../src/engine/resume.js';
 import { stepMeasurements } from '../../src/engine/results.js';
+import { resumeCommand } from '../../src/engine/resume.js';
 import { variantTables } from '../../src/engine/summary.js';
 import type { MetricRow } from '../../src/study/types.js';
 
 test('the resume command names the preset or the file, and --db unless it is the default', () => {
-  assert.equal(resumeCommand({ source: 'preset:quick' }, 'ID', resolve('kvmio.sqlite')), 'kvmio run --preset quick --resume ID');
-  assert.equal(resumeCommand({ source: 'my study.yaml' }, 'ID', '/tmp/x.sqlite'), "kvmio run 'my study.yaml' --resume ID --db /tmp/x.sqlite");
+  assert.equal(
+    resumeCommand({ source: 'preset:quick' }, 'ID', resolve('kvmio.sqlite')),
+    'kvmio run --preset quick --resume ID',
+  );
+  assert.equal(
+    resumeCommand({ source: 'my study.yaml' }, 'ID', '/tmp/x.sqlite'),
+    "kvmio run 'my study.yaml' --resume ID --db /tmp/x.sqlite",
+  );
 });
 
 test('workload steps become measurements; artifacts of several steps are named by step', () => {
   const r = stepMeasurements({
     steps: [
-      { step: 'max', metrics: [{ metric: 'read.iops', value: 900, unit: 'IOPS' }], artifacts: { 'fio.json': 'a' } },
+      {
+        step: 'max',
+        metrics: [{ metric: 'read.iops', value: 900, unit: 'IOPS' }],
+        artifacts: { 'fio.json': 'a' },
+      },
       {
         step: 450,
         metrics: [{ metric: 'read.iops', value: 450, unit: 'IOPS' }],
@@ -26,7 +36,11 @@ test('workload steps become measurements; artifacts of several steps are named b
     { guest: undefined, step: 'max', metric: 'read.iops', value: 900, unit: 'IOPS' },
     { guest: undefined, step: 450, metric: 'read.iops', value: 450, unit: 'IOPS' },
   ]);
-  assert.deepEqual(Object.keys(r.artifacts).sort(), ['step=450/cpu_series', 'step=450/fio.json', 'step=max/fio.json']);
+  assert.deepEqual(Object.keys(r.artifacts).sort(), [
+    'step=450/cpu_series',
+    'step=450/fio.json',
+    'step=max/fio.json',
+  ]);
   assert.deepEqual(r.series, [
     { t: 1, metric: 'cpu.vcpu_s@450', value: 0.25 },
     { t: 1, metric: 'cpu.iothread_s@450', value: 0.5 },

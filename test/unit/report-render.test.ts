@@ -90,6 +90,7 @@ test('every chart family of the study that the run has data for is drawn, with S
     'iothreads-latency',
     'iothreads-max-iops',
     'iothreads-cpu',
+    'iothreads-cpu-usage',
     'bus-latency',
     'bus-iops',
     'bus-lat-vs-iops-sweep-randread',
@@ -169,6 +170,27 @@ test('the CPU chart stacks thread classes that add up to the CPU per 1000 IOPS o
     );
   }
   assert.ok(markLabels(chartSvg(chart.id)).length >= chart.stack.length);
+  // CPU usage vs iothreads: QEMU's CPU seconds over the window, per repetition, then the mean.
+  const usage = result.charts.find((c) => c.id === 'iothreads-cpu-usage');
+  assert.ok(usage?.lines);
+  for (const variant of ['blk-native-io0-4k', 'blk-native-io1-4k']) {
+    const at = (metric: string, rep: number) =>
+      doc.rows.find(
+        (r) =>
+          r.variant === variant && r.workload === 'iops-randread' && r.metric === metric && r.rep === rep,
+      )?.value as number;
+    const reps = [
+      ...new Set(
+        doc.rows.filter((r) => r.variant === variant && r.workload === 'iops-randread').map((r) => r.rep),
+      ),
+    ];
+    const pct = reps.map((rep) => (100 * at('cpu.total_s', rep)) / at('cpu.window_s', rep));
+    const expected = pct.reduce((a, b) => a + b, 0) / pct.length;
+    const iothreads = variant.includes('io0') ? 0 : 1;
+    const datum = usage.lines.find((l) => l.x === iothreads);
+    assert.ok(datum);
+    close(datum.y, expected, `CPU usage of ${variant}`);
+  }
 });
 
 test('latency-vs-IOPS points are the mean achieved IOPS and latency of each load step', () => {
@@ -286,6 +308,56 @@ test('two runs side by side: series are keyed by run label, and a run against it
       assert.ok(['no-significant-difference', 'too-noisy'].includes(c.comparison.kind));
     }
     assert.match(readFileSync(join(dir, 'summary.md'), 'utf8'), /## Runs compared/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('pgbench and rsync (a second real run, side by side with the first): points and bars match the rows', async () => {
+  const apps = JSON.parse(
+    readFileSync(
+      fileURLToPath(new URL('../../../test/fixtures/runs/report-fixture-apps.json', import.meta.url)),
+      'utf8',
+    ),
+  ) as RunExport;
+  const appsId = String(apps.run.id);
+  const dir = mkdtempSync(join(tmpdir(), 'kvmio-report-apps-'));
+  try {
+    const both = await writeReport(reportDataFromExports([doc, apps]), dir, { png: false });
+    const pg = both.charts.find((c) => c.id === 'pgbench-pgbench');
+    assert.ok(pg?.lines, 'pgbench chart');
+    const pgRows = apps.rows.filter((r) => r.workload === 'pgbench');
+    const points = new Set(pgRows.map((r) => `${r.variant}\u0000${r.step}`));
+    assert.equal(pg.lines.length, points.size);
+    const svg = readFileSync(join(dir, 'charts', 'pgbench-pgbench.svg'), 'utf8');
+    const marks = markLabels(svg);
+    for (const key of points) {
+      const [variant, stepText] = key.split('\u0000') as [string, string];
+      const step = pgRows.find((r) => r.variant === variant && String(r.step) === stepText)?.step ?? null;
+      const tps = expectedMean(apps.rows, variant, 'pgbench', 'pgbench.tps', step);
+      const lat = expectedMean(apps.rows, variant, 'pgbench', 'pgbench.lat_mean_ms', step);
+      const datum = pg.lines.find((l) => l.step === stepText && Math.abs(l.x - tps) <= 1e-9 * tps);
+      assert.ok(datum, `pgbench point ${variant} clients ${stepText}`);
+      assert.ok(datum.label.startsWith(`${appsId} · `), 'series keyed by run label');
+      close(datum.y, lat, `pgbench latency ${variant} ${stepText}`);
+      assert.ok(marks.some((m) => m.label === datum.label && Math.abs(Number(m.TPS) - tps) <= 1e-6 * tps));
+    }
+    const rsync = both.charts.find((c) => c.id === 'rsync-rsync-small-files');
+    assert.ok(rsync?.bars, 'rsync chart');
+    for (const variant of new Set(
+      apps.rows.filter((r) => r.workload === 'rsync-small-files').map((r) => r.variant),
+    )) {
+      const expected = expectedMean(apps.rows, variant, 'rsync-small-files', 'rsync.seconds');
+      const datum = rsync.bars.find((b) => Math.abs(b.mean - expected) <= 1e-9 * expected);
+      assert.ok(datum, `rsync bar of ${variant}`);
+      const drawn = markLabels(readFileSync(join(dir, 'charts', 'rsync-rsync-small-files.svg'), 'utf8')).find(
+        (m) => m.label === datum.label,
+      );
+      assert.ok(drawn);
+      close(Number(drawn.seconds), expected, `rsync ${variant}`);
+    }
+    // Both runs' charts are in the one report.
+    assert.ok(both.charts.some((c) => c.id === 'latency-qd1'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

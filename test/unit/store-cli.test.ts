@@ -15,7 +15,8 @@ const dir = mkdtempSync(join(tmpdir(), 'kvmio-store-cli-'));
 const db = join(dir, 'cli.sqlite');
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const kvmio = (...args: string[]) => execFileSync(process.execPath, [bin, ...args, '--db', db], { encoding: 'utf8' });
+const kvmio = (...args: string[]) =>
+  execFileSync(process.execPath, [bin, ...args, '--db', db], { encoding: 'utf8' });
 
 test('import, runs --json, export csv and json agree with each other', () => {
   kvmio('import', 'fio', join(fixtures, 'randread-qd1.json'), '--label', 'before');
@@ -35,23 +36,33 @@ test('import, runs --json, export csv and json agree with each other', () => {
     ],
   );
   const before = String(runs[1]?.id);
-  const json = JSON.parse(kvmio('export', before, '--format', 'json')) as { rows: unknown[]; run: { id: string } };
+  const json = JSON.parse(kvmio('export', before, '--format', 'json')) as {
+    rows: unknown[];
+    run: { id: string };
+  };
   assert.equal(json.run.id, before);
   const out = join(dir, 'before.csv');
   kvmio('export', before, '--format', 'csv', '--out', out);
   assert.deepEqual(csvToRows(readFileSync(out, 'utf8')), json.rows);
   const latest = csvToRows(kvmio('export', 'latest', '--format', 'csv'));
-  assert.deepEqual([...new Set(latest.map((r) => r.variant))], ['two-jobs:randwrite-qd16', 'two-jobs:read-seq']);
+  assert.deepEqual(
+    [...new Set(latest.map((r) => r.variant))],
+    ['two-jobs:randwrite-qd16', 'two-jobs:read-seq'],
+  );
 });
 
 test('mistakes are user errors: exit 2 and one line naming what is allowed', () => {
   const bad = spawnSync(process.execPath, [bin, 'export', 'nope', '--db', db], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /no run "nope" .* recent runs: /);
-  const fmt = spawnSync(process.execPath, [bin, 'export', 'latest', '--format', 'xml', '--db', db], { encoding: 'utf8' });
+  const fmt = spawnSync(process.execPath, [bin, 'export', 'latest', '--format', 'xml', '--db', db], {
+    encoding: 'utf8',
+  });
   assert.equal(fmt.status, 2);
   assert.match(fmt.stderr, /allowed formats are json and csv/);
-  const missing = spawnSync(process.execPath, [bin, 'runs', '--db', join(dir, 'none.sqlite')], { encoding: 'utf8' });
+  const missing = spawnSync(process.execPath, [bin, 'runs', '--db', join(dir, 'none.sqlite')], {
+    encoding: 'utf8',
+  });
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /no results store at/);
 });
@@ -62,5 +73,8 @@ test('compare shows the shared figures of two runs with deltas', () => {
   const a = runs.find((r) => r.name === 'before')?.id as string;
   const b = runs.find((r) => r.name === 'after')?.id as string;
   const text = kvmio('compare', a, b);
-  assert.match(text, /randread-qd1\s+randread-4k-qd1\s+read\.iops\s+[\d,]+\s+[\d,]+\s+\+0\.0%\s+no test: 1 repetition/);
+  assert.match(
+    text,
+    /randread-qd1\s+randread-4k-qd1\s+read\.iops\s+[\d,]+\s+[\d,]+\s+\+0\.0%\s+no test: 1 repetition/,
+  );
 });

@@ -67,7 +67,14 @@ export function registerRun(program: Command): void {
       if (!flags.quiet) {
         const rows = store.metricRows(result.runId);
         if (rows.length > 0) out(`\n${variantTables(rows)}\n`);
-        for (const f of store.failures(result.runId).filter((x) => !x.retried)) {
+        // The latest attempt of each point that is still failed (earlier attempts stay in the store).
+        const latest = new Map(
+          store
+            .failures(result.runId)
+            .filter((x) => !x.retried)
+            .map((x) => [x.index, x]),
+        );
+        for (const f of latest.values()) {
           out(`FAILED ${f.variant} ${f.workload} (round ${f.rep + 1}): ${f.reason.split('\n')[0]}`);
         }
         if (warning) out(`WARNING: ${warning}`);

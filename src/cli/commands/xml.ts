@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { builtGuest, GUEST_KERNEL_CMDLINE } from '../../guest/build.js';
-import { stagedGuestPaths } from '../../libvirt/stage.js';
+import { guestContentTag, stagedGuestPaths } from '../../libvirt/stage.js';
 import { type Accel, diskXml, domainXml, scsiControllerXml } from '../../libvirt/xml.js';
 import { loadStudyArg } from '../../study/load.js';
 import { listPresets } from '../../study/presets.js';
@@ -28,7 +28,7 @@ export function registerXml(program: Command): void {
       '--iothread-vq-mapping',
       'target libvirt >= 10 with QEMU >= 9: one virtio-blk disk served by several iothreads',
     )
-    .action((file: string | undefined, flags: XmlFlags) => {
+    .action(async (file: string | undefined, flags: XmlFlags) => {
       if (flags.accel !== 'kvm' && flags.accel !== 'tcg') {
         throw new UserError(`--accel ${flags.accel}: allowed values are kvm and tcg`);
       }
@@ -49,7 +49,9 @@ export function registerXml(program: Command): void {
           'note: the guest is not built yet ("kvmio guest build"): kernel and initrd paths are placeholders\n',
         );
       }
-      const staged = guest ? stagedGuestPaths(guest.hash) : { kernel: 'GUEST/vmlinuz', initrd: 'GUEST/initrd.img' };
+      const staged = guest
+        ? stagedGuestPaths(await guestContentTag(guest))
+        : { kernel: 'GUEST/vmlinuz', initrd: 'GUEST/initrd.img' };
       process.stdout.write(
         domainXml({
           study,
