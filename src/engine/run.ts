@@ -393,6 +393,16 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
           await runPoint(ctx, slot, p, true, roundLeft--);
         }
       }
+    } catch (err) {
+      // Not a point's fault (those are caught per point) but the engine's or the store's: the run
+      // stops, resumable, and says why.
+      if (!ctx.interrupted()) {
+        store.discardRunningPoints(runId);
+        store.setRunStatus(runId, 'interrupted');
+        offCleanup();
+        offInterrupt();
+      }
+      throw err;
     } finally {
       if (!ctx.interrupted()) await slot.stop();
     }

@@ -87,7 +87,9 @@ const contentTags = new Map<string, Promise<string>>();
 
 /** A tag of the kernel's and initrd's content (a rebuilt guest gets new volumes), memoized per file state. */
 export function guestContentTag(guest: { kernel: string; initrd: string }): Promise<string> {
-  const key = [guest.kernel, guest.initrd].map((f) => `${f}:${statSync(f).size}:${statSync(f).mtimeMs}`).join('|');
+  const key = [guest.kernel, guest.initrd]
+    .map((f) => `${f}:${statSync(f).size}:${statSync(f).mtimeMs}`)
+    .join('|');
   let tag = contentTags.get(key);
   if (!tag) {
     tag = Promise.all([fileSha256(guest.kernel), fileSha256(guest.initrd)]).then(([k, i]) =>
@@ -102,7 +104,10 @@ export function guestContentTag(guest: { kernel: string; initrd: string }): Prom
 const staging = new Map<string, Promise<StagedGuest>>();
 
 /** Makes the guest's kernel and initrd available to libvirt's QEMU; returns their paths on the libvirt host. */
-export async function stageGuest(virsh: Virsh, guest: { kernel: string; initrd: string }): Promise<StagedGuest> {
+export async function stageGuest(
+  virsh: Virsh,
+  guest: { kernel: string; initrd: string },
+): Promise<StagedGuest> {
   const tag = await guestContentTag(guest);
   const key = `${virsh.uri}|${tag}`;
   let staged = staging.get(key);
@@ -114,7 +119,11 @@ export async function stageGuest(virsh: Virsh, guest: { kernel: string; initrd: 
   return staged;
 }
 
-async function upload(virsh: Virsh, guest: { kernel: string; initrd: string }, tag: string): Promise<StagedGuest> {
+async function upload(
+  virsh: Virsh,
+  guest: { kernel: string; initrd: string },
+  tag: string,
+): Promise<StagedGuest> {
   await ensurePool(virsh);
   const names = volumeNames(tag);
   // The marker is created last, so a volume from an interrupted upload is never used.

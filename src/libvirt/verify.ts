@@ -28,7 +28,9 @@ function attrsOf(block: string, tag: string): Record<string, string> {
 
 /** The live `<disk>` element whose serial is kvmio-test, and the virtio-scsi controller if any. */
 export function liveTestDisk(xml: string): { disk?: string; controller?: string; iothreads: number } {
-  const disk = [...xml.matchAll(/<disk\b[\s\S]*?<\/disk>/g)].map((m) => m[0]).find((d) => d.includes(`<serial>${TEST_DISK_SERIAL}</serial>`));
+  const disk = [...xml.matchAll(/<disk\b[\s\S]*?<\/disk>/g)]
+    .map((m) => m[0])
+    .find((d) => d.includes(`<serial>${TEST_DISK_SERIAL}</serial>`));
   const controller = [...xml.matchAll(/<controller type='scsi'[\s\S]*?<\/controller>/g)].map((m) => m[0])[0];
   const iothreads = Number(/<iothreads>(\d+)<\/iothreads>/.exec(xml)?.[1] ?? 0);
   return { disk, controller, iothreads };
@@ -53,7 +55,8 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
     expect('live XML disk bus', attrsOf(live.disk, 'target').bus, blk ? 'virtio' : 'scsi');
     if (blk) {
       expect('live XML disk queues', driver.queues, String(v.queues));
-      if (v.iothreads <= 1) expect('live XML disk iothread', driver.iothread, v.iothreads === 1 ? '1' : undefined);
+      if (v.iothreads <= 1)
+        expect('live XML disk iothread', driver.iothread, v.iothreads === 1 ? '1' : undefined);
     }
   }
   if (!blk) {
@@ -81,7 +84,8 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
         .monitor<unknown>(ctx.name, 'qom-get', { path: `/machine/peripheral/${alias}`, property })
         .catch((e: Error) => e.message);
     expect('QEMU device queues', await get(blk ? 'num-queues' : 'num_queues'), v.queues);
-    if (v.iothreads <= 1) expect('QEMU device iothread', await get('iothread'), v.iothreads === 1 ? '/objects/iothread1' : '');
+    if (v.iothreads <= 1)
+      expect('QEMU device iothread', await get('iothread'), v.iothreads === 1 ? '/objects/iothread1' : '');
   }
   const iothreads = await ctx.virsh.monitor<Array<{ id: string }>>(ctx.name, 'query-iothreads');
   expect('QEMU iothread objects', iothreads.length, v.iothreads);
@@ -89,8 +93,13 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
   const pid = ctx.qemuPid();
   if (pid !== undefined) {
     const { nativeRings, uringFds } = aioEvidence(pid);
-    if (v.aio === 'native' && nativeRings === 0) problems.push('aio=native asked, but QEMU has no Linux AIO context');
-    if (v.aio === 'io_uring' && uringFds === 0) problems.push('aio=io_uring asked, but QEMU has no io_uring instance');
+    if (v.aio === 'native' && nativeRings === 0)
+      problems.push('aio=native asked, but QEMU has no Linux AIO context');
+    if (v.aio === 'io_uring' && uringFds === 0)
+      problems.push('aio=io_uring asked, but QEMU has no io_uring instance');
   }
-  if (problems.length) throw new PointFailure(`the live domain ${ctx.name} does not match variant ${v.id}: ${problems.join('; ')}`);
+  if (problems.length)
+    throw new PointFailure(
+      `the live domain ${ctx.name} does not match variant ${v.id}: ${problems.join('; ')}`,
+    );
 }

@@ -26,6 +26,17 @@ function virshMessage(result: RunResult): string {
   return (lines.length ? lines : [text || `exit code ${result.code}`]).join('; ');
 }
 
+/** The libvirt daemon at a URI does not answer: the whole host is out, not one point. */
+export class LibvirtUnreachableError extends Error {
+  constructor(
+    readonly uri: string,
+    readonly reason: string,
+  ) {
+    super(`libvirt at ${uri} does not answer: ${reason}`);
+    this.name = 'LibvirtUnreachableError';
+  }
+}
+
 export class Virsh {
   constructor(
     readonly uri: string,
@@ -42,14 +53,31 @@ export class Virsh {
     const argv = ['virsh', '-q', '-c', this.uri, ...args];
     let result: RunResult;
     try {
-      result = await run(argv, { timeoutMs: opts.timeoutMs ?? this.timeoutMs, input: opts.input, allowFailure: true });
+      result = await run(argv, {
+        timeoutMs: opts.timeoutMs ?? this.timeoutMs,
+        input: opts.input,
+        allowFailure: true,
+      });
     } catch (e) {
       if (e instanceof CommandError) throw new VirshError(args, virshMessage(e.result));
       throw e;
     }
-    if (result.timedOut) throw new VirshError(args, `timed out after ${Math.round((opts.timeoutMs ?? this.timeoutMs) / 1000)}s`);
+    if (result.timedOut)
+      throw new VirshError(args, `timed out after ${Math.round((opts.timeoutMs ?? this.timeoutMs) / 1000)}s`);
     if (result.code !== 0) throw new VirshError(args, virshMessage(result));
     return result.stdout;
+  }
+
+  /** Throws LibvirtUnreachableError unless the daemon at the URI answers within timeoutMs. */
+  async ensureReachable(timeoutMs = 30_000): Promise<void> {
+    try {
+      await this.run(['uri'], { timeoutMs });
+    } catch (e) {
+      throw new LibvirtUnreachableError(
+        this.uri,
+        e instanceof VirshError ? e.virshMessage : (e as Error).message,
+      );
+    }
   }
 
   /** Like run, but resolves undefined instead of throwing (for probes and best-effort cleanup). */

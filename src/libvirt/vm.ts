@@ -7,7 +7,9 @@ import type { DiskSpec, Study, Variant } from '../study/types.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, sleep, waitFor } from '../util/proc.js';
+import { ensureNetwork, guestAddress } from './network.js';
 import { stageGuest } from './stage.js';
+import { verifyLive } from './verify.js';
 import { Virsh, VirshError } from './virsh.js';
 import {
   type Accel,
@@ -20,7 +22,6 @@ import {
   scsiControllerXml,
   TEST_DISK_SERIAL,
 } from './xml.js';
-import { verifyLive } from './verify.js';
 
 /**
  * A builtin-guest VM run by libvirt, on any URI. The domain is transient (`virsh create`): if kvmio
@@ -56,6 +57,8 @@ export interface LibvirtVm extends GuestVm {
   readonly domainXml: string;
   /** Seconds from `virsh create` to the guest agent's first answer. */
   readonly bootSeconds: number;
+  /** The guest's IPv4 address (reported by its agent); for guests on a libvirt network. */
+  address(): Promise<string>;
 }
 
 interface ExecStatus {
@@ -75,6 +78,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   if (!image) throw new Error('startLibvirtVm: no guest image given');
   const virsh = new Virsh(opts.uri);
   const log = opts.log ?? (() => undefined);
+  await virsh.ensureReachable();
   await reapOrphans(virsh, log);
   const staged = await stageGuest(virsh, image);
   const diskPath = opts.disk?.path ?? opts.study.disk.path;
@@ -100,6 +104,8 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   writeFileSync(xmlFile, xml);
   if (virsh.isLocal) rmSync(consoleLog, { force: true });
 
+  if (opts.network?.type === 'network') await ensureNetwork(virsh, opts.network.name, scratch);
+
   const started = Date.now();
   const unregister = onCleanup(() => destroy(virsh, opts.name));
   try {
@@ -119,8 +125,10 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   } catch (e) {
     const tail = vm.consoleTail(30);
     await vm.stop();
-    if (e instanceof PointFailure) throw e;
-    throw new PointFailure(`${opts.name}: ${(e as Error).message}`, { consoleTail: tail });
+    const message = (e as Error).message;
+    throw new PointFailure(message.includes(opts.name) ? message : `${opts.name}: ${message}`, {
+      consoleTail: tail,
+    });
   }
   return vm;
 }
@@ -165,8 +173,15 @@ function tailOf(virsh: Virsh, file: string, lines: number): string {
  * Destroys kvmio domains (marked by kvmio's metadata) whose owning kvmio process on this machine is
  * gone; domains of other tools, and of live kvmio processes, are left alone.
  */
-export async function reapOrphans(virsh: Virsh, log: (line: string) => void = () => undefined): Promise<string[]> {
-  const names = (await virsh.tryRun(['list', '--name']))?.split('\n').map((l) => l.trim()).filter(Boolean) ?? [];
+export async function reapOrphans(
+  virsh: Virsh,
+  log: (line: string) => void = () => undefined,
+): Promise<string[]> {
+  const names =
+    (await virsh.tryRun(['list', '--name']))
+      ?.split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean) ?? [];
   const reaped: string[] = [];
   for (const name of names) {
     const owner = await kvmioOwner(virsh, name);
@@ -179,7 +194,10 @@ export async function reapOrphans(virsh: Virsh, log: (line: string) => void = ()
 }
 
 /** The kvmio owner recorded in a domain's metadata, or undefined for domains kvmio did not make. */
-export async function kvmioOwner(virsh: Virsh, name: string): Promise<{ host: string; pid: number } | undefined> {
+export async function kvmioOwner(
+  virsh: Virsh,
+  name: string,
+): Promise<{ host: string; pid: number } | undefined> {
   const meta = await virsh.tryRun(['metadata', name, '--uri', KVMIO_XMLNS]);
   if (!meta) return undefined;
   const host = /owner-host=["']([^"']*)["']/.exec(meta)?.[1];
@@ -189,7 +207,11 @@ export async function kvmioOwner(virsh: Virsh, name: string): Promise<{ host: st
 
 /** Names of running domains kvmio made (by metadata), on this URI. */
 export async function kvmioDomains(virsh: Virsh): Promise<string[]> {
-  const names = (await virsh.tryRun(['list', '--all', '--name']))?.split('\n').map((l) => l.trim()).filter(Boolean) ?? [];
+  const names =
+    (await virsh.tryRun(['list', '--all', '--name']))
+      ?.split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean) ?? [];
   const ours: string[] = [];
   for (const name of names) if (await virsh.tryRun(['metadata', name, '--uri', KVMIO_XMLNS])) ours.push(name);
   return ours;
@@ -250,19 +272,21 @@ class LibvirtGuest implements LibvirtVm {
     return this.virsh.agent<T>(this.name, execute, args, timeoutSeconds);
   }
 
+  /** Polls guest-ping until it answers; fails at once when the domain stops (panic, crash, destroy). */
   async waitForAgent(timeoutMs: number): Promise<void> {
-    await waitFor(
-      'the guest agent to answer through libvirt',
-      async () => {
-        const state = (await this.virsh.run(['domstate', this.name])).trim();
-        if (state !== 'running') throw new PointFailure(`domain ${this.name} is ${state} while booting`);
-        return (await this.virsh.tryRun(['qemu-agent-command', this.name, '--timeout', '2', '{"execute":"guest-ping"}']))
-          ? true
-          : undefined;
-      },
-      timeoutMs,
-      1000,
-    );
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const ping = ['qemu-agent-command', this.name, '--timeout', '2', '{"execute":"guest-ping"}'];
+      if (await this.virsh.tryRun(ping)) return;
+      const state = (await this.virsh.tryRun(['domstate', this.name]))?.trim() ?? 'gone';
+      if (state !== 'running') throw new PointFailure(`domain ${this.name} is ${state} while booting`);
+      if (Date.now() > deadline) {
+        throw new PointFailure(
+          `the guest agent of ${this.name} did not answer within ${Math.round(timeoutMs / 1000)}s`,
+        );
+      }
+      await sleep(1000);
+    }
   }
 
   async exec(argv: string[], opts: GuestExecOptions): Promise<GuestExecResult> {
@@ -364,20 +388,34 @@ class LibvirtGuest implements LibvirtVm {
 
   async switchVariant(next: Variant): Promise<void> {
     if (!this.canSwitchLive(next)) {
-      throw new PointFailure(`${this.name}: ${this.variant.id} -> ${next.id} needs a new VM (memory backing)`);
+      throw new PointFailure(
+        `${this.name}: ${this.variant.id} -> ${next.id} needs a new VM (memory backing)`,
+      );
     }
     const cur = this.variant;
-    const curDisk = diskXml({ variant: cur, diskPath: this.diskPath, iothreadVqMapping: this.opts.iothreadVqMapping });
+    const curDisk = diskXml({
+      variant: cur,
+      diskPath: this.diskPath,
+      iothreadVqMapping: this.opts.iothreadVqMapping,
+    });
     await this.detach(curDisk, 'disk');
-    await waitFor('the old test disk to leave the guest', async () => ((await this.findTestDisk()) ? undefined : true), 30_000, 500);
+    await waitFor(
+      'the old test disk to leave the guest',
+      async () => ((await this.findTestDisk()) ? undefined : true),
+      30_000,
+      500,
+    );
     const controllerChanges =
-      cur.bus === 'virtio-scsi' && (next.bus !== 'virtio-scsi' || next.queues !== cur.queues || next.iothreads !== cur.iothreads);
+      cur.bus === 'virtio-scsi' &&
+      (next.bus !== 'virtio-scsi' || next.queues !== cur.queues || next.iothreads !== cur.iothreads);
     if (controllerChanges) await this.detach(scsiControllerXml(cur), 'controller');
-    for (let id = cur.iothreads; id > next.iothreads; id--) await this.virsh.run(['iothreaddel', this.name, String(id), '--live']);
+    for (let id = cur.iothreads; id > next.iothreads; id--)
+      await this.virsh.run(['iothreaddel', this.name, String(id), '--live']);
     for (let id = cur.iothreads + 1; id <= next.iothreads; id++) {
       await this.virsh.run(['iothreadadd', this.name, String(id), '--live']);
       const cpu = iothreadPinCpu(this.opts.study.pinning, id);
-      if (cpu !== undefined) await this.virsh.run(['iothreadpin', this.name, String(id), String(cpu), '--live']);
+      if (cpu !== undefined)
+        await this.virsh.run(['iothreadpin', this.name, String(id), String(cpu), '--live']);
     }
     if (next.bus === 'virtio-scsi' && (controllerChanges || cur.bus !== 'virtio-scsi')) {
       await this.attach(scsiControllerXml(next), 'controller');
@@ -404,7 +442,8 @@ class LibvirtGuest implements LibvirtVm {
     try {
       await this.virsh.run(['detach-device', this.name, file, '--live']);
     } catch (e) {
-      if (!(e instanceof VirshError && /not found|no target device|no matching/i.test(e.virshMessage))) throw e;
+      if (!(e instanceof VirshError && /not found|no target device|no matching/i.test(e.virshMessage)))
+        throw e;
     }
     const marker = what === 'disk' ? `<serial>${TEST_DISK_SERIAL}</serial>` : `<controller type='scsi'`;
     await waitFor(
@@ -413,6 +452,10 @@ class LibvirtGuest implements LibvirtVm {
       30_000,
       250,
     );
+  }
+
+  address(): Promise<string> {
+    return guestAddress(this.virsh, this.name);
   }
 
   consoleTail(lines = 40): string {
@@ -426,5 +469,7 @@ class LibvirtGuest implements LibvirtVm {
     await destroy(this.virsh, this.name);
     this.unregister();
     rmSync(this.scratch, { recursive: true, force: true });
+    // Failure reports take consoleTail() before stop; afterwards the log is only clutter.
+    if (this.virsh.isLocal) rmSync(this.consoleLog, { force: true });
   }
 }

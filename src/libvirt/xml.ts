@@ -1,5 +1,5 @@
-import { UserError } from '../util/errors.js';
 import type { CacheMode, Pinning, Study, Variant } from '../study/types.js';
+import { UserError } from '../util/errors.js';
 
 /**
  * libvirt domain XML for a variant, in the spirit of the seed study's VM definition: iothreads,
@@ -97,7 +97,9 @@ export function diskTarget(variant: Variant): { dev: string; bus: 'virtio' | 'sc
 export function checkVariant(variant: Variant, iothreadVqMapping = false): void {
   const where = `variant ${variant.id}`;
   if (variant.aio === 'native' && !DIRECT_CACHE_MODES.includes(variant.cache)) {
-    throw new UserError(`${where}: aio=native needs O_DIRECT, i.e. cache none or directsync (got ${variant.cache})`);
+    throw new UserError(
+      `${where}: aio=native needs O_DIRECT, i.e. cache none or directsync (got ${variant.cache})`,
+    );
   }
   if (!Number.isInteger(variant.queues) || variant.queues < 1) {
     throw new UserError(`${where}: queues must be a whole number >= 1 (got ${variant.queues})`);
@@ -117,7 +119,9 @@ export function checkVariant(variant: Variant, iothreadVqMapping = false): void 
       );
     }
     if (variant.queues < variant.iothreads) {
-      throw new UserError(`${where}: ${variant.iothreads} iothreads need at least as many queues (queues is ${variant.queues})`);
+      throw new UserError(
+        `${where}: ${variant.iothreads} iothreads need at least as many queues (queues is ${variant.queues})`,
+      );
     }
   }
 }
@@ -153,7 +157,8 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
     // Explicit even for 1: QEMU >= 5.2 otherwise gives one queue per vCPU.
     queues: blk ? variant.queues : undefined,
   });
-  const source = type === 'block' ? `<source dev='${escapeXml(diskPath)}'/>` : `<source file='${escapeXml(diskPath)}'/>`;
+  const source =
+    type === 'block' ? `<source dev='${escapeXml(diskPath)}'/>` : `<source file='${escapeXml(diskPath)}'/>`;
   const driverLines =
     blk && variant.iothreads > 1
       ? [
@@ -179,7 +184,8 @@ function cputuneXml(pinning: Pinning | undefined, vcpus: number, iothreads: numb
   const lines: string[] = [];
   if (pinning.vcpus) {
     const cpus = parseCpuList(pinning.vcpus, 'pinning.vcpus');
-    for (let i = 0; i < vcpus; i++) lines.push(`    <vcpupin vcpu='${i}' cpuset='${cpus[i % cpus.length]}'/>`);
+    for (let i = 0; i < vcpus; i++)
+      lines.push(`    <vcpupin vcpu='${i}' cpuset='${cpus[i % cpus.length]}'/>`);
   }
   if (pinning.emulator) {
     parseCpuList(pinning.emulator, 'pinning.emulator');
@@ -214,7 +220,10 @@ export function domainXml(opts: DomainXmlOptions): string {
   checkVariant(variant, opts.iothreadVqMapping);
   const diskPath = opts.diskPath ?? study.disk.path;
   const memoryKiB = Math.ceil(study.guest.memoryBytes / 1024);
-  const lines: string[] = [`<domain type='${accel === 'kvm' ? 'kvm' : 'qemu'}'>`, `  <name>${escapeXml(name)}</name>`];
+  const lines: string[] = [
+    `<domain type='${accel === 'kvm' ? 'kvm' : 'qemu'}'>`,
+    `  <name>${escapeXml(name)}</name>`,
+  ];
   if (opts.owner) {
     lines.push(
       '  <metadata>',
@@ -228,7 +237,8 @@ export function domainXml(opts: DomainXmlOptions): string {
     );
   }
   lines.push(`  <memory unit='KiB'>${memoryKiB}</memory>`);
-  if (variant.memory === 'hugepages') lines.push('  <memoryBacking>', '    <hugepages/>', '  </memoryBacking>');
+  if (variant.memory === 'hugepages')
+    lines.push('  <memoryBacking>', '    <hugepages/>', '  </memoryBacking>');
   lines.push(`  <vcpu placement='static'>${study.guest.vcpus}</vcpu>`);
   if (variant.iothreads > 0) lines.push(`  <iothreads>${variant.iothreads}</iothreads>`);
   lines.push(...cputuneXml(study.pinning, study.guest.vcpus, variant.iothreads));
@@ -247,7 +257,12 @@ export function domainXml(opts: DomainXmlOptions): string {
   // As the seed (host-passthrough) under KVM; TCG's most capable model otherwise.
   lines.push(`  <cpu mode='${accel === 'kvm' ? 'host-passthrough' : 'maximum'}'/>`);
   lines.push('  <on_reboot>destroy</on_reboot>', '  <devices>');
-  lines.push(diskXml({ variant, diskPath, diskType: opts.diskType, iothreadVqMapping: opts.iothreadVqMapping }, '    '));
+  lines.push(
+    diskXml(
+      { variant, diskPath, diskType: opts.diskType, iothreadVqMapping: opts.iothreadVqMapping },
+      '    ',
+    ),
+  );
   if (variant.bus === 'virtio-scsi') lines.push(scsiControllerXml(variant, '    '));
   lines.push(...networkXml(opts.network ?? { type: 'user' }));
   if (opts.consoleLog) {

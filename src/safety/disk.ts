@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, ftruncateSync, openSync, truncateSync, unlinkSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import type { DiskSpec } from '../study/types.js';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/proc.js';
@@ -12,6 +14,26 @@ export interface PrepareOptions extends GuardOptions {
    * also allocate filesystem blocks, which may show up in the first write measurements.
    */
   preallocate?: boolean;
+  /**
+   * Write a file that kvmio creates or grows once in full (default true). Reads of never-written
+   * blocks return zeros without touching the disk, so a fresh file would make read tests (and the
+   * host baseline above all) measure the page cache's hole handling rather than storage.
+   */
+  fill?: boolean;
+}
+
+/** Writes `fromByte..sizeBytes` of the file with non-zero data, 1 MiB at a time. */
+async function fillFile(path: string, fromByte: number, sizeBytes: number): Promise<void> {
+  const chunk = randomBytes(1 << 20);
+  const fh = await open(path, 'r+');
+  try {
+    for (let pos = fromByte; pos < sizeBytes; pos += chunk.length) {
+      await fh.write(chunk, 0, Math.min(chunk.length, sizeBytes - pos), pos);
+    }
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
 }
 
 async function preallocate(path: string, sizeBytes: number): Promise<void> {
@@ -20,7 +42,7 @@ async function preallocate(path: string, sizeBytes: number): Promise<void> {
 }
 
 /** Creates the file exclusively (never over something that appeared since the guard looked), mode 0600. */
-async function createFile(path: string, sizeBytes: number, prealloc: boolean): Promise<void> {
+async function createFile(path: string, sizeBytes: number, prealloc: boolean, fill: boolean): Promise<void> {
   let fd: number;
   try {
     fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
@@ -38,6 +60,7 @@ async function createFile(path: string, sizeBytes: number, prealloc: boolean): P
   recordKvmioFile(path, sizeBytes);
   try {
     if (prealloc) await preallocate(path, sizeBytes);
+    if (fill) await fillFile(path, 0, sizeBytes);
   } catch (e) {
     unlinkSync(path); // a half-allocated file (disk full) is not left behind
     throw new UserError(`cannot allocate ${formatBytes(sizeBytes)} for ${path}: ${(e as Error).message}`);
@@ -62,13 +85,15 @@ export async function prepareDiskFile(spec: DiskSpec, opts: PrepareOptions = {})
   if (spec.sizeBytes <= 0)
     throw new UserError(`disk size for the file ${spec.path} must be positive (e.g. disk.size: 1GiB)`);
   if (!info.exists) {
-    await createFile(info.path, spec.sizeBytes, prealloc);
+    await createFile(info.path, spec.sizeBytes, prealloc, opts.fill ?? true);
     return { ...info, sizeBytes: spec.sizeBytes, createdByKvmio: true, exists: true };
   }
   // An existing file kvmio may write to: its own, or one the user gave up with --destroy-data.
   if (info.sizeBytes !== spec.sizeBytes && (info.createdByKvmio || info.sizeBytes < spec.sizeBytes)) {
     truncateSync(info.path, spec.sizeBytes);
     if (info.createdByKvmio) recordKvmioFile(info.path, spec.sizeBytes);
+    if ((opts.fill ?? true) && spec.sizeBytes > info.sizeBytes)
+      await fillFile(info.path, info.sizeBytes, spec.sizeBytes);
   }
   const sizeBytes = info.createdByKvmio ? spec.sizeBytes : Math.max(info.sizeBytes, spec.sizeBytes);
   if (prealloc) await preallocate(info.path, sizeBytes);

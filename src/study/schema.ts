@@ -1,5 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { GUEST_MIN_MEMORY_MIB } from '../guest/recipe.js';
 import { formatBytes } from '../util/units.js';
 import { parseCpuset } from './cpuset.js';
 import {
@@ -282,7 +283,12 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
     memoryBytes:
       g.memory === undefined
         ? STUDY_DEFAULTS.guest.memoryBytes
-        : readSize(src, ['guest', 'memory'], g.memory, { min: 128 * MIB, max: 4 * TIB, multipleOf: MIB }),
+        : readSize(src, ['guest', 'memory'], g.memory, {
+            // The builtin guest keeps its root filesystem in RAM; a user's own domain may need less.
+            min: (g.domain === undefined ? GUEST_MIN_MEMORY_MIB : 128) * MIB,
+            max: 4 * TIB,
+            multipleOf: MIB,
+          }),
     count:
       g.count === undefined ? STUDY_DEFAULTS.guest.count : readInt(src, ['guest', 'count'], g.count, 1, 16),
   };

@@ -50,6 +50,9 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
       env: opts.env ?? process.env,
       cwd: opts.cwd,
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      // Its own process group, so that a kill reaches what it forked too (fio runs its jobs in
+      // child processes that would otherwise go on writing after kvmio is gone).
+      detached: true,
     });
     const untrack = trackChild(child);
     if (child.pid !== undefined) opts.onSpawn?.(child.pid);
@@ -61,7 +64,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
         ? undefined
         : setTimeout(() => {
             timedOut = true;
-            child.kill('SIGKILL');
+            killTree(child);
           }, opts.timeoutMs);
     child.stdout?.on('data', (d: Buffer) => out.push(d));
     child.stderr?.on('data', (d: Buffer) => err.push(d));
@@ -147,14 +150,24 @@ export async function runCleanups(budgetMs = 4000): Promise<void> {
 }
 
 export function killAllChildren(): void {
-  for (const child of liveChildren) {
+  for (const child of liveChildren) killTree(child);
+  liveChildren.clear();
+}
+
+/** SIGKILLs a child's process group (when it leads one) and the child itself. */
+export function killTree(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
+  if (child.pid !== undefined) {
     try {
-      child.kill('SIGKILL');
+      process.kill(-child.pid, signal);
     } catch {
-      // already gone
+      // not a group leader, or already gone
     }
   }
-  liveChildren.clear();
+  try {
+    child.kill(signal);
+  } catch {
+    // already gone
+  }
 }
 
 /** Listeners told about an interrupt before cleanups run (the run engine prints how to resume). */

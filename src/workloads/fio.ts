@@ -36,6 +36,9 @@ export function fioArgv(spec: FioJobSpec, filename: string): string[] {
     `--iodepth=${spec.iodepth}`,
     `--numjobs=${spec.numjobs}`,
     '--group_reporting',
+    // Jobs as threads, not forked processes: fio's job processes start their own session, so killing
+    // fio on a timeout or Ctrl-C would leave them doing I/O.
+    '--thread',
     '--time_based',
     `--runtime=${spec.runtimeSeconds}`,
     `--ramp_time=${spec.rampSeconds}`,

@@ -32,7 +32,12 @@ function splitCommandLine(line: string): string[] {
 function props(text: string, typeKey: string): Record<string, string> {
   if (text.startsWith('{')) {
     const o = JSON.parse(text) as Record<string, unknown>;
-    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k === typeKey ? 'driver' : k, typeof v === 'object' ? JSON.stringify(v) : String(v)]));
+    return Object.fromEntries(
+      Object.entries(o).map(([k, v]) => [
+        k === typeKey ? 'driver' : k,
+        typeof v === 'object' ? JSON.stringify(v) : String(v),
+      ]),
+    );
   }
   const [first, ...rest] = text.split(',');
   const out: Record<string, string> = { driver: first ?? '' };
@@ -41,6 +46,13 @@ function props(text: string, typeKey: string): Record<string, string> {
     out[kv.slice(0, i)] = kv.slice(i + 1);
   }
   return out;
+}
+
+interface Blockdev {
+  driver: string;
+  filename?: string;
+  aio?: string;
+  cache?: { direct?: boolean; 'no-flush'?: boolean };
 }
 
 interface Storage {
@@ -58,8 +70,9 @@ interface Storage {
 }
 
 function storageOf(argv: string[], diskPath: string): Storage {
-  const values = (flag: string) => argv.flatMap((a, i) => (a === flag && argv[i + 1] !== undefined ? [argv[i + 1] as string] : []));
-  const blockdevs = values('-blockdev').map((b) => JSON.parse(b) as Record<string, any>);
+  const values = (flag: string) =>
+    argv.flatMap((a, i) => (a === flag && argv[i + 1] !== undefined ? [argv[i + 1] as string] : []));
+  const blockdevs = values('-blockdev').map((b) => JSON.parse(b) as Blockdev);
   const file = blockdevs.find((b) => b.filename === diskPath);
   const format = blockdevs.find((b) => b.driver === 'raw');
   assert.ok(file && format, `no blockdev nodes for ${diskPath} in ${argv.join(' ')}`);
@@ -80,7 +93,9 @@ function storageOf(argv: string[], diskPath: string): Storage {
     writeCache: disk['write-cache'] ?? 'default',
     lun: lun?.driver,
     iothreadObjects: objects.filter((o) => o.driver === 'iothread').length,
-    hugepages: objects.some((o) => o.driver === 'memory-backend-file' && /hugepages/.test(o['mem-path'] ?? '')),
+    hugepages: objects.some(
+      (o) => o.driver === 'memory-backend-file' && /hugepages/.test(o['mem-path'] ?? ''),
+    ),
   };
 }
 
@@ -105,10 +120,42 @@ describe('libvirt XML and direct QEMU argv give QEMU the same storage configurat
 
   const seed = loadPreset('seed');
   const extra: Variant[] = [
-    { id: 'blk-threads-writeback-q2', aio: 'threads', iothreads: 0, bus: 'virtio-blk', memory: '4k', queues: 2, cache: 'writeback' },
-    { id: 'blk-native-directsync', aio: 'native', iothreads: 1, bus: 'virtio-blk', memory: '4k', queues: 1, cache: 'directsync' },
-    { id: 'scsi-uring-unsafe-q3', aio: 'io_uring', iothreads: 0, bus: 'virtio-scsi', memory: '4k', queues: 3, cache: 'unsafe' },
-    { id: 'scsi-threads-writethrough', aio: 'threads', iothreads: 1, bus: 'virtio-scsi', memory: 'hugepages', queues: 1, cache: 'writethrough' },
+    {
+      id: 'blk-threads-writeback-q2',
+      aio: 'threads',
+      iothreads: 0,
+      bus: 'virtio-blk',
+      memory: '4k',
+      queues: 2,
+      cache: 'writeback',
+    },
+    {
+      id: 'blk-native-directsync',
+      aio: 'native',
+      iothreads: 1,
+      bus: 'virtio-blk',
+      memory: '4k',
+      queues: 1,
+      cache: 'directsync',
+    },
+    {
+      id: 'scsi-uring-unsafe-q3',
+      aio: 'io_uring',
+      iothreads: 0,
+      bus: 'virtio-scsi',
+      memory: '4k',
+      queues: 3,
+      cache: 'unsafe',
+    },
+    {
+      id: 'scsi-threads-writethrough',
+      aio: 'threads',
+      iothreads: 1,
+      bus: 'virtio-scsi',
+      memory: 'hugepages',
+      queues: 1,
+      cache: 'writethrough',
+    },
   ];
   // Multi-iothread variants exist on neither backend with libvirt 9 / QEMU 7.2 (see libvirt-xml.test).
   const variants = [...seed.variants.filter((v) => v.iothreads <= 1), ...extra];

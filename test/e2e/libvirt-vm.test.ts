@@ -4,8 +4,8 @@ import { closeSync, ftruncateSync, openSync, readFileSync, rmSync } from 'node:f
 import { after, before, describe, test } from 'node:test';
 import { ensureGuest, type GuestImage } from '../../src/guest/build.js';
 import type { GuestVm } from '../../src/guest/vm.js';
-import { type LibvirtVm, startLibvirtVm } from '../../src/libvirt/vm.js';
 import { Virsh } from '../../src/libvirt/virsh.js';
+import { type LibvirtVm, startLibvirtVm } from '../../src/libvirt/vm.js';
 import type { Study, Variant } from '../../src/study/types.js';
 
 /**
@@ -18,7 +18,7 @@ import type { Study, Variant } from '../../src/study/types.js';
 const URI = 'qemu:///system';
 const virsh = new Virsh(URI);
 const tag = `${process.pid}`;
-const disks = [`/var/tmp/kvmio-e2e-libvirt-${tag}-a.raw`, `/var/tmp/kvmio-e2e-libvirt-${tag}-b.raw`];
+const disks = ['a', 'b', 'c'].map((d) => `/var/tmp/kvmio-e2e-libvirt-${tag}-${d}.raw`);
 const names = [`kvmio-e2e-lv-${tag}-4k`, `kvmio-e2e-lv-${tag}-huge`];
 const vms: GuestVm[] = [];
 
@@ -46,8 +46,20 @@ function study(diskPath: string): Study {
 /** A 2 s fio job on the guest's test disk; returns the bytes it moved. */
 async function fio(vm: GuestVm, device: string, rw: 'randread' | 'randwrite'): Promise<number> {
   const r = await vm.exec(
-    ['fio', '--name=t', `--filename=${device}`, `--rw=${rw}`, '--bs=4k', '--iodepth=4', '--ioengine=libaio',
-      '--direct=1', '--size=32m', '--runtime=2', '--time_based', '--output-format=json'],
+    [
+      'fio',
+      '--name=t',
+      `--filename=${device}`,
+      `--rw=${rw}`,
+      '--bs=4k',
+      '--iodepth=4',
+      '--ioengine=libaio',
+      '--direct=1',
+      '--size=32m',
+      '--runtime=2',
+      '--time_based',
+      '--output-format=json',
+    ],
     { timeoutMs: 120_000 },
   );
   assert.equal(r.exitCode, 0, `fio failed: ${r.stderr}`);
@@ -88,13 +100,22 @@ describe('libvirt backend under TCG', { timeout: 900_000 }, () => {
     const first = variant({ aio: 'native', iothreads: 1, bus: 'virtio-blk', memory: '4k' });
     const huge = variant({ aio: 'native', iothreads: 1, bus: 'virtio-blk', memory: 'hugepages' });
     const boots = [first, huge].map((v, i) =>
-      startLibvirtVm({ study: study(disks[i] as string), variant: v, image, accel: 'tcg', uri: URI, name: names[i] as string }),
+      startLibvirtVm({
+        study: study(disks[i] as string),
+        variant: v,
+        image,
+        accel: 'tcg',
+        uri: URI,
+        name: names[i] as string,
+      }),
     );
     const settled = await Promise.allSettled(boots);
     for (const s of settled) if (s.status === 'fulfilled') vms.push(s.value);
     for (const s of settled) if (s.status === 'rejected') throw s.reason;
     const [vm, hugeVm] = vms as [LibvirtVm, LibvirtVm];
-    t.diagnostic(`boot under TCG: 4k ${vm.bootSeconds.toFixed(1)} s, hugepages ${hugeVm.bootSeconds.toFixed(1)} s`);
+    t.diagnostic(
+      `boot under TCG: 4k ${vm.bootSeconds.toFixed(1)} s, hugepages ${hugeVm.bootSeconds.toFixed(1)} s`,
+    );
 
     const uname = await vm.exec(['uname', '-r'], { timeoutMs: 20_000 });
     assert.equal(uname.exitCode, 0);
@@ -129,6 +150,7 @@ describe('libvirt backend under TCG', { timeout: 900_000 }, () => {
     assert.equal(await vm.testDisk(), '/dev/vda');
     assert.doesNotMatch(await virsh.run(['dumpxml', names[0] as string]), /<iothreads>/);
     await fio(vm, '/dev/vda', 'randread');
+    for (const v of vms) await v.stop();
   });
 
   test('SIGINT destroys the domain and exits 130', async (t) => {
@@ -138,7 +160,7 @@ describe('libvirt backend under TCG', { timeout: 900_000 }, () => {
     const script = `
 import { startLibvirtVm } from ${JSON.stringify(new URL('../../src/libvirt/vm.js', import.meta.url).href)};
 await startLibvirtVm(${JSON.stringify({
-      study: study(disks[1] as string),
+      study: study(disks[2] as string),
       variant: variant({ aio: 'threads', iothreads: 0, bus: 'virtio-blk', memory: '4k' }),
       image,
       accel: 'tcg',
@@ -147,7 +169,9 @@ await startLibvirtVm(${JSON.stringify({
     })});
 setInterval(() => {}, 1000);
 `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { stagedGuestPaths } from '../../src/libvirt/stage.js';
-import { isLocalUri } from '../../src/libvirt/virsh.js';
 import { liveTestDisk } from '../../src/libvirt/verify.js';
+import { isLocalUri, LibvirtUnreachableError, Virsh } from '../../src/libvirt/virsh.js';
 import { diskXml, domainXml, escapeXml, parseCpuList } from '../../src/libvirt/xml.js';
 import { loadPreset } from '../../src/study/load.js';
 import { listPresets } from '../../src/study/presets.js';
@@ -36,10 +36,20 @@ describe('domainXml: every preset variant', () => {
       let validated = 0;
       for (const variant of study.variants) {
         for (const accel of ['kvm', 'tcg'] as const) {
-          const opts = { study, variant, guest, accel, name: `kvmio-${variant.id}`, consoleLog: '/var/log/x.log' };
+          const opts = {
+            study,
+            variant,
+            guest,
+            accel,
+            name: `kvmio-${variant.id}`,
+            consoleLog: '/var/log/x.log',
+          };
           if (variant.iothreads > 1) {
             // libvirt 9 / QEMU 7.2 here: one device, one iothread.
-            assert.throws(() => domainXml(opts), (e: Error) => e instanceof UserError && /iothread/.test(e.message));
+            assert.throws(
+              () => domainXml(opts),
+              (e: Error) => e instanceof UserError && /iothread/.test(e.message),
+            );
             if (variant.bus === 'virtio-blk') {
               const xml = domainXml({ ...opts, iothreadVqMapping: true });
               assert.match(xml, new RegExp(`<iothreads>${variant.iothreads}</iothreads>`));
@@ -97,10 +107,25 @@ describe('domainXml: the knobs', () => {
   });
 
   test('virtio-scsi puts iothread and queues on the controller, the main loop has no iothread', () => {
-    const xml = domainXml({ study: study(), variant: variant({ bus: 'virtio-scsi', aio: 'io_uring', queues: 2 }), guest, accel: 'kvm', name: 'n' });
+    const xml = domainXml({
+      study: study(),
+      variant: variant({ bus: 'virtio-scsi', aio: 'io_uring', queues: 2 }),
+      guest,
+      accel: 'kvm',
+      name: 'n',
+    });
     assert.match(xml, /<driver name='qemu' type='raw' cache='none' io='io_uring'\/>/);
-    assert.match(xml, /<controller type='scsi' index='0' model='virtio-scsi'>\s*<driver queues='2' iothread='1'\/>/);
-    const mainLoop = domainXml({ study: study(), variant: variant({ iothreads: 0, aio: 'threads' }), guest, accel: 'kvm', name: 'n' });
+    assert.match(
+      xml,
+      /<controller type='scsi' index='0' model='virtio-scsi'>\s*<driver queues='2' iothread='1'\/>/,
+    );
+    const mainLoop = domainXml({
+      study: study(),
+      variant: variant({ iothreads: 0, aio: 'threads' }),
+      guest,
+      accel: 'kvm',
+      name: 'n',
+    });
     assert.doesNotMatch(mainLoop, /iothread/);
   });
 
@@ -114,41 +139,106 @@ describe('domainXml: the knobs', () => {
       owner: { host: 'ctl', pid: 42 },
     });
     assert.match(xml, /<memoryBacking>\s*<hugepages\/>\s*<\/memoryBacking>/);
-    assert.match(xml, /<vcpupin vcpu='0' cpuset='2'\/>\s*<vcpupin vcpu='1' cpuset='3'\/>\s*<vcpupin vcpu='2' cpuset='2'\/>/);
+    assert.match(
+      xml,
+      /<vcpupin vcpu='0' cpuset='2'\/>\s*<vcpupin vcpu='1' cpuset='3'\/>\s*<vcpupin vcpu='2' cpuset='2'\/>/,
+    );
     assert.match(xml, /<emulatorpin cpuset='1'\/>\s*<iothreadpin iothread='1' cpuset='0'\/>/);
-    assert.match(xml, /<kvmio:domain xmlns:kvmio='urn:kvmio:domain:1' study='unit' variant='v' owner-host='ctl' owner-pid='42'\/>/);
+    assert.match(
+      xml,
+      /<kvmio:domain xmlns:kvmio='urn:kvmio:domain:1' study='unit' variant='v' owner-host='ctl' owner-pid='42'\/>/,
+    );
     assert.match(xml, /<source file='\/var\/tmp\/kvmio unit&amp;.raw'\/>/);
     if (hasValidator) assert.equal(validate(xml, 'knobs'), '');
   });
 
   test('what libvirt cannot express is a UserError naming the variant', () => {
-    assert.throws(() => diskXml({ variant: variant({ id: 'bad', cache: 'writeback' }), diskPath: '/x' }), /variant bad: aio=native needs O_DIRECT/);
-    assert.throws(() => diskXml({ variant: variant({ iothreads: 2, bus: 'virtio-scsi' }), diskPath: '/x', iothreadVqMapping: true }), /virtio-scsi controller from one iothread/);
-    assert.throws(() => diskXml({ variant: variant({ iothreads: 4, queues: 2 }), diskPath: '/x', iothreadVqMapping: true }), /at least as many queues/);
+    assert.throws(
+      () => diskXml({ variant: variant({ id: 'bad', cache: 'writeback' }), diskPath: '/x' }),
+      /variant bad: aio=native needs O_DIRECT/,
+    );
+    assert.throws(
+      () =>
+        diskXml({
+          variant: variant({ iothreads: 2, bus: 'virtio-scsi' }),
+          diskPath: '/x',
+          iothreadVqMapping: true,
+        }),
+      /virtio-scsi controller from one iothread/,
+    );
+    assert.throws(
+      () =>
+        diskXml({ variant: variant({ iothreads: 4, queues: 2 }), diskPath: '/x', iothreadVqMapping: true }),
+      /at least as many queues/,
+    );
     assert.throws(() => parseCpuList('1-0'), /backwards/);
     assert.deepEqual(parseCpuList('0-2,5'), [0, 1, 2, 5]);
     assert.equal(escapeXml(`a'<"&>`), 'a&apos;&lt;&quot;&amp;&gt;');
   });
 
-  test('liveTestDisk reads a live dumpxml (recorded from libvirt 9.0 here, trimmed)', () => {
-    const live = `<domain type='qemu' id='3'>
+  test('liveTestDisk reads a live dumpxml', () => {
+    // Recorded here (libvirt 9.0): a scsi-native-io1 domain from domainXml, `virsh create --paused`,
+    // then `virsh dumpxml`, keeping <iothreads>, the disk and the controller.
+    const live = `<domain type='qemu' id='7'>
   <iothreads>1</iothreads>
   <devices>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='raw' cache='none' io='native' iothread='1' queues='1'/>
+      <driver name='qemu' type='raw' cache='none' io='native'/>
       <source file='/var/tmp/kvmio-lv.raw' index='1'/>
       <backingStore/>
-      <target dev='vda' bus='virtio'/>
+      <target dev='sda' bus='scsi'/>
       <serial>kvmio-test</serial>
-      <alias name='virtio-disk0'/>
-      <address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/>
+      <alias name='scsi0-0-0-0'/>
+      <address type='drive' controller='0' bus='0' target='0' unit='0'/>
     </disk>
+    <controller type='scsi' index='0' model='virtio-scsi'>
+      <driver queues='1' iothread='1'/>
+      <alias name='scsi0'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>
+    </controller>
   </devices>
 </domain>`;
     const r = liveTestDisk(live);
     assert.equal(r.iothreads, 1);
-    assert.match(r.disk ?? '', /alias name='virtio-disk0'/);
-    assert.equal(r.controller, undefined);
+    assert.match(r.disk ?? '', /<target dev='sda' bus='scsi'\/>/);
+    assert.match(r.controller ?? '', /<driver queues='1' iothread='1'\/>\s*<alias name='scsi0'\/>/);
+  });
+
+  test('kvmio xml prints valid XML, or the whole disk part, and refuses what libvirt cannot do', () => {
+    const cli = new URL('../../../bin/kvmio.js', import.meta.url).pathname;
+    const full = spawnSync(
+      process.execPath,
+      [cli, 'xml', '--preset', 'quick', '--variant', 'blk-native-io1-4k', '--accel', 'tcg'],
+      { encoding: 'utf8' },
+    );
+    assert.equal(full.status, 0, full.stderr);
+    assert.match(full.stdout, /^<domain type='qemu'>/);
+    if (hasValidator) assert.equal(validate(full.stdout, 'cli'), '');
+    const disk = spawnSync(
+      process.execPath,
+      [cli, 'xml', '--preset', 'quick', '--variant', 'blk-native-io1-4k', '--disk-only'],
+      { encoding: 'utf8' },
+    );
+    assert.equal(disk.status, 0, disk.stderr);
+    assert.match(
+      disk.stdout,
+      /^<disk type='file' device='disk'>[\s\S]*<\/disk>\n<!-- and in <domain>: <iothreads>1<\/iothreads> -->\n$/,
+    );
+    const multi = spawnSync(
+      process.execPath,
+      [cli, 'xml', '--preset', 'seed', '--variant', 'blk-native-io2-4k-q4'],
+      { encoding: 'utf8' },
+    );
+    assert.equal(multi.status, 2);
+    assert.match(multi.stderr, /iothread-vq-mapping/);
+  });
+
+  test("a URI nobody answers is reported as the host being out, with virsh's reason", async () => {
+    await assert.rejects(
+      new Virsh('qemu+tcp://127.0.0.1:1/system').ensureReachable(10_000),
+      (e: Error) =>
+        e instanceof LibvirtUnreachableError && /127\.0\.0\.1:1.*Connection refused/.test(e.message),
+    );
   });
 
   test('local and remote URIs', () => {

@@ -45,7 +45,7 @@ test("an existing user's file is refused and left unchanged", async () => {
   assert.equal(statSync(path).mtimeMs, mtime);
 });
 
-test('a file kvmio made is created 0600 and sparse, and accepted on the second run', async () => {
+test('a file kvmio made is created 0600 and written in full, and accepted on the second run', async () => {
   const path = join(work, 'bench.raw');
   assert.deepEqual(await guardTarget(path, {}), {
     path,
@@ -59,7 +59,12 @@ test('a file kvmio made is created 0600 and sparse, and accepted on the second r
   const st = statSync(path);
   assert.equal(st.mode & 0o777, 0o600);
   assert.equal(st.size, 64 << 20);
-  assert.ok(st.blocks * 512 < 1 << 20, 'sparse by default');
+  assert.ok(st.blocks * 512 >= 64 << 20, 'every block written, so reads measure storage, not holes');
+  const head = readFileSync(path).subarray(0, 4096);
+  assert.ok(
+    head.some((b) => b !== 0),
+    'written with data, not zeros',
+  );
   // Second run: recognised, and resized to a new requested size.
   assert.equal((await guardTarget(path, {})).createdByKvmio, true);
   const second = await prepareDiskFile({ path, sizeBytes: 32 << 20 }, {});
@@ -75,10 +80,13 @@ test('a file recreated by someone else at the path of a kvmio file is refused', 
   await assert.rejects(guardTarget(path, {}), /was not created by kvmio/);
 });
 
-test('preallocation allocates every block', async () => {
+test('preallocation allocates every block; fill: false leaves the file sparse', async () => {
   const path = join(work, 'full.raw');
-  await prepareDiskFile({ path, sizeBytes: 16 << 20 }, { preallocate: true });
+  await prepareDiskFile({ path, sizeBytes: 16 << 20 }, { preallocate: true, fill: false });
   assert.ok(statSync(path).blocks * 512 >= 16 << 20);
+  const sparse = join(work, 'sparse.raw');
+  await prepareDiskFile({ path: sparse, sizeBytes: 16 << 20 }, { fill: false });
+  assert.ok(statSync(sparse).blocks * 512 < 1 << 20);
 });
 
 test('--destroy-data allows a foreign file, through a symlink too', async () => {
