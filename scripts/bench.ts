@@ -7,29 +7,24 @@ import type { GuestVm } from '../src/guest/vm.js';
 import { probeAccelerator } from '../src/host/accel.js';
 import { hostFacts } from '../src/host/facts.js';
 import { startQemuVm } from '../src/qemu/vm.js';
-import { prepareDiskFile } from '../src/safety/disk.js';
 import { lockDisk } from '../src/safety/lock.js';
 import type { FioWorkload, Variant } from '../src/study/types.js';
 import { errorMessage, UserError } from '../src/util/errors.js';
 import { run } from '../src/util/proc.js';
 import { formatBytes } from '../src/util/units.js';
 import { runWorkload, type WorkloadResult } from '../src/workloads/index.js';
+import { cpuAccounting } from './bench/cpu.js';
+import { repetitionsNeeded } from './bench/reps.js';
+import { BENCH_DISK_BYTES, type BenchOptions, benchDisk, cv, median, pct } from './bench/shared.js';
+import { storeScale } from './bench/store-scale.js';
+import { timeToAnswer } from './bench/time.js';
 
 /**
  * kvmio's own benchmark (issue 9): each figure measures kvmio against the plain tool, side by side in one
  * run, and rewrites its own section of BENCHMARKS.md (sections of figures not run are kept as they are).
  *
- *   node dist/scripts/bench.js [--only ID,...] [--rounds N] [--runtime S] [--disk PATH] [--destroy-data PATH]
+ *   node dist/scripts/bench.js [--only ID,...] [--quick] [--rounds N] [--runtime S] [--disk PATH] [--destroy-data PATH]
  */
-
-interface BenchOptions {
-  rounds: number;
-  runtimeSeconds: number;
-  rampSeconds: number;
-  disk: string;
-  destroyData: string[];
-  log: (line: string) => void;
-}
 
 interface Figure {
   id: string;
@@ -39,12 +34,6 @@ interface Figure {
 }
 
 // ---- statistics: ratio of medians with a bootstrap interval ------------------------------------------
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
 
 /** Deterministic PRNG (mulberry32) so that the interval printed is reproducible from the samples. */
 function prng(seed: number): () => number {
@@ -71,8 +60,6 @@ function ratioInterval(a: readonly number[], b: readonly number[], resamples = 2
   ];
 }
 
-const pct = (ratio: number) => `${ratio >= 1 ? '+' : ''}${((ratio - 1) * 100).toFixed(1)}%`;
-
 // ---- figure 1, host: the host baseline through kvmio against bare fio --------------------------------
 
 interface FidelityJob {
@@ -89,7 +76,7 @@ const FIDELITY_JOBS: FidelityJob[] = [
   { name: 'read-1m-qd8', rw: 'read', bs: 1 << 20, iodepth: 8 },
 ];
 
-const FIDELITY_DISK_BYTES = 512 << 20;
+const FIDELITY_DISK_BYTES = BENCH_DISK_BYTES;
 
 /** fio as a user would type it by hand: written out here on purpose, not taken from kvmio's argv builder. */
 function bareFioArgv(job: FidelityJob, disk: string, o: BenchOptions): string[] {
@@ -127,30 +114,7 @@ async function kvmioHostFio(job: FidelityJob, disk: string, o: BenchOptions): Pr
 }
 
 /** The disk for the host baseline: kvmio's own file, written once so reads hit real blocks, not holes. */
-async function fidelityDisk(o: BenchOptions): Promise<string> {
-  const fresh = !existsSync(o.disk);
-  const info = await prepareDiskFile(
-    { path: o.disk, sizeBytes: FIDELITY_DISK_BYTES },
-    { destroyData: o.destroyData, preallocate: true },
-  );
-  if (fresh && info.kind === 'file') {
-    o.log(`filling ${info.path} (${formatBytes(info.sizeBytes)}) so that reads measure the device`);
-    await run(
-      [
-        'fio',
-        '--name=fill',
-        `--filename=${info.path}`,
-        '--rw=write',
-        '--bs=1M',
-        '--direct=1',
-        '--ioengine=libaio',
-        '--iodepth=8',
-      ],
-      { timeoutMs: 30 * 60_000 },
-    );
-  }
-  return info.path;
-}
+const fidelityDisk = benchDisk;
 
 type Runner = (job: FidelityJob) => Promise<Sample>;
 
@@ -169,12 +133,6 @@ async function interleaved(o: BenchOptions, jobs: FidelityJob[], bare: Runner, k
     }
   }
   return samples;
-}
-
-function cv(values: readonly number[]): number {
-  const m = values.reduce((a, b) => a + b, 0) / values.length;
-  const sd = Math.sqrt(values.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, values.length - 1));
-  return sd / m;
 }
 
 /** The table and verdict of a fidelity figure (goal: every IOPS ratio within 2%). */
@@ -346,10 +304,22 @@ const FIGURES: Figure[] = [
     title: '1b. Fidelity: guest fio through kvmio against fio by hand in the same guest',
     run: fidelityGuest,
   },
-  { id: 'cpu-accounting', title: '2. CPU accounting: per-class CPU against /proc and pidstat' },
-  { id: 'time-to-answer', title: '3. Time to answer: share of wall time inside measured windows' },
-  { id: 'store-scale', title: '4. Scale of the store and report' },
-  { id: 'repetitions', title: '5. Repetitions needed to tell a 5% difference at QD1' },
+  {
+    id: 'cpu-accounting',
+    title: '2. CPU accounting: per-class CPU against /proc and pidstat',
+    run: cpuAccounting,
+  },
+  {
+    id: 'time-to-answer',
+    title: '3. Time to answer: share of wall time inside measured windows',
+    run: timeToAnswer,
+  },
+  { id: 'store-scale', title: '4. Scale of the store and report', run: storeScale },
+  {
+    id: 'repetitions',
+    title: '5. Repetitions needed to tell a 5% difference at QD1',
+    run: repetitionsNeeded,
+  },
 ];
 
 // ---- BENCHMARKS.md: one section per figure, rewritten only for the figures that ran ---------------------
@@ -387,8 +357,9 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       only: { type: 'string' },
-      rounds: { type: 'string', default: '6' },
-      runtime: { type: 'string', default: '3' },
+      quick: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      runtime: { type: 'string' },
       ramp: { type: 'string', default: '1' },
       disk: { type: 'string', default: '/var/tmp/kvmio-bench/fidelity.raw' },
       'destroy-data': { type: 'string', multiple: true, default: [] },
@@ -411,11 +382,13 @@ async function main(): Promise<void> {
   if (disk.startsWith('/var/tmp/kvmio-bench/'))
     mkdirSync('/var/tmp/kvmio-bench', { recursive: true, mode: 0o700 });
   const opts: BenchOptions = {
-    rounds: count('rounds', values.rounds, 2),
-    runtimeSeconds: count('runtime', values.runtime, 1),
+    // --quick: a smoke run of every figure (few rounds, short jobs); explicit values still win.
+    rounds: count('rounds', values.rounds ?? (values.quick ? '2' : '6'), 2),
+    runtimeSeconds: count('runtime', values.runtime ?? (values.quick ? '2' : '3'), 1),
     rampSeconds: count('ramp', values.ramp, 0),
     disk,
     destroyData: values['destroy-data'] as string[],
+    quick: values.quick === true,
     log: (line) => process.stderr.write(`bench: ${line}\n`),
   };
   const started = new Date();
@@ -437,7 +410,7 @@ async function main(): Promise<void> {
     }
     const took = ((Date.now() - t0) / 1000).toFixed(0);
     const load = `Host load average (1 min): ${loadBefore.toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end, on ${cpus().length} CPUs.`;
-    const how = `\n\n${load}\nReproduce: \`node dist/scripts/bench.js --only ${figure.id} --rounds ${opts.rounds} --runtime ${opts.runtimeSeconds} --ramp ${opts.rampSeconds}\` (took ${took} s, ${started.toISOString().slice(0, 10)}).`;
+    const how = `\n\n${load}\nReproduce: \`node dist/scripts/bench.js --only ${figure.id}${opts.quick ? ' --quick' : ''} --rounds ${opts.rounds} --runtime ${opts.runtimeSeconds} --ramp ${opts.rampSeconds}\` (took ${took} s, ${started.toISOString().slice(0, 10)}).`;
     done.set(figure.id, section(figure.id, figure.title, body + how));
   }
   const header = [

@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
-# Starts the host services that the tests and the demo use, when they are not running:
-# virtlogd and libvirtd (for the libvirt backend), and a few hugepages with hugetlbfs mounted.
+# Starts the host services that the tests and the demo use, when they are not running: a few 2 MiB
+# hugepages with hugetlbfs mounted, then virtlogd and libvirtd (for the libvirt backend).
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "services: not root, leaving host services alone"; exit 0; fi
 
-if ! virsh -c qemu:///system version >/dev/null 2>&1; then
-  pgrep -x virtlogd >/dev/null || virtlogd -d
-  pgrep -x libvirtd >/dev/null || libvirtd -d
-  for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
-fi
-
-# 2 MiB hugepages for the hugepages variants: reserve enough for two small guests.
+# Hugepages for the hugepages variants: enough for two small guests.
 want=${KVMIO_HUGEPAGES:-1100}
 have=$(cat /proc/sys/vm/nr_hugepages)
 if [ "$have" -lt "$want" ]; then echo "$want" > /proc/sys/vm/nr_hugepages || true; fi
 mkdir -p /dev/hugepages
-mountpoint -q /dev/hugepages || mount -t hugetlbfs hugetlbfs /dev/hugepages || true
+mounted_now=no
+if ! mountpoint -q /dev/hugepages; then
+  mount -t hugetlbfs hugetlbfs /dev/hugepages && mounted_now=yes || true
+fi
+
+# Without udev /dev/kvm stays root-only; libvirt then re-probes QEMU on every call (a `virsh
+# version` takes over a minute). Debian's udev rule would make it root:kvm 0660.
+if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm || true
+fi
+
+libvirt_up() { virsh -c qemu:///system version >/dev/null 2>&1; }
+# libvirtd reads the hugetlbfs mounts when it starts: restart one we started before the mount.
+if [ "$mounted_now" = yes ] && pgrep -x libvirtd >/dev/null; then
+  pkill -x libvirtd || true
+  for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
+fi
+if ! libvirt_up; then
+  pgrep -x virtlogd >/dev/null || virtlogd -d
+  pgrep -x libvirtd >/dev/null || libvirtd -d
+  for _ in $(seq 100); do libvirt_up && break; sleep 0.2; done
+fi
+libvirt_up || { echo "services: libvirtd does not answer on qemu:///system" >&2; exit 1; }

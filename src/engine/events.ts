@@ -49,6 +49,8 @@ export type RunEvent =
       ok: number;
       failed: number;
       seconds: number;
+      /** Hosts given up on (multi-host studies), with why. */
+      failedHosts?: Array<{ name: string; reason: string }>;
     };
 
 export type RunEventSink = (e: RunEvent) => void;

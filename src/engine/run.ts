@@ -1,21 +1,19 @@
 import type { GuestVm } from '../guest/vm.js';
+import { LibvirtUnreachableError, Virsh } from '../libvirt/virsh.js';
 import { lockDisk, prepareDiskFile } from '../safety/index.js';
+import { studyDiskSpecs } from '../study/disks.js';
 import type { Store } from '../store/store.js';
 import { type Plan, type PlannedPoint, planStudy } from '../study/plan.js';
 import { HOST_VARIANT_ID, type Study, type Variant, type Workload } from '../study/types.js';
 import { errorMessage, PointFailure, UserError } from '../util/errors.js';
 import { onCleanup, onInterrupt } from '../util/proc.js';
 import { VERSION } from '../version.js';
+import type { WorkloadResult } from '../workloads/types.js';
 import { adaptiveNeeds } from './adaptive.js';
-import {
-  type AccelChoice,
-  backendArtifacts,
-  bootGuest,
-  chooseAccelerator,
-  collectHostFacts,
-  loadWorkloads,
-} from './backends.js';
+import { type AccelChoice, backendArtifacts, chooseAccelerator, loadWorkloads } from './backends.js';
 import type { RunEventSink } from './events.js';
+import { GuestGroup, withDeadline } from './guests.js';
+import { factsOf, type HostRun, hostRuns, localDisks } from './hosts.js';
 import { stepMeasurements } from './results.js';
 import { resumeCommand } from './resume.js';
 
@@ -43,21 +41,8 @@ export interface RunStudyResult {
   ok: number;
   failed: number;
   accelerator: AccelChoice;
-}
-
-/** Seconds allowed for a guest to boot before the point is failed (the backend has its own, shorter). */
-const BOOT_GUARD_MS = 240_000;
-const STOP_GUARD_MS = 30_000;
-
-function withDeadline<T>(what: string, p: Promise<T>, ms: number, onExpire?: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expire = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onExpire?.();
-      reject(new PointFailure(`${what} did not finish within ${Math.round(ms / 1000)} s`));
-    }, ms);
-  });
-  return Promise.race([p, expire]).finally(() => clearTimeout(timer));
+  /** Hosts given up on (libvirt did not answer, or guests did not boot), with why; the others ran on. */
+  failedHosts: Array<{ name: string; reason: string }>;
 }
 
 interface RunContext {
@@ -68,51 +53,6 @@ interface RunContext {
   accel: AccelChoice;
   emit: RunEventSink;
   interrupted: () => boolean;
-}
-
-/** The one VM of the run at a time: reused, switched live or rebooted as the next point needs. */
-class VmSlot {
-  vm: GuestVm | undefined;
-  private seq = 0;
-  constructor(
-    private readonly ctx: RunContext,
-    private readonly log: (line: string) => void,
-  ) {}
-
-  async forPoint(variant: Variant, p: Pick<PlannedPoint, 'boot' | 'host'>): Promise<GuestVm> {
-    const vm = this.vm;
-    if (vm && !p.boot && vm.variant.id === variant.id) return vm;
-    if (vm && !p.boot && vm.canSwitchLive(variant)) {
-      await withDeadline(`live switch to ${variant.id}`, vm.switchVariant(variant), 120_000);
-      return vm;
-    }
-    await this.stop();
-    const host = this.ctx.study.hosts.find((h) => h.name === p.host);
-    const name = `kvmio-${process.pid}-${++this.seq}`;
-    this.vm = await withDeadline(
-      `boot of ${variant.id}`,
-      bootGuest({
-        study: this.ctx.study,
-        variant,
-        accel: this.ctx.accel.accel,
-        name,
-        uri: host?.uri ?? this.ctx.study.libvirt.uri,
-        host: p.host,
-        log: this.log,
-      }),
-      BOOT_GUARD_MS,
-    );
-    return this.vm;
-  }
-
-  async stop(): Promise<void> {
-    const vm = this.vm;
-    this.vm = undefined;
-    if (!vm) return;
-    await withDeadline(`stop of ${vm.name}`, vm.stop(), STOP_GUARD_MS).catch((err) =>
-      this.log(`stopping ${vm.name}: ${errorMessage(err)}`),
-    );
-  }
 }
 
 function variantFor(study: Study, id: string): Variant {
@@ -127,15 +67,24 @@ function workloadFor(study: Study, name: string): Workload {
   return w;
 }
 
-/** Runs one point and stores its outcome. Returns whether it succeeded. */
+/** How a point ended; `booting` marks a failure before the workload started (boot or live switch). */
+interface PointOutcome {
+  ok: boolean;
+  error?: unknown;
+  booting?: boolean;
+}
+
+/** Runs one point on its host's guests and stores its outcome. */
 async function runPoint(
   ctx: RunContext,
-  slot: VmSlot,
+  host: HostRun,
+  group: GuestGroup,
   p: PlannedPoint,
   adaptive: boolean,
   left: number,
-): Promise<boolean> {
-  const { store, runId, study } = ctx;
+): Promise<PointOutcome> {
+  const { store, runId } = ctx;
+  const study = host.study;
   const workload = workloadFor(study, p.workload);
   const logLines: string[] = [];
   const log = (line: string) => {
@@ -162,25 +111,38 @@ async function runPoint(
     adaptive,
   });
   let vm: GuestVm | undefined;
+  let vms: GuestVm[] = [];
+  let booting = false;
   try {
-    const { runWorkload, workloadTimeoutMs } = await loadWorkloads();
+    const workloads = await loadWorkloads();
     // Every wait inside the workload is bounded by its own duration; this guard catches the rest.
-    const timeoutMs = workloadTimeoutMs(workload);
-    let target: Parameters<typeof runWorkload>[0];
+    const timeoutMs = workloads.workloadTimeoutMs(workload);
+    let result: WorkloadResult;
     if (p.variantId === HOST_VARIANT_ID) {
-      target = { kind: 'host', diskPath: study.disk.path };
+      if (!host.local)
+        throw new PointFailure(
+          `the host baseline runs fio on this machine's disk; ${host.name} (${host.uri}) is remote`,
+        );
+      const target = { kind: 'host' as const, diskPath: study.disk.path };
+      result = await withDeadline(
+        `${p.workload} on ${p.variantId}`,
+        workloads.runWorkload(target, workload, { timeoutMs, log }),
+        timeoutMs + 30_000,
+      );
     } else {
-      vm = await slot.forPoint(variantFor(study, p.variantId), p);
-      target = { kind: 'guest', vm };
+      booting = true;
+      vms = await group.forPoint(variantFor(study, p.variantId), p);
+      vm = vms[0];
+      booting = false;
+      result = await runOnGuests(workloads, group, vms, workload, { timeoutMs, log }, p);
     }
-    const result = await withDeadline(
-      `${p.workload} on ${p.variantId}`,
-      runWorkload(target, workload, { timeoutMs, log }),
-      timeoutMs + 30_000,
-    );
-    if (ctx.interrupted()) return false;
+    if (ctx.interrupted()) return { ok: false };
     const { measurements, artifacts, series } = stepMeasurements(result);
-    if (vm) Object.assign(artifacts, backendArtifacts(vm), { console: vm.consoleTail(200) });
+    vms.forEach((g, i) => {
+      const prefix = vms.length > 1 ? `guest=${i}/` : '';
+      const own = { ...backendArtifacts(g), console: g.consoleTail(200) };
+      for (const [k, v] of Object.entries(own)) artifacts[`${prefix}${k}`] = v;
+    });
     if (logLines.length > 0) artifacts.log = logLines.join('\n');
     store.finishPoint(pointId, { status: 'ok', measurements, artifacts, series });
     ctx.emit({
@@ -192,10 +154,10 @@ async function runPoint(
       status: 'ok',
       durationSeconds: (Date.now() - started) / 1000,
     });
-    return true;
+    return { ok: true };
   } catch (err) {
-    if (ctx.interrupted()) return false; // the interrupt handler removes the point
-    const vmNow = vm ?? slot.vm;
+    if (ctx.interrupted()) return { ok: false }; // the interrupt handler removes the point
+    const vmNow = vm ?? group.vms[0];
     const detail = err instanceof PointFailure ? err.detail : {};
     const consoleTail = detail.consoleTail ?? vmNow?.consoleTail(40) ?? '';
     const artifacts: Record<string, string> = vmNow ? backendArtifacts(vmNow) : {};
@@ -204,7 +166,7 @@ async function runPoint(
     if (logLines.length > 0) artifacts.log = logLines.join('\n');
     const reason = errorMessage(err);
     // A fault leaves the VM in an unknown state: the next point boots a fresh one.
-    if (p.variantId !== HOST_VARIANT_ID) await slot.stop();
+    if (p.variantId !== HOST_VARIANT_ID) await group.stop();
     store.finishPoint(pointId, { status: 'failed', error: reason, consoleTail, artifacts });
     ctx.emit({
       event: 'point-end',
@@ -216,8 +178,135 @@ async function runPoint(
       durationSeconds: (Date.now() - started) / 1000,
       error: reason,
     });
-    return false;
+    return { ok: false, error: err, booting };
   }
+}
+
+/**
+ * A workload on the host's guests: one guest as always; several run fio workloads at the same moment
+ * through fio client/server (a step per guest and "all"), and other workloads on each guest in turn
+ * (a step per guest, no aggregate: they were not measured at the same moment).
+ */
+async function runOnGuests(
+  workloads: Awaited<ReturnType<typeof loadWorkloads>>,
+  group: GuestGroup,
+  vms: GuestVm[],
+  workload: Workload,
+  opts: { timeoutMs: number; log: (line: string) => void },
+  p: PlannedPoint,
+): Promise<WorkloadResult> {
+  const guard = (what: Promise<WorkloadResult>, n = 1) =>
+    withDeadline(`${p.workload} on ${p.variantId}`, what, n * opts.timeoutMs + 30_000);
+  const only = vms[0];
+  if (vms.length === 1 && only)
+    return guard(workloads.runWorkload({ kind: 'guest', vm: only }, workload, opts));
+  if (workload.kind === 'fio') {
+    const guests = await group.fioServers(workloads.FIO_SERVER_PORT);
+    return guard(workloads.runWorkload({ kind: 'guests', guests }, workload, opts));
+  }
+  const steps: WorkloadResult['steps'] = [];
+  for (const [i, vm] of vms.entries()) {
+    const r = await guard(workloads.runWorkload({ kind: 'guest', vm }, workload, opts));
+    steps.push(...r.steps.map((s) => ({ ...s, guest: i })));
+  }
+  return { steps };
+}
+
+/**
+ * One host's share of the run (issue 8): its points in plan order on its own guests, concurrently with
+ * the other hosts. In a study with `hosts`, a host is given up when its libvirt does not answer or its
+ * guests fail to boot twice in a row: its remaining points are recorded failed with the reason, the
+ * host record gets `failed`, and the other hosts go on. A study without hosts keeps the old rule (a
+ * fault costs the point, the next point boots afresh).
+ */
+class HostWorker {
+  readonly group: GuestGroup;
+  failure: string | undefined;
+  private bootFailuresInARow = 0;
+
+  constructor(
+    private readonly ctx: RunContext,
+    readonly host: HostRun,
+    private readonly baseFacts: Record<string, unknown>,
+  ) {
+    this.group = new GuestGroup(host, ctx.accel.accel, (line) =>
+      ctx.emit({ event: 'log', run: ctx.runId, line: this.multiHost ? `${host.name}: ${line}` : line }),
+    );
+  }
+
+  private get multiHost(): boolean {
+    return this.ctx.study.hosts.length > 0;
+  }
+
+  /** Checks that the host answers and records its facts. */
+  async open(): Promise<void> {
+    const { study } = this.ctx;
+    if (study.backend === 'libvirt' && this.multiHost) {
+      try {
+        await new Virsh(this.host.uri).ensureReachable(20_000);
+      } catch (err) {
+        this.fail(errorMessage(err));
+        return;
+      }
+    }
+    const facts = await factsOf(study, this.host);
+    this.ctx.store.setHost(this.ctx.runId, this.host.name, this.host.uri, { ...facts, ...this.baseFacts });
+  }
+
+  private fail(reason: string): void {
+    this.failure = reason;
+    const { store, runId } = this.ctx;
+    const facts = store.hosts(runId).find((h) => h.name === this.host.name)?.facts ?? {};
+    store.setHost(runId, this.host.name, this.host.uri, { ...facts, ...this.baseFacts, failed: reason });
+    this.ctx.emit({ event: 'log', run: runId, line: `host ${this.host.name} given up: ${reason}` });
+  }
+
+  async run(points: PlannedPoint[], adaptive: boolean): Promise<void> {
+    let left = points.length;
+    for (const p of points) {
+      if (this.ctx.interrupted()) break;
+      if (this.failure) {
+        skipPoint(this.ctx, p, `host ${this.host.name} failed earlier: ${this.failure}`, adaptive, left--);
+        continue;
+      }
+      const out = await runPoint(this.ctx, this.host, this.group, p, adaptive, left--);
+      if (this.ctx.interrupted() || !this.multiHost) continue;
+      if (out.ok || !out.booting) {
+        if (out.ok) this.bootFailuresInARow = 0;
+        if (!(out.error instanceof LibvirtUnreachableError)) continue;
+      }
+      if (out.error instanceof LibvirtUnreachableError) this.fail(errorMessage(out.error));
+      else if (++this.bootFailuresInARow >= 2)
+        this.fail(`guests did not boot twice in a row; last: ${errorMessage(out.error)}`);
+    }
+  }
+}
+
+async function runOnHosts(workers: HostWorker[], points: PlannedPoint[], adaptive: boolean): Promise<void> {
+  await Promise.all(
+    workers.map((w) =>
+      w.run(
+        points.filter((p) => p.host === w.host.name),
+        adaptive,
+      ),
+    ),
+  );
+}
+
+/** Records a point of a failed host as failed without running it (resume runs it again). */
+function skipPoint(ctx: RunContext, p: PlannedPoint, reason: string, adaptive: boolean, left: number): void {
+  const { store, runId } = ctx;
+  const pointId = store.startPoint(runId, {
+    index: p.index,
+    round: p.round,
+    host: p.host,
+    variant: p.variantId,
+    workload: p.workload,
+  });
+  const at = { run: runId, index: p.index, variant: p.variantId, workload: p.workload };
+  ctx.emit({ event: 'point-start', ...at, round: p.round, host: p.host, left, adaptive });
+  store.finishPoint(pointId, { status: 'failed', error: reason, consoleTail: '', artifacts: {} });
+  ctx.emit({ event: 'point-end', ...at, status: 'failed', durationSeconds: 0, error: reason });
 }
 
 /** Plans the adaptive rounds, one at a time, after the planned ones: returns the points of the next round. */
@@ -288,10 +377,27 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
     throw new UserError(`${study.source}: the plan has no points (no variants or workloads)`);
 
   // Nothing is written to the disk under test, and no run recorded, before the guard passed.
-  const releaseLock = lockDisk(study.disk.path);
+  if (study.hosts.length > 0 && study.backend !== 'libvirt')
+    throw new UserError(
+      `${study.source}: hosts are libvirt URIs and need backend: libvirt (the qemu backend runs on this machine only)`,
+    );
+  const hosts = hostRuns(study);
+  // Multi-disk variants (matrix disks) add files beside each disk: guarded, prepared and locked alike.
+  const disks = localDisks(study, hosts).flatMap((d) => studyDiskSpecs(study, d));
+  const releases: Array<() => void> = [];
+  const releaseLock = () => {
+    for (const release of releases.splice(0)) release();
+  };
   const releaseOnExit = onCleanup(releaseLock);
   try {
-    await prepareDiskFile(study.disk, { destroyData: opts.destroyData });
+    for (const disk of disks) releases.push(lockDisk(disk.path));
+    for (const [i, disk] of disks.entries()) {
+      const info = await prepareDiskFile(disk, { destroyData: opts.destroyData });
+      if (i === 0 && info.kind === 'block' && study.guest.count > 1)
+        throw new UserError(
+          `${study.source}: guest.count ${study.guest.count} gives every guest a disk of its own, as files beside disk.path; ${disk.path} is a block device: use a file, or guest.count 1`,
+        );
+    }
     const needsVm = plan.points.some((p) => p.variantId !== HOST_VARIANT_ID);
     const accel: AccelChoice =
       opts.accelerator ??
@@ -318,13 +424,9 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
       });
       store.setVariants(runId, plan.variants);
     }
-    const facts = {
-      ...(await collectHostFacts()),
-      accelerator: accel.accel,
-      acceleratorReason: accel.reason,
-    };
-    const hostSpecs = study.hosts.length > 0 ? study.hosts : [{ name: 'local', uri: study.libvirt.uri }];
-    for (const h of hostSpecs) store.setHost(runId, h.name, h.uri, facts);
+    const accelFacts = { accelerator: accel.accel, acceleratorReason: accel.reason };
+    // Recorded at once (a run lists its hosts even if it dies early); facts follow per host.
+    for (const h of hosts) store.setHost(runId, h.name, h.uri, accelFacts);
 
     let interruptedBy: string | undefined;
     const resume = resumeCommand(study, runId, store.path);
@@ -348,7 +450,7 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
       emit,
       interrupted: () => interruptedBy !== undefined,
     };
-    const slot = new VmSlot(ctx, (line) => emit({ event: 'log', run: runId, line }));
+    const workers = hosts.map((h) => new HostWorker(ctx, h, accelFacts));
     const okBefore = store.okIndexes(runId);
     const todo = plan.points.filter((p) => !okBefore.has(p.index));
     const startedAt = Date.now();
@@ -369,11 +471,8 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
     });
 
     try {
-      let left = todo.length;
-      for (const p of todo) {
-        if (ctx.interrupted()) break;
-        await runPoint(ctx, slot, p, false, left--);
-      }
+      await Promise.all(workers.map((w) => w.open()));
+      await runOnHosts(workers, todo, false);
       // Adaptive rounds; their indexes continue after the plan's (and after earlier adaptive rounds').
       while (study.adaptive && !ctx.interrupted()) {
         const stored = store.points(runId);
@@ -387,11 +486,7 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
           points: round.points.length,
           reasons: round.reasons,
         });
-        let roundLeft = round.points.length;
-        for (const p of round.points) {
-          if (ctx.interrupted()) break;
-          await runPoint(ctx, slot, p, true, roundLeft--);
-        }
+        await runOnHosts(workers, round.points, true);
       }
     } catch (err) {
       // Not a point's fault (those are caught per point) but the engine's or the store's: the run
@@ -404,7 +499,7 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
       }
       throw err;
     } finally {
-      if (!ctx.interrupted()) await slot.stop();
+      if (!ctx.interrupted()) await Promise.all(workers.map((w) => w.group.stop()));
     }
     if (ctx.interrupted()) {
       // The process is on its way out (proc.ts exits after the cleanups): never resolve.
@@ -416,8 +511,11 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
     const points = store.points(runId);
     const failed = points.filter((p) => p.status !== 'ok').length;
     const missing = plan.points.filter((p) => !points.some((q) => q.index === p.index)).length;
-    const status = failed + missing === 0 ? 'complete' : 'partial';
+    const failedHosts = workers.flatMap((w) => (w.failure ? [{ name: w.host.name, reason: w.failure }] : []));
+    const status = failed + missing === 0 && failedHosts.length === 0 ? 'complete' : 'partial';
     store.setRunStatus(runId, status);
+    for (const h of failedHosts)
+      emit({ event: 'log', run: runId, line: `host ${h.name} failed: ${h.reason}` });
     emit({
       event: 'run-end',
       run: runId,
@@ -425,8 +523,9 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
       ok: points.length - failed,
       failed,
       seconds: (Date.now() - startedAt) / 1000,
+      ...(failedHosts.length > 0 ? { failedHosts } : {}),
     });
-    return { runId, status, plan, ok: points.length - failed, failed, accelerator: accel };
+    return { runId, status, plan, ok: points.length - failed, failed, accelerator: accel, failedHosts };
   } finally {
     releaseOnExit();
     releaseLock();

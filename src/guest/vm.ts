@@ -30,6 +30,8 @@ export interface GuestVm {
   writeFile(path: string, data: string | Buffer): Promise<void>;
   /** The guest device node of the test disk for the current variant, e.g. /dev/vdb or /dev/sda. */
   testDisk(): Promise<string>;
+  /** Every test disk of the current variant in disk order (the first is testDisk()); one unless `disks` > 1. */
+  testDisks(): Promise<string[]>;
   /** Host PID of the QEMU process, for CPU accounting by thread. */
   qemuPid(): number;
   /** Round trip of a no-op through the monitor and through the guest agent, milliseconds. */
@@ -40,6 +42,11 @@ export interface GuestVm {
   switchVariant(next: Variant): Promise<void>;
   /** Last lines the guest printed on its console (for failure reports). */
   consoleTail(lines?: number): string;
+  /**
+   * Makes a guest TCP port reachable from this controller (fio client/server, issue 8); returns the
+   * address to connect to. Optional: a backend without guest networking leaves it out.
+   */
+  forwardPort?(guestPort: number): Promise<{ host: string; port: number }>;
   /** Graceful shutdown first, then kill; safe to call twice. */
   stop(): Promise<void>;
 }

@@ -7,6 +7,7 @@ import type { DiskSpec, Study, Variant } from '../study/types.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, sleep, waitFor } from '../util/proc.js';
+import { libvirtForwardPort } from './forward.js';
 import { ensureNetwork, guestAddress } from './network.js';
 import { stageGuest } from './stage.js';
 import { verifyLive } from './verify.js';
@@ -21,6 +22,7 @@ import {
   type NetworkChoice,
   scsiControllerXml,
   TEST_DISK_SERIAL,
+  testDiskSerial,
 } from './xml.js';
 
 /**
@@ -76,6 +78,7 @@ const FILE_CHUNK = 48 * 1024;
 export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm> {
   const image = opts.image ?? opts.guest;
   if (!image) throw new Error('startLibvirtVm: no guest image given');
+  refuseMultiDisk(opts.variant);
   const virsh = new Virsh(opts.uri);
   const log = opts.log ?? (() => undefined);
   await virsh.ensureReachable();
@@ -107,7 +110,10 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   if (opts.network?.type === 'network') await ensureNetwork(virsh, opts.network.name, scratch);
 
   const started = Date.now();
-  const unregister = onCleanup(() => destroy(virsh, opts.name));
+  const unregister = onCleanup(async () => {
+    await destroy(virsh, opts.name);
+    if (virsh.isLocal) rmSync(consoleLog, { force: true });
+  });
   try {
     await virsh.run(['create', xmlFile], { timeoutMs: 180_000 });
   } catch (e) {
@@ -150,6 +156,19 @@ function checkReachable(path: string, source: string): void {
         `${source}: disk.path ${path}: libvirt's QEMU runs as an unprivileged user and cannot enter ${dir}; put the disk under /var/tmp, /var/lib/kvmio or another directory others can search (chmod o+x)`,
       );
     }
+  }
+}
+
+/**
+ * domainXml prints multi-disk variants (one iothread per disk), but live switching and verification
+ * here handle one test disk: refuse plainly rather than measure a half-configured VM.
+ */
+function refuseMultiDisk(variant: Variant): void {
+  const disks = variant.disks ?? 1;
+  if (disks > 1) {
+    throw new UserError(
+      `variant ${variant.id}: the libvirt backend runs one test disk per VM so far (this variant has ${disks}); "kvmio xml" prints its XML, or use backend qemu`,
+    );
   }
 }
 
@@ -350,18 +369,43 @@ class LibvirtGuest implements LibvirtVm {
 
   /** Finds the disk whose serial is kvmio-test in sysfs (virtio-blk: serial; SCSI: VPD page 0x80). */
   async findTestDisk(): Promise<string | undefined> {
+    return (await this.disksBySerial()).get(TEST_DISK_SERIAL);
+  }
+
+  /** Guest disks of the current bus by exact serial (kvmio-test, kvmio-test-1, … for multi-disk variants). */
+  private async disksBySerial(): Promise<Map<string, string>> {
     const ls = await this.exec(['ls', '/sys/block'], { timeoutMs: 10_000 });
     const want = diskTarget(this.variant).bus === 'virtio' ? /^vd[a-z]+$/ : /^sd[a-z]+$/;
+    const found = new Map<string, string>();
     for (const dev of ls.stdout.split(/\s+/).filter((d) => want.test(d))) {
-      const file = dev.startsWith('vd') ? `/sys/block/${dev}/serial` : `/sys/block/${dev}/device/vpd_pg80`;
+      const vpd = !dev.startsWith('vd');
+      const file = vpd ? `/sys/block/${dev}/device/vpd_pg80` : `/sys/block/${dev}/serial`;
       const r = await this.exec(['cat', file], { timeoutMs: 10_000 });
-      if (r.exitCode === 0 && r.stdout.includes(TEST_DISK_SERIAL)) return `/dev/${dev}`;
+      // VPD page 0x80: 4 header bytes, then the serial.
+      const serial = (vpd ? r.stdout.slice(4) : r.stdout).replace(/\0/g, '').trim();
+      if (r.exitCode === 0 && serial) found.set(serial, `/dev/${dev}`);
     }
-    return undefined;
+    return found;
   }
 
   async testDisk(): Promise<string> {
     return waitFor('the test disk (serial kvmio-test) in the guest', () => this.findTestDisk(), 30_000, 500);
+  }
+
+  /** Every test disk of the current variant, in disk order (serials kvmio-test, kvmio-test-1, …). */
+  async testDisks(): Promise<string[]> {
+    const count = this.variant.disks ?? 1;
+    if (count === 1) return [await this.testDisk()];
+    const serials = Array.from({ length: count }, (_, i) => testDiskSerial(i));
+    return waitFor(
+      `the ${count} test disks (serials ${serials.join(', ')}) in the guest`,
+      async () => {
+        const found = await this.disksBySerial();
+        return serials.every((s) => found.has(s)) ? serials.map((s) => found.get(s) as string) : undefined;
+      },
+      30_000,
+      500,
+    );
   }
 
   qemuPid(): number {
@@ -381,7 +425,9 @@ class LibvirtGuest implements LibvirtVm {
 
   /** Only memory backing needs a new VM: disk knobs and iothread counts all change live under libvirt. */
   canSwitchLive(next: Variant): boolean {
-    if (next.memory !== this.variant.memory) return false;
+    // Multi-disk variants boot a VM of their own: live switching moves one test disk only.
+    if (next.memory !== this.variant.memory || (next.disks ?? 1) > 1 || (this.variant.disks ?? 1) > 1)
+      return false;
     if (next.iothreads > 1 && !this.opts.iothreadVqMapping) return false;
     return true;
   }
@@ -456,6 +502,10 @@ class LibvirtGuest implements LibvirtVm {
 
   address(): Promise<string> {
     return guestAddress(this.virsh, this.name);
+  }
+
+  forwardPort(guestPort: number): Promise<{ host: string; port: number }> {
+    return libvirtForwardPort(this.virsh, this.name, guestPort);
   }
 
   consoleTail(lines = 40): string {

@@ -1,4 +1,6 @@
+import { testDiskPaths } from '../study/disks.js';
 import type { CacheMode, Pinning, Study, Variant } from '../study/types.js';
+import { variantDisks } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 
 /**
@@ -30,6 +32,8 @@ export interface DiskXmlOptions {
   diskType?: 'file' | 'block';
   /** libvirt >= 10 with QEMU >= 9: one virtio-blk disk's queues spread over several iothreads. */
   iothreadVqMapping?: boolean;
+  /** Which of a multi-disk variant's test disks (0 = the first; serial kvmio-test-<index> after it). */
+  index?: number;
 }
 
 export interface DomainXmlOptions {
@@ -88,9 +92,17 @@ export function diskTypeOf(path: string): 'file' | 'block' {
   return path.startsWith('/dev/') ? 'block' : 'file';
 }
 
-/** The guest-visible target of the test disk: it is the guest's only disk (the guest boots from its initrd). */
-export function diskTarget(variant: Variant): { dev: string; bus: 'virtio' | 'scsi' } {
-  return variant.bus === 'virtio-blk' ? { dev: 'vda', bus: 'virtio' } : { dev: 'sda', bus: 'scsi' };
+/** The guest-visible target of test disk `index`: the guest's only disks (it boots from its initrd). */
+export function diskTarget(variant: Variant, index = 0): { dev: string; bus: 'virtio' | 'scsi' } {
+  const letter = String.fromCharCode('a'.charCodeAt(0) + index);
+  return variant.bus === 'virtio-blk'
+    ? { dev: `vd${letter}`, bus: 'virtio' }
+    : { dev: `sd${letter}`, bus: 'scsi' };
+}
+
+/** Serial of test disk `index`: kvmio-test, kvmio-test-1, … (as the qemu backend names them). */
+export function testDiskSerial(index: number): string {
+  return index === 0 ? TEST_DISK_SERIAL : `${TEST_DISK_SERIAL}-${index}`;
 }
 
 /** Throws a UserError when libvirt (or this libvirt) cannot express the variant. */
@@ -107,7 +119,13 @@ export function checkVariant(variant: Variant, iothreadVqMapping = false): void 
   if (!Number.isInteger(variant.iothreads) || variant.iothreads < 0) {
     throw new UserError(`${where}: iothreads must be a whole number >= 0 (got ${variant.iothreads})`);
   }
-  if (variant.iothreads > 1) {
+  const disks = variantDisks(variant);
+  if (disks > 1 && variant.iothreads > disks) {
+    throw new UserError(
+      `${where}: ${variant.iothreads} iothreads for ${disks} disks would leave some idle (disk i is served by iothread i mod ${variant.iothreads}); use at most ${disks} iothreads`,
+    );
+  }
+  if (variant.iothreads > 1 && disks === 1) {
     if (variant.bus === 'virtio-scsi') {
       throw new UserError(
         `${where}: libvirt serves a virtio-scsi controller from one iothread; ${variant.iothreads} iothreads for one disk need virtio-blk`,
@@ -115,7 +133,7 @@ export function checkVariant(variant: Variant, iothreadVqMapping = false): void 
     }
     if (!iothreadVqMapping) {
       throw new UserError(
-        `${where}: spreading one virtio-blk disk over ${variant.iothreads} iothreads needs libvirt >= 10.0 with QEMU >= 9.0 (iothread-vq-mapping); this libvirt/QEMU binds a disk to one iothread`,
+        `${where}: spreading one virtio-blk disk over ${variant.iothreads} iothreads needs libvirt >= 10.0 with QEMU >= 9.0 (iothread-vq-mapping); this libvirt/QEMU binds a disk to one iothread. Use matrix disks: [${variant.iothreads}] for one iothread per disk`,
       );
     }
     if (variant.queues < variant.iothreads) {
@@ -126,16 +144,23 @@ export function checkVariant(variant: Variant, iothreadVqMapping = false): void 
   }
 }
 
-/** The iothread that serves a one-iothread variant's disk (blk) or controller (scsi); undefined = main loop. */
-function singleIothread(variant: Variant): number | undefined {
+/**
+ * The iothread (libvirt numbers them from 1) that serves test disk `index` (blk) or its controller
+ * (scsi) when each has one; undefined = main loop. Several disks: disk i gets iothread (i mod M) + 1.
+ */
+function singleIothread(variant: Variant, index = 0): number | undefined {
+  if (variantDisks(variant) > 1) return variant.iothreads > 0 ? (index % variant.iothreads) + 1 : undefined;
   return variant.iothreads === 1 ? 1 : undefined;
 }
 
-/** `<controller type='scsi' model='virtio-scsi'>` carrying the iothread and queues of a virtio-scsi variant. */
-export function scsiControllerXml(variant: Variant, indent = ''): string {
+/**
+ * `<controller type='scsi' model='virtio-scsi'>` carrying the iothread and queues of a virtio-scsi
+ * variant; a multi-disk variant has one controller per disk (the iothread is per controller).
+ */
+export function scsiControllerXml(variant: Variant, indent = '', index = 0): string {
   return [
-    `${indent}<controller type='scsi' index='0' model='virtio-scsi'>`,
-    `${indent}  <driver${attrs({ queues: variant.queues, iothread: singleIothread(variant) })}/>`,
+    `${indent}<controller type='scsi' index='${index}' model='virtio-scsi'>`,
+    `${indent}  <driver${attrs({ queues: variant.queues, iothread: singleIothread(variant, index) })}/>`,
     `${indent}</controller>`,
   ].join('\n');
 }
@@ -145,7 +170,8 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
   const { variant, diskPath } = opts;
   checkVariant(variant, opts.iothreadVqMapping);
   const type = opts.diskType ?? diskTypeOf(diskPath);
-  const target = diskTarget(variant);
+  const index = opts.index ?? 0;
+  const target = diskTarget(variant, index);
   const blk = variant.bus === 'virtio-blk';
   // virtio-scsi takes its iothread and queues on the controller, virtio-blk on the disk.
   const driver = attrs({
@@ -153,14 +179,14 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
     type: 'raw',
     cache: variant.cache,
     io: variant.aio,
-    iothread: blk ? singleIothread(variant) : undefined,
+    iothread: blk ? singleIothread(variant, index) : undefined,
     // Explicit even for 1: QEMU >= 5.2 otherwise gives one queue per vCPU.
     queues: blk ? variant.queues : undefined,
   });
   const source =
     type === 'block' ? `<source dev='${escapeXml(diskPath)}'/>` : `<source file='${escapeXml(diskPath)}'/>`;
   const driverLines =
-    blk && variant.iothreads > 1
+    blk && variant.iothreads > 1 && variantDisks(variant) === 1
       ? [
           `${indent}  <driver${driver}>`,
           `${indent}    <iothreads>`,
@@ -174,7 +200,11 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
     ...driverLines,
     `${indent}  ${source}`,
     `${indent}  <target dev='${target.dev}' bus='${target.bus}'/>`,
-    `${indent}  <serial>${TEST_DISK_SERIAL}</serial>`,
+    `${indent}  <serial>${testDiskSerial(index)}</serial>`,
+    // Several virtio-scsi disks: each on its own controller, so each has its own iothread.
+    ...(!blk && variantDisks(variant) > 1
+      ? [`${indent}  <address type='drive' controller='${index}' bus='0' target='0' unit='0'/>`]
+      : []),
     `${indent}</disk>`,
   ].join('\n');
 }
@@ -257,13 +287,25 @@ export function domainXml(opts: DomainXmlOptions): string {
   // As the seed (host-passthrough) under KVM; TCG's most capable model otherwise.
   lines.push(`  <cpu mode='${accel === 'kvm' ? 'host-passthrough' : 'maximum'}'/>`);
   lines.push('  <on_reboot>destroy</on_reboot>', '  <devices>');
-  lines.push(
-    diskXml(
-      { variant, diskPath, diskType: opts.diskType, iothreadVqMapping: opts.iothreadVqMapping },
-      '    ',
-    ),
-  );
-  if (variant.bus === 'virtio-scsi') lines.push(scsiControllerXml(variant, '    '));
+  const paths = testDiskPaths(diskPath, variantDisks(variant));
+  paths.forEach((path, index) => {
+    lines.push(
+      diskXml(
+        {
+          variant,
+          diskPath: path,
+          diskType: opts.diskType,
+          iothreadVqMapping: opts.iothreadVqMapping,
+          index,
+        },
+        '    ',
+      ),
+    );
+  });
+  if (variant.bus === 'virtio-scsi')
+    paths.forEach((_, index) => {
+      lines.push(scsiControllerXml(variant, '    ', index));
+    });
   lines.push(...networkXml(opts.network ?? { type: 'user' }));
   if (opts.consoleLog) {
     lines.push(

@@ -1,5 +1,7 @@
 import { join } from 'node:path';
+import { studyMaxDisks, testDiskPaths } from '../study/disks.js';
 import type { CacheMode, Study, Variant } from '../study/types.js';
+import { variantDisks } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 import { DEFAULT_QEMU, type QemuCapabilities } from './capabilities.js';
 
@@ -23,6 +25,22 @@ export const TEST_DISK = {
   rootPort: 'kvmio-rp-test',
 } as const;
 
+export type TestDiskNames = { -readonly [K in keyof typeof TEST_DISK]: string };
+
+/** Names of test disk `index`: disk 0 keeps TEST_DISK's, disk i gets a `-i` suffix (serial kvmio-test-1, …). */
+export function testDiskNames(index: number): TestDiskNames {
+  if (index === 0) return { ...TEST_DISK };
+  const out = {} as TestDiskNames;
+  for (const [k, v] of Object.entries(TEST_DISK)) out[k as keyof TestDiskNames] = `${v}-${index}`;
+  return out;
+}
+
+/** The iothread that serves test disk `index` (undefined = main loop) when each disk has one iothread. */
+export function diskIothread(variant: Variant, index: number): string | undefined {
+  if (variant.iothreads === 0) return undefined;
+  return iothreadIds(variant.iothreads)[index % variant.iothreads];
+}
+
 export interface QemuImage {
   kernel: string;
   initrd: string;
@@ -31,7 +49,8 @@ export interface QemuImage {
 
 export interface QemuArgvOptions {
   name: string;
-  study: Pick<Study, 'guest' | 'disk' | 'source'>;
+  /** With `variants`, root ports are made for the most disks any variant has, so switches can add disks. */
+  study: Pick<Study, 'guest' | 'disk' | 'source'> & Partial<Pick<Study, 'variants'>>;
   variant: Variant;
   /** Kernel, initrd and command line; omitted only to check that QEMU accepts the rest (paused). */
   image?: QemuImage;
@@ -101,11 +120,17 @@ export function checkVariant(
       `${where}: aio=native needs O_DIRECT, i.e. cache none or directsync (got cache ${variant.cache})`,
     );
   }
-  if (variant.iothreads > 1) {
+  const disks = variantDisks(variant);
+  if (disks > 1 && variant.iothreads > disks) {
+    throw new UserError(
+      `${where}: ${variant.iothreads} iothreads for ${disks} disks would leave some idle (disk i is served by iothread i mod ${variant.iothreads}); use at most ${disks} iothreads`,
+    );
+  }
+  if (variant.iothreads > 1 && disks === 1) {
     const can = variant.bus === 'virtio-blk' ? caps.iothreadVqMapping : caps.scsiIothreadVqMapping;
     if (!can) {
       throw new UserError(
-        `${where}: this QEMU (${versionText(caps)}) cannot spread one ${variant.bus} disk over ${variant.iothreads} iothreads (it has no iothread-vq-mapping)`,
+        `${where}: this QEMU (${versionText(caps)}) cannot spread one ${variant.bus} disk over ${variant.iothreads} iothreads: that needs iothread-vq-mapping (QEMU 9.0 or later). Use matrix disks: [${variant.iothreads}] for one iothread per disk`,
       );
     }
     if (variant.queues < variant.iothreads) {
@@ -121,41 +146,54 @@ function versionText(caps: QemuCapabilities): string {
   return `${caps.version.major}.${caps.version.minor}.${caps.version.micro}`;
 }
 
-/** The test disk's blockdev nodes, file first, as blockdev-add takes them. */
-export function testDiskBlockdevs(variant: Variant, diskPath: string): Array<Record<string, unknown>> {
+/** Host paths of the variant's test disks: disk.path, then PATH.1, PATH.2, … */
+export function variantDiskPaths(variant: Variant, diskPath: string): string[] {
+  return testDiskPaths(diskPath, variantDisks(variant));
+}
+
+/** Test disk `index`'s blockdev nodes, file first, as blockdev-add takes them. */
+export function testDiskBlockdevs(
+  variant: Variant,
+  diskPath: string,
+  index = 0,
+): Array<Record<string, unknown>> {
   const { direct, noFlush } = cacheFlags(variant.cache);
   const cache = { direct, 'no-flush': noFlush };
+  const names = testDiskNames(index);
   return [
     {
       driver: diskPath.startsWith('/dev/') ? 'host_device' : 'file',
-      'node-name': TEST_DISK.fileNode,
+      'node-name': names.fileNode,
       filename: diskPath,
       aio: variant.aio,
       cache,
       discard: 'unmap',
     },
-    { driver: 'raw', 'node-name': TEST_DISK.formatNode, file: TEST_DISK.fileNode, cache, discard: 'unmap' },
+    { driver: 'raw', 'node-name': names.formatNode, file: names.fileNode, cache, discard: 'unmap' },
   ];
 }
 
-/** The test disk's devices, in plug order, as device_add takes them (typed values). */
-export function testDiskDevices(variant: Variant): Array<Record<string, unknown>> {
+/** Test disk `index`'s devices, in plug order, as device_add takes them (typed values). */
+export function testDiskDevices(variant: Variant, index = 0): Array<Record<string, unknown>> {
   const iothreads = iothreadIds(variant.iothreads);
   const { writeCache } = cacheFlags(variant.cache);
+  const names = testDiskNames(index);
+  const own = diskIothread(variant, index);
+  // Several disks: one iothread each (round robin). One disk over several iothreads: vq mapping.
   const iothreadProps: Record<string, unknown> =
-    iothreads.length === 0
-      ? {}
-      : iothreads.length === 1
-        ? { iothread: iothreads[0] }
-        : { 'iothread-vq-mapping': iothreads.map((iothread) => ({ iothread })) };
+    variantDisks(variant) > 1 || iothreads.length <= 1
+      ? own
+        ? { iothread: own }
+        : {}
+      : { 'iothread-vq-mapping': iothreads.map((iothread) => ({ iothread })) };
   if (variant.bus === 'virtio-blk') {
     return [
       {
         driver: 'virtio-blk-pci',
-        id: TEST_DISK.device,
-        bus: TEST_DISK.rootPort,
-        drive: TEST_DISK.formatNode,
-        serial: TEST_DISK.serial,
+        id: names.device,
+        bus: names.rootPort,
+        drive: names.formatNode,
+        serial: names.serial,
         'num-queues': variant.queues,
         'write-cache': writeCache ? 'on' : 'off',
         ...iothreadProps,
@@ -165,17 +203,17 @@ export function testDiskDevices(variant: Variant): Array<Record<string, unknown>
   return [
     {
       driver: 'virtio-scsi-pci',
-      id: TEST_DISK.device,
-      bus: TEST_DISK.rootPort,
+      id: names.device,
+      bus: names.rootPort,
       num_queues: variant.queues,
       ...iothreadProps,
     },
     {
       driver: 'scsi-hd',
-      id: TEST_DISK.scsiLun,
-      bus: `${TEST_DISK.device}.0`,
-      drive: TEST_DISK.formatNode,
-      serial: TEST_DISK.serial,
+      id: names.scsiLun,
+      bus: `${names.device}.0`,
+      drive: names.formatNode,
+      serial: names.serial,
       'write-cache': writeCache ? 'on' : 'off',
     },
   ];
@@ -203,6 +241,12 @@ function noComma(what: string, path: string): string {
 }
 
 const HUGEPAGE_BYTES = 2 * 1024 * 1024;
+
+/** Root ports for test disks: q35's root bus is not hot-pluggable, so every later disk needs one from boot. */
+export function testDiskSlots(opts: Pick<QemuArgvOptions, 'study' | 'variant'>): number {
+  const studyMost = opts.study.variants ? studyMaxDisks({ variants: opts.study.variants }) : 1;
+  return Math.max(variantDisks(opts.variant), studyMost);
+}
 
 /** The whole command line, binary first. */
 export function qemuArgv(opts: QemuArgvOptions): string[] {
@@ -269,10 +313,12 @@ export function qemuArgv(opts: QemuArgvOptions): string[] {
   if (opts.image)
     argv.push('-kernel', opts.image.kernel, '-initrd', opts.image.initrd, '-append', opts.image.cmdline);
   for (const id of iothreadIds(variant.iothreads)) argv.push('-object', `iothread,id=${id}`);
-  argv.push('-device', `pcie-root-port,id=${TEST_DISK.rootPort},chassis=1`);
-  for (const node of testDiskBlockdevs(variant, study.disk.path))
-    argv.push('-blockdev', JSON.stringify(node));
-  for (const dev of testDiskDevices(variant)) argv.push('-device', formatDevice(dev));
+  for (let i = 0; i < testDiskSlots(opts); i++)
+    argv.push('-device', `pcie-root-port,id=${testDiskNames(i).rootPort},chassis=${i + 1}`);
+  variantDiskPaths(variant, study.disk.path).forEach((path, i) => {
+    for (const node of testDiskBlockdevs(variant, path, i)) argv.push('-blockdev', JSON.stringify(node));
+    for (const dev of testDiskDevices(variant, i)) argv.push('-device', formatDevice(dev));
+  });
   if (opts.paused) argv.push('-S');
   return argv;
 }

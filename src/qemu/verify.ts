@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { PointFailure } from '../util/errors.js';
-import { cacheFlags, iothreadIds, TEST_DISK } from './argv.js';
+import { variantDisks } from '../study/variants.js';
+import { cacheFlags, diskIothread, iothreadIds, testDiskNames } from './argv.js';
 import type { QemuVm } from './vm.js';
 
 /**
@@ -35,49 +36,53 @@ export async function verifyLiveConfig(vm: QemuVm, opts: { fresh: boolean }): Pr
   };
 
   const nodes = await qmp.execute<BlockNode[]>('query-named-block-nodes', { flat: true });
-  const flags = cacheFlags(v.cache);
-  for (const [name, drv] of [
-    [TEST_DISK.fileNode, ['file', 'host_device']],
-    [TEST_DISK.formatNode, ['raw']],
-  ] as const) {
-    const node = nodes.find((n) => n['node-name'] === name);
-    if (!node) {
-      problems.push(`block node ${name} is missing`);
-      continue;
-    }
-    if (!(drv as readonly string[]).includes(node.drv))
-      problems.push(`block node ${name} has driver ${node.drv}`);
-    expect(`${name} cache.direct`, node.cache.direct, flags.direct);
-    expect(`${name} cache.no-flush`, node.cache['no-flush'], flags.noFlush);
-  }
-
   const blocks = await qmp.execute<BlockInfo[]>('query-block');
-  const lunPath = v.bus === 'virtio-blk' ? TEST_DISK.device : TEST_DISK.scsiLun;
-  // qdev is the device id for some models and its QOM path (…/virtio-backend) for others.
-  const attached = blocks.find(
-    (b) => b.qdev === lunPath || b.qdev?.startsWith(`/machine/peripheral/${lunPath}/`),
-  );
-  expect('node attached to the test disk device', attached?.inserted?.['node-name'], TEST_DISK.formatNode);
+  const flags = cacheFlags(v.cache);
+  const disks = variantDisks(v);
+  for (let i = 0; i < disks; i++) {
+    const names = testDiskNames(i);
+    // Disk 0 keeps the single-disk wording, so existing failure reports read as before.
+    const disk = disks === 1 ? 'test disk' : `test disk ${i} (${names.serial})`;
+    for (const [name, drv] of [
+      [names.fileNode, ['file', 'host_device']],
+      [names.formatNode, ['raw']],
+    ] as const) {
+      const node = nodes.find((n) => n['node-name'] === name);
+      if (!node) {
+        problems.push(`block node ${name} is missing`);
+        continue;
+      }
+      if (!(drv as readonly string[]).includes(node.drv))
+        problems.push(`block node ${name} has driver ${node.drv}`);
+      expect(`${name} cache.direct`, node.cache.direct, flags.direct);
+      expect(`${name} cache.no-flush`, node.cache['no-flush'], flags.noFlush);
+    }
 
-  const dev = `/machine/peripheral/${TEST_DISK.device}`;
-  const get = (property: string) =>
-    qmp.execute<unknown>('qom-get', { path: dev, property }).catch((e: Error) => e.message);
-  expect(
-    'test disk device model',
-    await get('type'),
-    v.bus === 'virtio-blk' ? 'virtio-blk-pci' : 'virtio-scsi-pci',
-  );
-  expect('test disk queues', await get(v.bus === 'virtio-blk' ? 'num-queues' : 'num_queues'), v.queues);
-  if (v.iothreads <= 1) {
-    const want = v.iothreads === 1 ? `/objects/${iothreadIds(1)[0]}` : '';
-    expect('test disk iothread', await get('iothread'), want);
+    const lunPath = v.bus === 'virtio-blk' ? names.device : names.scsiLun;
+    // qdev is the device id for some models and its QOM path (…/virtio-backend) for others.
+    const attached = blocks.find(
+      (b) => b.qdev === lunPath || b.qdev?.startsWith(`/machine/peripheral/${lunPath}/`),
+    );
+    expect(`node attached to the ${disk} device`, attached?.inserted?.['node-name'], names.formatNode);
+
+    const dev = `/machine/peripheral/${names.device}`;
+    const get = (property: string) =>
+      qmp.execute<unknown>('qom-get', { path: dev, property }).catch((e: Error) => e.message);
+    expect(`${disk} device model`, await get('type'), v.bus === 'virtio-blk' ? 'virtio-blk-pci' : 'virtio-scsi-pci');
+    expect(`${disk} queues`, await get(v.bus === 'virtio-blk' ? 'num-queues' : 'num_queues'), v.queues);
+    if (v.iothreads <= 1 || disks > 1) {
+      const own = diskIothread(v, i);
+      expect(`${disk} iothread`, await get('iothread'), own ? `/objects/${own}` : '');
+    }
+    const lun = `/machine/peripheral/${lunPath}`;
+    expect(
+      `${disk} write cache`,
+      await qmp.execute('qom-get', { path: lun, property: 'write-cache' }).catch((e: Error) => e.message),
+      flags.writeCache ? 'on' : 'off',
+    );
   }
-  const lun = `/machine/peripheral/${lunPath}`;
-  expect(
-    'test disk write cache',
-    await qmp.execute('qom-get', { path: lun, property: 'write-cache' }).catch((e: Error) => e.message),
-    flags.writeCache ? 'on' : 'off',
-  );
+  const leftover = nodes.filter((n) => Number(/^kvmio-test(?:-file)?-(\d+)$/.exec(n['node-name'])?.[1] ?? 0) >= disks);
+  for (const n of leftover) problems.push(`block node ${n['node-name']} of a disk this variant does not have is still there`);
   const iothreads = await qmp.execute<Array<{ id: string }>>('query-iothreads');
   expect('iothread objects', iothreads.map((t) => t.id).sort(), iothreadIds(v.iothreads).sort());
 

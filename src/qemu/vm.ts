@@ -2,8 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureGuest, GUEST_KERNEL_CMDLINE } from '../guest/build.js';
+import { freePort, hmpHostForward } from '../guest/forward.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import type { Study, Variant } from '../study/types.js';
+import { variantDisks } from '../study/variants.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, sleep, trackChild } from '../util/proc.js';
@@ -19,6 +21,9 @@ import {
   TEST_DISK,
   testDiskBlockdevs,
   testDiskDevices,
+  testDiskNames,
+  testDiskSlots,
+  variantDiskPaths,
 } from './argv.js';
 import { DEFAULT_QEMU, type QemuCapabilities, qemuCapabilities } from './capabilities.js';
 import { applyPinning } from './pinning.js';
@@ -28,7 +33,8 @@ import { verifyLiveConfig } from './verify.js';
 /** The direct-QEMU backend of GuestVm: QEMU started by kvmio, QMP for the VM, the agent for the guest. */
 
 export interface StartQemuVmOptions {
-  study: Pick<Study, 'guest' | 'disk' | 'pinning' | 'source'>;
+  /** With `variants`, the VM gets root ports for the most test disks any variant has (live switches). */
+  study: Pick<Study, 'guest' | 'disk' | 'pinning' | 'source'> & Partial<Pick<Study, 'variants'>>;
   variant: Variant;
   /** Kernel, initrd and command line; default: the embedded guest (built if needed). */
   image?: QemuImage;
@@ -162,28 +168,47 @@ export class QemuVm implements GuestVm {
     }
   }
 
-  /** Finds the test disk by its serial through sysfs (the guest has no udev). */
+  /** Finds the (first) test disk by its serial through sysfs (the guest has no udev). */
   async testDisk(): Promise<string> {
-    const found = await this.findTestDisk();
+    const found = (await this.findDisksBySerial()).get(TEST_DISK.serial);
     if (!found) throw new PointFailure(`the guest does not see the test disk (serial ${TEST_DISK.serial})`);
     return found;
   }
 
-  private async findTestDisk(): Promise<string | undefined> {
+  /** Every test disk of the current variant, in disk order (serials kvmio-test, kvmio-test-1, …). */
+  async testDisks(): Promise<string[]> {
+    const missing = await this.missingTestDisks();
+    if (missing.length > 0)
+      throw new PointFailure(`the guest does not see test disk(s) with serial ${missing.join(', ')}`);
+    const bySerial = await this.findDisksBySerial();
+    return this.serials().map((s) => bySerial.get(s)!);
+  }
+
+  private serials(): string[] {
+    return Array.from({ length: variantDisks(this.variant) }, (_, i) => testDiskNames(i).serial);
+  }
+
+  private async missingTestDisks(): Promise<string[]> {
+    const bySerial = await this.findDisksBySerial();
+    return this.serials().filter((s) => !bySerial.has(s));
+  }
+
+  /** Guest block devices by serial (virtio-blk: sysfs serial; SCSI: VPD page 0x80). */
+  private async findDisksBySerial(): Promise<Map<string, string>> {
     const partitions = (await this.readFile('/proc/partitions')).toString('utf8');
     const disks = partitions
       .split('\n')
       .map((l) => l.trim().split(/\s+/)[3])
       .filter((n): n is string => !!n && /^(vd[a-z]+|sd[a-z]+)$/.test(n));
+    const found = new Map<string, string>();
     for (const disk of disks) {
       const serial = disk.startsWith('vd')
         ? await this.readFile(`/sys/block/${disk}/serial`).catch(() => undefined)
         : // VPD page 0x80 (unit serial number): 4 header bytes, then the serial.
           (await this.readFile(`/sys/block/${disk}/device/vpd_pg80`).catch(() => undefined))?.subarray(4);
-      if (serial && serial.toString('latin1').replace(/\0/g, '').trim() === TEST_DISK.serial)
-        return `/dev/${disk}`;
+      if (serial) found.set(serial.toString('latin1').replace(/\0/g, '').trim(), `/dev/${disk}`);
     }
-    return undefined;
+    return found;
   }
 
   qemuPid(): number {
@@ -206,8 +231,14 @@ export class QemuVm implements GuestVm {
   }
 
   canSwitchLive(next: Variant): boolean {
-    // vCPUs and memory size come from the study and are fixed; only the memory backing needs a boot.
-    return next.memory === this.variant.memory;
+    // vCPUs and memory size come from the study and are fixed; only the memory backing needs a boot,
+    // or more test disks than the VM has root ports for.
+    return next.memory === this.variant.memory && variantDisks(next) <= this.diskSlots;
+  }
+
+  /** Root ports for test disks made at boot (see testDiskSlots). */
+  get diskSlots(): number {
+    return testDiskSlots(this.opts);
   }
 
   switchVariant(next: Variant): Promise<void> {
@@ -217,38 +248,57 @@ export class QemuVm implements GuestVm {
   private async switchLive(next: Variant): Promise<void> {
     if (!this.canSwitchLive(next)) {
       throw new Error(
-        `cannot switch ${this.variant.id} -> ${next.id} live: the memory backing differs (reboot)`,
+        next.memory !== this.variant.memory
+          ? `cannot switch ${this.variant.id} -> ${next.id} live: the memory backing differs (reboot)`
+          : `cannot switch ${this.variant.id} -> ${next.id} live: the VM has root ports for ${this.diskSlots} test disk(s) (reboot)`,
       );
     }
     checkVariant(next, this.capabilities, this.opts.study.source);
     const started = Date.now();
     const qmp = this.qmp;
-    const deleted = qmp.waitEvent('DEVICE_DELETED', (d) => d.device === TEST_DISK.device, 60_000);
-    deleted.catch(() => undefined);
-    await qmp.execute('device_del', { id: TEST_DISK.device });
-    await deleted;
-    await qmp.execute('blockdev-del', { 'node-name': TEST_DISK.formatNode });
-    await qmp.execute('blockdev-del', { 'node-name': TEST_DISK.fileNode });
+    for (let i = 0; i < variantDisks(this.variant); i++) {
+      const names = testDiskNames(i);
+      const deleted = qmp.waitEvent('DEVICE_DELETED', (d) => d.device === names.device, 60_000);
+      deleted.catch(() => undefined);
+      await qmp.execute('device_del', { id: names.device });
+      await deleted;
+      await qmp.execute('blockdev-del', { 'node-name': names.formatNode });
+      await qmp.execute('blockdev-del', { 'node-name': names.fileNode });
+    }
     const want = iothreadIds(next.iothreads);
     const have = iothreadIds(this.variant.iothreads);
     for (const id of have.filter((x) => !want.includes(x))) await qmp.execute('object-del', { id });
     for (const id of want.filter((x) => !have.includes(x)))
       await qmp.execute('object-add', { 'qom-type': 'iothread', id });
-    for (const node of testDiskBlockdevs(next, this.opts.study.disk.path))
-      await qmp.execute('blockdev-add', node);
-    for (const dev of testDiskDevices(next)) await qmp.execute('device_add', dev);
+    const paths = variantDiskPaths(next, this.opts.study.disk.path);
+    for (const [i, path] of paths.entries()) {
+      for (const node of testDiskBlockdevs(next, path, i)) await qmp.execute('blockdev-add', node);
+      for (const dev of testDiskDevices(next, i)) await qmp.execute('device_add', dev);
+    }
     this.variant = next;
     // Not waitFor: it would swallow QEMU's death error and keep polling until its deadline.
     const deadline = Date.now() + 60_000;
-    while (!(await this.findTestDisk())) {
+    for (;;) {
+      const missing = await this.missingTestDisks();
+      if (missing.length === 0) break;
       if (Date.now() > deadline)
-        throw new PointFailure(`the guest did not see the test disk of ${next.id} within 60 s`);
+        throw new PointFailure(
+          `the guest did not see test disk(s) ${missing.join(', ')} of ${next.id} within 60 s`,
+        );
       await sleep(100);
     }
     await verifyLiveConfig(this, { fresh: false });
     if (this.opts.study.pinning) await applyPinning(this.qemuPid(), qmp, this.opts.study.pinning);
     this.lastSwitchMs = Date.now() - started;
     this.log(`switched to ${next.id} in ${this.lastSwitchMs} ms`);
+  }
+
+  /** A loopback port on this host forwarded to the guest port through the user-mode netdev (argv.ts). */
+  async forwardPort(guestPort: number): Promise<{ host: string; port: number }> {
+    const hmp = (line: string) =>
+      this.qmp.execute<string>('human-monitor-command', { 'command-line': line }).then((r) => String(r ?? ''));
+    const port = await hmpHostForward(hmp, 'kvmio-net', guestPort, { bind: '127.0.0.1', pickPort: () => freePort() });
+    return { host: '127.0.0.1', port };
   }
 
   consoleTail(lines = 40): string {
@@ -294,11 +344,12 @@ export class QemuVm implements GuestVm {
 export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
   const binary = opts.binary ?? DEFAULT_QEMU;
   const caps = await qemuCapabilities(binary);
-  const disk = opts.study.disk.path;
-  if (!existsSync(disk)) {
-    throw new UserError(
-      `${opts.study.source}: disk.path: ${disk} does not exist (it must be prepared first)`,
-    );
+  for (const disk of variantDiskPaths(opts.variant, opts.study.disk.path)) {
+    if (!existsSync(disk)) {
+      throw new UserError(
+        `${opts.study.source}: disk.path: ${disk} does not exist (it must be prepared first)`,
+      );
+    }
   }
   if (opts.variant.memory === 'hugepages') checkHugepages(opts.study.guest.memoryBytes, opts.variant.id);
   const image = opts.image ?? (opts.paused ? undefined : await embeddedGuestImage(opts.log));

@@ -1,5 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, ftruncateSync, openSync, truncateSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  ftruncateSync,
+  openSync,
+  statSync,
+  truncateSync,
+  unlinkSync,
+} from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { DiskSpec } from '../study/types.js';
 import { UserError } from '../util/errors.js';
@@ -92,10 +101,11 @@ export async function prepareDiskFile(spec: DiskSpec, opts: PrepareOptions = {})
   if (info.sizeBytes !== spec.sizeBytes && (info.createdByKvmio || info.sizeBytes < spec.sizeBytes)) {
     truncateSync(info.path, spec.sizeBytes);
     if (info.createdByKvmio) recordKvmioFile(info.path, spec.sizeBytes);
-    if ((opts.fill ?? true) && spec.sizeBytes > info.sizeBytes)
-      await fillFile(info.path, info.sizeBytes, spec.sizeBytes);
   }
   const sizeBytes = info.createdByKvmio ? spec.sizeBytes : Math.max(info.sizeBytes, spec.sizeBytes);
   if (prealloc) await preallocate(info.path, sizeBytes);
+  // Holes left (a grown file, or one made sparse earlier) are written once, whole file for simplicity.
+  if ((opts.fill ?? true) && statSync(info.path).blocks * 512 < sizeBytes)
+    await fillFile(info.path, 0, sizeBytes);
   return { ...info, sizeBytes };
 }

@@ -3,7 +3,7 @@ import { formatBytes } from '../util/units.js';
 import { globToRegExp } from './glob.js';
 import { seededShuffle } from './shuffle.js';
 import { HOST_VARIANT_ID, type Study, type Variant, type Workload } from './types.js';
-import { bootGroupKey } from './variants.js';
+import { bootGroupKey, variantDisks } from './variants.js';
 
 export interface PlannedPoint {
   index: number;
@@ -130,10 +130,16 @@ function planNotes(study: Study, plan: Pick<Plan, 'variants' | 'baseline'>, only
       `hugepages variants need ${formatBytes(bytes)} of free 2 MiB hugepages (${bytes / (2 * 1024 ** 2)} pages) on the host`,
     );
   }
-  const multi = plan.variants.filter((v) => v.iothreads > 1);
+  const multi = plan.variants.filter((v) => v.iothreads > 1 && variantDisks(v) === 1);
   if (multi.length > 0) {
     notes.push(
-      `${multi.length} variant(s) give one disk several iothreads: that needs QEMU's iothread-vq-mapping (QEMU 9.0 or later)`,
+      `${multi.length} variant(s) give one disk several iothreads: that needs QEMU's iothread-vq-mapping (QEMU 9.0 or later); on older QEMU add matrix disks: [N] for one iothread per disk`,
+    );
+  }
+  const most = Math.max(1, ...plan.variants.map(variantDisks));
+  if (most > 1) {
+    notes.push(
+      `multi-disk variants use ${study.disk.path} and ${most - 1} more file(s) next to it (${study.disk.path}.1 …), ${formatBytes(study.disk.sizeBytes)} each; disk i is served by iothread i mod N`,
     );
   }
   if (plan.baseline) notes.push('host points run on the bare host; a running VM is kept (idle) through them');

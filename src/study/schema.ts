@@ -30,6 +30,7 @@ import {
 import {
   crossProduct,
   type ExcludeRule,
+  idleIothreadsReason,
   impossibleReason,
   type MatrixAxes,
   matchesRule,
@@ -56,6 +57,7 @@ export const STUDY_DEFAULTS = {
     memory: ['4k'],
     queues: [1],
     cache: ['none'],
+    disks: [1],
   } satisfies MatrixAxes,
   baseline: false,
   repetitions: 3,
@@ -77,7 +79,9 @@ const TOP_KEYS = [
   'workloads',
   'hosts',
 ];
-const MATRIX_KEYS = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache'] as const;
+const MATRIX_KEYS = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache', 'disks'] as const;
+/** Test disks per variant: each is its own PCI root port (multi-disk) and raw file. */
+const MAX_DISKS = 16;
 type MatrixKey = (typeof MATRIX_KEYS)[number];
 
 function readAxisValue(src: YamlSource, path: KeyPath, key: MatrixKey, value: unknown): string | number {
@@ -94,6 +98,8 @@ function readAxisValue(src: YamlSource, path: KeyPath, key: MatrixKey, value: un
       return readInt(src, path, value, 0, 64);
     case 'queues':
       return readInt(src, path, value, 1, 64);
+    case 'disks':
+      return readInt(src, path, value, 1, MAX_DISKS);
   }
 }
 
@@ -116,6 +122,7 @@ function readMatrix(src: YamlSource, value: unknown): MatrixAxes {
     memory: axis('memory'),
     queues: axis('queues'),
     cache: axis('cache'),
+    disks: axis('disks'),
   } as MatrixAxes;
 }
 
@@ -151,8 +158,14 @@ function expandVariants(
   const kept = all.filter((v) => !exclude.some((rule) => matchesRule(v, rule)));
   if (kept.length === 0)
     src.fail(['exclude'], `leaves no variant: every one of the matrix's ${all.length} variants is excluded`);
-  const possible = kept.filter((v) => !impossibleReason(v));
-  const impossible = kept.filter((v) => impossibleReason(v));
+  const idle = kept.filter((v) => !impossibleReason(v) && idleIothreadsReason(v));
+  for (const v of idle) notes.push(`${variantId(v)} left out: ${idleIothreadsReason(v)}`);
+  const fitting = kept.filter((v) => !idle.includes(v));
+  const possible = fitting.filter((v) => !impossibleReason(v));
+  const impossible = fitting.filter((v) => impossibleReason(v));
+  if (possible.length === 0 && impossible.length === 0) {
+    src.fail(['matrix', 'disks'], `leaves no variant: ${idleIothreadsReason(idle[0]!)}; use at least as many disks as iothreads`);
+  }
   if (possible.length === 0) {
     src.fail(
       ['matrix'],
@@ -314,6 +327,7 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
     );
   }
   const variants = expandVariants(src, matrix, readExclude(src, top.exclude), notes);
+  checkMultiDisk(src, variants, disk, top.hosts);
 
   const repetitions =
     top.repetitions === undefined
@@ -353,6 +367,26 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
   }
   checkSizes(src, study);
   return study;
+}
+
+/** Extra test disks are files next to disk.path (PATH.1, PATH.2, …): a block device cannot have those. */
+function checkMultiDisk(src: YamlSource, variants: Variant[], disk: DiskSpec, hostsValue: unknown): void {
+  const most = Math.max(...variants.map((v) => v.disks ?? 1));
+  if (most <= 1) return;
+  const check = (path: KeyPath, p: string) => {
+    if (p.startsWith('/dev/'))
+      src.fail(
+        path,
+        `${describe(p)} is a block device, but matrix.disks asks for ${most} disks: multi-disk variants need a raw file path (kvmio adds ${p}.1 … next to it); give a file path or use disks: [1]`,
+      );
+  };
+  check(['disk', 'path'], disk.path);
+  if (Array.isArray(hostsValue)) {
+    hostsValue.forEach((h, i) => {
+      const p = isPlainMap(h) && isPlainMap(h.disk) ? h.disk.path : undefined;
+      if (typeof p === 'string') check(['hosts', i, 'disk', 'path'], p);
+    });
+  }
 }
 
 /** A workload that touches more than the disk holds fails late, mid-run: catch it here. */

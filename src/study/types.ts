@@ -28,6 +28,11 @@ export interface Variant {
   memory: MemoryBacking;
   queues: number;
   cache: CacheMode;
+  /**
+   * Test disks (default 1). Disk 0 is disk.path, disk i its sibling file `PATH.i`; with M iothreads,
+   * disk i is served by iothread i mod M (one iothread per disk where QEMU lacks iothread-vq-mapping).
+   */
+  disks?: number;
 }
 
 /** The bare-host baseline's variant id. */

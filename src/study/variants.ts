@@ -6,9 +6,18 @@ const BUS_IDS: Record<Bus, string> = { 'virtio-blk': 'blk', 'virtio-scsi': 'scsi
 const AIO_IDS: Record<AioMode, string> = { threads: 'threads', native: 'native', io_uring: 'uring' };
 const MEMORY_IDS: Record<MemoryBacking, string> = { '4k': '4k', hugepages: 'huge' };
 
-/** `blk-native-io1-4k`, plus `-q4` when queues != 1 and `-writeback` when cache != none. Stable: part of stored results. */
+/** How many test disks a variant has (absent = 1). */
+export function variantDisks(v: Pick<Variant, 'disks'>): number {
+  return v.disks ?? 1;
+}
+
+/**
+ * `blk-native-io1-4k`, plus `-d4` after the iothreads for 4 test disks, `-q4` when queues != 1 and
+ * `-writeback` when cache != none. Stable: part of stored results.
+ */
 export function variantId(v: VariantKnobs): string {
-  let id = `${BUS_IDS[v.bus]}-${AIO_IDS[v.aio]}-io${v.iothreads}-${MEMORY_IDS[v.memory]}`;
+  const disks = variantDisks(v) > 1 ? `-d${variantDisks(v)}` : '';
+  let id = `${BUS_IDS[v.bus]}-${AIO_IDS[v.aio]}-io${v.iothreads}${disks}-${MEMORY_IDS[v.memory]}`;
   if (v.queues !== 1) id += `-q${v.queues}`;
   if (v.cache !== 'none') id += `-${v.cache}`;
   return id;
@@ -21,6 +30,15 @@ export const BUFFERED_CACHE_MODES: readonly CacheMode[] = ['writethrough', 'writ
 export function impossibleReason(v: VariantKnobs): string | undefined {
   if (v.aio === 'native' && BUFFERED_CACHE_MODES.includes(v.cache)) {
     return `aio=native needs O_DIRECT, which cache=${v.cache} does not use`;
+  }
+  return undefined;
+}
+
+/** Why a variant's iothreads and disks do not fit together (some iothreads would serve nothing). */
+export function idleIothreadsReason(v: VariantKnobs): string | undefined {
+  const disks = variantDisks(v);
+  if (disks > 1 && v.iothreads > disks) {
+    return `${v.iothreads} iothreads for ${disks} disks: disk i is served by iothread i mod ${v.iothreads}, so ${v.iothreads - disks} would idle`;
   }
   return undefined;
 }
@@ -40,6 +58,7 @@ export interface MatrixAxes {
   memory: MemoryBacking[];
   queues: number[];
   cache: CacheMode[];
+  disks: number[];
 }
 
 /** The cross product in the matrix's key order (aio outermost, cache innermost) and the file's value order. */
@@ -50,7 +69,10 @@ export function crossProduct(m: MatrixAxes): VariantKnobs[] {
       for (const bus of m.bus)
         for (const memory of m.memory)
           for (const queues of m.queues)
-            for (const cache of m.cache) out.push({ aio, iothreads, bus, memory, queues, cache });
+            for (const cache of m.cache)
+              for (const disks of m.disks)
+                // disks stays absent for one disk, so single-disk variants look as they always did.
+                out.push({ aio, iothreads, bus, memory, queues, cache, ...(disks > 1 ? { disks } : {}) });
   return out;
 }
 
@@ -59,6 +81,6 @@ export type ExcludeRule = { [K in keyof VariantKnobs]?: VariantKnobs[K][] };
 
 export function matchesRule(v: VariantKnobs, rule: ExcludeRule): boolean {
   return (Object.keys(rule) as (keyof VariantKnobs)[]).every((k) =>
-    (rule[k] as unknown[] | undefined)?.includes(v[k]),
+    (rule[k] as unknown[] | undefined)?.includes(k === 'disks' ? variantDisks(v) : v[k]),
   );
 }

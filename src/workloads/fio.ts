@@ -84,7 +84,9 @@ export async function runFioJob(
   if (target.kind === 'guest') {
     const vm = target.vm;
     const outFile = `/tmp/kvmio-fio-${process.pid}-${++outputSeq}.json`;
-    argv = [...fioArgv(spec, await vm.testDisk()), `--output=${outFile}`];
+    // Several test disks: one job over all of them (fio's colon-separated file list), so the figures
+    // are the aggregate of the variant's disks.
+    argv = [...fioArgv(spec, (await vm.testDisks()).join(':')), `--output=${outFile}`];
     ctx.log(`guest: ${argv.join(' ')}`);
     const work = guestRun(vm, argv, timeoutMs);
     const { window } = await duringWindow(work, rampMs, lengthMs, () => startGuestMeters(vm, ctx.series));

@@ -27,8 +27,9 @@ function variant(over: Omit<Variant, 'id' | 'cache' | 'queues'> & Partial<Varian
   return { id, cache: 'none', queues: 1, ...over };
 }
 
-function study(diskPath: string): Study {
+function study(diskPath: string, pinning?: Study['pinning']): Study {
   return {
+    pinning,
     name: 'e2e-libvirt',
     source: 'test',
     backend: 'libvirt',
@@ -91,6 +92,8 @@ describe('libvirt backend under TCG', { timeout: 900_000 }, () => {
   after(async () => {
     for (const vm of vms) await vm.stop();
     for (const d of disks) rmSync(d, { force: true });
+    // An interrupted kvmio may run out of cleanup time before removing its console log.
+    for (const n of names) rmSync(`/var/log/libvirt/qemu/${n}-console.log`, { force: true });
     const left = (await virsh.run(['list', '--all', '--name'])).split('\n').map((s) => s.trim());
     for (const n of names) assert.ok(!left.includes(n), `domain ${n} is still there`);
   });
@@ -101,7 +104,7 @@ describe('libvirt backend under TCG', { timeout: 900_000 }, () => {
     const huge = variant({ aio: 'native', iothreads: 1, bus: 'virtio-blk', memory: 'hugepages' });
     const boots = [first, huge].map((v, i) =>
       startLibvirtVm({
-        study: study(disks[i] as string),
+        study: study(disks[i] as string, i === 0 ? { iothreads: '1' } : undefined),
         variant: v,
         image,
         accel: 'tcg',
@@ -150,6 +153,13 @@ describe('libvirt backend under TCG', { timeout: 900_000 }, () => {
     assert.equal(await vm.testDisk(), '/dev/vda');
     assert.doesNotMatch(await virsh.run(['dumpxml', names[0] as string]), /<iothreads>/);
     await fio(vm, '/dev/vda', 'randread');
+
+    // Back to an iothread: added live, and pinned as the study's pinning says.
+    await vm.switchVariant(
+      variant({ aio: 'native', iothreads: 1, bus: 'virtio-blk', memory: '4k', queues: 2 }),
+    );
+    assert.match(await virsh.run(['iothreadinfo', names[0] as string]), /^\s*1\s+1\s*$/m);
+    await fio(vm, '/dev/vda', 'randwrite');
     for (const v of vms) await v.stop();
   });
 

@@ -28,18 +28,24 @@ export function testVariant(over: Partial<Omit<Variant, 'id'>> = {}): Variant {
   } as Omit<Variant, 'id'>;
   const bus = v.bus === 'virtio-blk' ? 'blk' : 'scsi';
   const aio = v.aio === 'io_uring' ? 'uring' : v.aio;
-  return { id: `${bus}-${aio}-io${v.iothreads}-${v.memory}`, ...v };
+  const disks = (v.disks ?? 1) > 1 ? `-d${v.disks}` : '';
+  return { id: `${bus}-${aio}-io${v.iothreads}${disks}-${v.memory}`, ...v };
 }
 
 export type TestStudy = Pick<Study, 'guest' | 'disk' | 'pinning' | 'source'>;
 
-/** A sparse raw file in a fresh temporary directory (removed by the returned cleanup). */
-export function makeTestDisk(sizeBytes = 256 * 1024 * 1024): { path: string; remove: () => void } {
+/**
+ * A sparse raw file in a fresh temporary directory (removed by the returned cleanup); with `count` > 1
+ * also the sibling files multi-disk variants use (disk.raw.1, disk.raw.2, …).
+ */
+export function makeTestDisk(sizeBytes = 256 * 1024 * 1024, count = 1): { path: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'kvmio-test-disk-'));
   const path = join(dir, 'disk.raw');
-  const fd = openSync(path, 'w');
-  ftruncateSync(fd, sizeBytes);
-  closeSync(fd);
+  for (let i = 0; i < count; i++) {
+    const fd = openSync(i === 0 ? path : `${path}.${i}`, 'w');
+    ftruncateSync(fd, sizeBytes);
+    closeSync(fd);
+  }
   return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

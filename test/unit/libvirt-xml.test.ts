@@ -44,7 +44,8 @@ describe('domainXml: every preset variant', () => {
             name: `kvmio-${variant.id}`,
             consoleLog: '/var/log/x.log',
           };
-          if (variant.iothreads > 1) {
+          const disks = variant.disks ?? 1;
+          if (variant.iothreads > 1 && disks === 1) {
             // libvirt 9 / QEMU 7.2 here: one device, one iothread.
             assert.throws(
               () => domainXml(opts),
@@ -60,6 +61,10 @@ describe('domainXml: every preset variant', () => {
           const xml = domainXml(opts);
           assert.equal(validate(xml, `${variant.id}-${accel}`), '', `${preset} ${variant.id} ${accel}`);
           assert.match(xml, accel === 'kvm' ? /<domain type='kvm'>/ : /<domain type='qemu'>/);
+          // Several disks: each its own serial (and for virtio-scsi its own controller and iothread).
+          assert.equal((xml.match(/<serial>kvmio-test(-\d+)?<\/serial>/g) ?? []).length, disks);
+          if (variant.bus === 'virtio-scsi')
+            assert.equal((xml.match(/<controller type='scsi'/g) ?? []).length, disks);
           validated++;
         }
       }
@@ -204,7 +209,7 @@ describe('domainXml: the knobs', () => {
     assert.match(r.controller ?? '', /<driver queues='1' iothread='1'\/>\s*<alias name='scsi0'\/>/);
   });
 
-  test('kvmio xml prints valid XML, or the whole disk part, and refuses what libvirt cannot do', () => {
+  test('kvmio xml prints valid XML (also multi-disk), or the disk part alone; unknown ids exit 2', () => {
     const cli = new URL('../../../bin/kvmio.js', import.meta.url).pathname;
     const full = spawnSync(
       process.execPath,
@@ -224,13 +229,20 @@ describe('domainXml: the knobs', () => {
       disk.stdout,
       /^<disk type='file' device='disk'>[\s\S]*<\/disk>\n<!-- and in <domain>: <iothreads>1<\/iothreads> -->\n$/,
     );
-    const multi = spawnSync(
-      process.execPath,
-      [cli, 'xml', '--preset', 'seed', '--variant', 'blk-native-io2-4k-q4'],
-      { encoding: 'utf8' },
-    );
-    assert.equal(multi.status, 2);
-    assert.match(multi.stderr, /iothread-vq-mapping/);
+    const seed = loadPreset('seed');
+    const multiDisk = seed.variants.find((v) => (v.disks ?? 1) > 1 && v.iothreads > 1);
+    assert.ok(multiDisk, 'the seed preset has a multi-iothread, multi-disk variant');
+    const multi = spawnSync(process.execPath, [cli, 'xml', '--preset', 'seed', '--variant', multiDisk.id], {
+      encoding: 'utf8',
+    });
+    assert.equal(multi.status, 0, multi.stderr);
+    if (hasValidator) assert.equal(validate(multi.stdout, 'cli-multi'), '');
+    assert.match(multi.stdout, new RegExp(`<iothreads>${multiDisk.iothreads}</iothreads>`));
+    const unknown = spawnSync(process.execPath, [cli, 'xml', '--preset', 'seed', '--variant', 'nosuch'], {
+      encoding: 'utf8',
+    });
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /no variant "nosuch"/);
   });
 
   test("a URI nobody answers is reported as the host being out, with virsh's reason", async () => {

@@ -2,8 +2,10 @@ import type { Command } from 'commander';
 import { builtGuest, GUEST_KERNEL_CMDLINE } from '../../guest/build.js';
 import { guestContentTag, stagedGuestPaths } from '../../libvirt/stage.js';
 import { type Accel, diskXml, domainXml, scsiControllerXml } from '../../libvirt/xml.js';
+import { testDiskPaths } from '../../study/disks.js';
 import { loadStudyArg } from '../../study/load.js';
 import { listPresets } from '../../study/presets.js';
+import { variantDisks } from '../../study/variants.js';
 import { UserError } from '../../util/errors.js';
 import { findVariant } from './argv.js';
 
@@ -36,8 +38,12 @@ export function registerXml(program: Command): void {
       const variant = findVariant(study, flags.variant);
       const iothreadVqMapping = flags.iothreadVqMapping ?? false;
       if (flags.diskOnly) {
-        const parts = [diskXml({ variant, diskPath: study.disk.path, iothreadVqMapping })];
-        if (variant.bus === 'virtio-scsi') parts.push(scsiControllerXml(variant));
+        const paths = testDiskPaths(study.disk.path, variantDisks(variant));
+        const parts = paths.map((diskPath, index) =>
+          diskXml({ variant, diskPath, iothreadVqMapping, index }),
+        );
+        if (variant.bus === 'virtio-scsi')
+          parts.push(...paths.map((_, index) => scsiControllerXml(variant, '', index)));
         if (variant.iothreads > 0)
           parts.push(`<!-- and in <domain>: <iothreads>${variant.iothreads}</iothreads> -->`);
         process.stdout.write(`${parts.join('\n')}\n`);
