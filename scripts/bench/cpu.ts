@@ -113,13 +113,22 @@ async function oneRound(vm: QemuVm, o: BenchOptions, windowS: number): Promise<R
   // fio runs past both ends of the compared window, so the window sees steady load only.
   const workload = qd1Workload(windowS + 2, ramp);
   const running = runWorkload({ kind: 'guest', vm }, workload);
+  running.catch(() => undefined); // awaited below; a failure meanwhile must not count as unhandled
   await new Promise((r) => setTimeout(r, (ramp + 0.5) * 1000));
   const pidstat = run(['pidstat', '-u', '-t', '-h', '-H', '-p', String(pid), '1', String(windowS)], {
     timeoutMs: (windowS + 30) * 1000,
   });
   const procStart = processSeconds(pid, tps);
   const meter = await QemuCpuMeter.start(pid);
-  const ps = await pidstat;
+  let ps: Awaited<typeof pidstat>;
+  try {
+    ps = await pidstat;
+  } catch (err) {
+    // No timer left behind, and the guest job's own outcome is awaited before failing the figure.
+    meter.cancel();
+    await running.catch(() => undefined);
+    throw err;
+  }
   const w = meter.stop();
   const procS = processSeconds(pid, tps) - procStart;
   const result = await running;

@@ -1,8 +1,8 @@
 import type { GuestVm } from '../guest/vm.js';
 import { LibvirtUnreachableError, Virsh } from '../libvirt/virsh.js';
 import { lockDisk, prepareDiskFile } from '../safety/index.js';
-import { studyDiskSpecs } from '../study/disks.js';
 import type { Store } from '../store/store.js';
+import { studyDiskSpecs } from '../study/disks.js';
 import { type Plan, type PlannedPoint, planStudy } from '../study/plan.js';
 import { HOST_VARIANT_ID, type Study, type Variant, type Workload } from '../study/types.js';
 import { errorMessage, PointFailure, UserError } from '../util/errors.js';

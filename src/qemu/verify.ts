@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { PointFailure } from '../util/errors.js';
 import { variantDisks } from '../study/variants.js';
+import { PointFailure } from '../util/errors.js';
 import { cacheFlags, diskIothread, iothreadIds, testDiskNames } from './argv.js';
 import type { QemuVm } from './vm.js';
 
@@ -68,7 +68,11 @@ export async function verifyLiveConfig(vm: QemuVm, opts: { fresh: boolean }): Pr
     const dev = `/machine/peripheral/${names.device}`;
     const get = (property: string) =>
       qmp.execute<unknown>('qom-get', { path: dev, property }).catch((e: Error) => e.message);
-    expect(`${disk} device model`, await get('type'), v.bus === 'virtio-blk' ? 'virtio-blk-pci' : 'virtio-scsi-pci');
+    expect(
+      `${disk} device model`,
+      await get('type'),
+      v.bus === 'virtio-blk' ? 'virtio-blk-pci' : 'virtio-scsi-pci',
+    );
     expect(`${disk} queues`, await get(v.bus === 'virtio-blk' ? 'num-queues' : 'num_queues'), v.queues);
     if (v.iothreads <= 1 || disks > 1) {
       const own = diskIothread(v, i);
@@ -81,8 +85,11 @@ export async function verifyLiveConfig(vm: QemuVm, opts: { fresh: boolean }): Pr
       flags.writeCache ? 'on' : 'off',
     );
   }
-  const leftover = nodes.filter((n) => Number(/^kvmio-test(?:-file)?-(\d+)$/.exec(n['node-name'])?.[1] ?? 0) >= disks);
-  for (const n of leftover) problems.push(`block node ${n['node-name']} of a disk this variant does not have is still there`);
+  const leftover = nodes.filter(
+    (n) => Number(/^kvmio-test(?:-file)?-(\d+)$/.exec(n['node-name'])?.[1] ?? 0) >= disks,
+  );
+  for (const n of leftover)
+    problems.push(`block node ${n['node-name']} of a disk this variant does not have is still there`);
   const iothreads = await qmp.execute<Array<{ id: string }>>('query-iothreads');
   expect('iothread objects', iothreads.map((t) => t.id).sort(), iothreadIds(v.iothreads).sort());
 

@@ -296,8 +296,13 @@ export class QemuVm implements GuestVm {
   /** A loopback port on this host forwarded to the guest port through the user-mode netdev (argv.ts). */
   async forwardPort(guestPort: number): Promise<{ host: string; port: number }> {
     const hmp = (line: string) =>
-      this.qmp.execute<string>('human-monitor-command', { 'command-line': line }).then((r) => String(r ?? ''));
-    const port = await hmpHostForward(hmp, 'kvmio-net', guestPort, { bind: '127.0.0.1', pickPort: () => freePort() });
+      this.qmp
+        .execute<string>('human-monitor-command', { 'command-line': line })
+        .then((r) => String(r ?? ''));
+    const port = await hmpHostForward(hmp, 'kvmio-net', guestPort, {
+      bind: '127.0.0.1',
+      pickPort: () => freePort(),
+    });
     return { host: '127.0.0.1', port };
   }
 

@@ -22,6 +22,11 @@ const CANONICAL: Record<string, string> = {
   'native (no iothread)': '#72b7b2',
   'native (iothread)': '#4c78a8',
   io_uring: '#54a24b',
+  // When a report has both iothread forms of threads or io_uring, each keeps its family's hue.
+  'threads (iothread)': '#f58518',
+  'threads (no iothread)': '#ffbf79',
+  'io_uring (iothread)': '#54a24b',
+  'io_uring (no iothread)': '#88d27a',
 };
 const PALETTE = [
   '#b279a2',
@@ -46,13 +51,26 @@ function isBaseForm(v: Variant): boolean {
   return v.bus === 'virtio-blk' && v.memory === '4k' && v.cache === 'none';
 }
 
-export type LabelKnob = 'bus' | 'memory' | 'queues' | 'cache';
-const ALL_KNOBS: ReadonlySet<LabelKnob> = new Set(['bus', 'memory', 'queues', 'cache']);
+/**
+ * Knobs named in a label when they vary. `threads-iothreads` / `io_uring-iothreads`: the study's short
+ * "threads" and "io_uring" leave the iothread out, which is ambiguous once a report has both forms.
+ */
+export type LabelKnob = 'bus' | 'memory' | 'queues' | 'cache' | 'threads-iothreads' | 'io_uring-iothreads';
+const ALL_KNOBS: ReadonlySet<'bus' | 'memory' | 'queues' | 'cache'> = new Set([
+  'bus',
+  'memory',
+  'queues',
+  'cache',
+]);
 
 /** The knobs whose value differs between the given variants: only those need naming in labels. */
 export function varyingKnobs(variants: readonly Variant[]): Set<LabelKnob> {
   const out = new Set<LabelKnob>();
   for (const k of ALL_KNOBS) if (new Set(variants.map((v) => v[k])).size > 1) out.add(k);
+  for (const aio of ['threads', 'io_uring'] as const) {
+    const counts = new Set(variants.filter((v) => v.aio === aio).map((v) => Math.min(v.iothreads, 2)));
+    if (counts.size > 1) out.add(`${aio}-iothreads`);
+  }
   return out;
 }
 
@@ -68,7 +86,9 @@ export function variantLabel(
   if (id === HOST_VARIANT_ID) return 'host';
   if (!v) return id;
   let label: string;
-  if (v.aio === 'threads') label = v.iothreads > 1 ? `threads (${v.iothreads} iothreads)` : 'threads';
+  if ((v.aio === 'threads' || v.aio === 'io_uring') && v.iothreads <= 1 && varying.has(`${v.aio}-iothreads`))
+    label = `${v.aio} (${v.iothreads === 0 ? 'no iothread' : 'iothread'})`;
+  else if (v.aio === 'threads') label = v.iothreads > 1 ? `threads (${v.iothreads} iothreads)` : 'threads';
   else if (v.iothreads === 0) label = `${v.aio} (no iothread)`;
   else if (v.iothreads === 1) label = v.aio === 'io_uring' ? 'io_uring' : `${v.aio} (iothread)`;
   else label = `${v.aio} (${v.iothreads} iothreads)`;

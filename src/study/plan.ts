@@ -142,6 +142,12 @@ function planNotes(study: Study, plan: Pick<Plan, 'variants' | 'baseline'>, only
       `multi-disk variants use ${study.disk.path} and ${most - 1} more file(s) next to it (${study.disk.path}.1 …), ${formatBytes(study.disk.sizeBytes)} each; disk i is served by iothread i mod N`,
     );
   }
+  if (study.hosts.length > 1)
+    notes.push(`${study.hosts.length} hosts run at the same time, each its own copy of the plan`);
+  if (study.guest.count > 1)
+    notes.push(
+      `${study.guest.count} guests per variant, booted together, each on its own disk file (disk.path, then disk.path.guest1, …); fio workloads drive them at once (fio client/server), other workloads run on each guest in turn`,
+    );
   if (plan.baseline) notes.push('host points run on the bare host; a running VM is kept (idle) through them');
   if (study.adaptive) {
     const extra = study.adaptive.maxRepetitions - study.repetitions;
@@ -213,11 +219,13 @@ export function planStudy(study: Study, opts: PlanOptions = {}): Plan {
     }
   }
 
+  // Hosts run their (identical) shares at the same time: the wall-clock estimate is one host's.
   const estimatedSeconds =
-    measureSeconds +
-    points.length * PLAN_COSTS.pointOverheadSeconds +
-    boots * PLAN_COSTS.bootSeconds +
-    liveSwitches * PLAN_COSTS.switchSeconds;
+    (measureSeconds +
+      points.length * PLAN_COSTS.pointOverheadSeconds +
+      boots * PLAN_COSTS.bootSeconds +
+      liveSwitches * PLAN_COSTS.switchSeconds) /
+    hosts.length;
   return {
     study,
     variants,

@@ -164,7 +164,10 @@ function expandVariants(
   const possible = fitting.filter((v) => !impossibleReason(v));
   const impossible = fitting.filter((v) => impossibleReason(v));
   if (possible.length === 0 && impossible.length === 0) {
-    src.fail(['matrix', 'disks'], `leaves no variant: ${idleIothreadsReason(idle[0]!)}; use at least as many disks as iothreads`);
+    src.fail(
+      ['matrix', 'disks'],
+      `leaves no variant: ${idleIothreadsReason(idle[0]!)}; use at least as many disks as iothreads`,
+    );
   }
   if (possible.length === 0) {
     src.fail(

@@ -61,9 +61,10 @@ export interface MatrixAxes {
   disks: number[];
 }
 
-/** The cross product in the matrix's key order (aio outermost, cache innermost) and the file's value order. */
+/** The cross product in the matrix's key order (aio outermost, disks innermost) and the file's value order. */
 export function crossProduct(m: MatrixAxes): VariantKnobs[] {
   const out: VariantKnobs[] = [];
+  // disks stays absent for one disk, so single-disk variants look as they always did.
   for (const aio of m.aio)
     for (const iothreads of m.iothreads)
       for (const bus of m.bus)
@@ -71,7 +72,6 @@ export function crossProduct(m: MatrixAxes): VariantKnobs[] {
           for (const queues of m.queues)
             for (const cache of m.cache)
               for (const disks of m.disks)
-                // disks stays absent for one disk, so single-disk variants look as they always did.
                 out.push({ aio, iothreads, bus, memory, queues, cache, ...(disks > 1 ? { disks } : {}) });
   return out;
 }

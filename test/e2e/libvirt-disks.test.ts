@@ -114,5 +114,7 @@ test('4 disks over 2 iothreads boot under libvirt; each disk on its iothread; fi
     { deadline: Date.now() + 180_000, log: () => undefined, series: false },
   );
   assert.ok(job.read.io_bytes > 0);
-  assert.ok((JSON.parse(result.artifacts?.argv ?? '[]') as string[]).includes(`--filename=${disks.join(':')}`));
+  assert.ok(
+    (JSON.parse(result.artifacts?.argv ?? '[]') as string[]).includes(`--filename=${disks.join(':')}`),
+  );
 });

@@ -52,8 +52,8 @@ test('two guests on the qemu backend: fio at once with an "all" row, rsync on ea
     // Each guest wrote to a disk of its own: the study's, and one beside it.
     const fioPoint = points.find((p) => p.workload === 'rw');
     const artifacts = store.artifacts(fioPoint?.id ?? -1);
-    assert.match(artifacts['guest=0/qemu.argv'] ?? '', /disk\.raw"/);
-    assert.match(artifacts['guest=1/qemu.argv'] ?? '', /disk\.raw\.guest1"/);
+    assert.match(artifacts['guest=0/qemu.argv'] ?? '', /disk\.raw\\"/);
+    assert.match(artifacts['guest=1/qemu.argv'] ?? '', /disk\.raw\.guest1\\"/);
     assert.match(
       artifacts['step=- guest=all/argv'] ?? '',
       /--client=127\.0\.0\.1,\d+.*--client=127\.0\.0\.1,\d+/,
