@@ -261,33 +261,32 @@ class HostWorker {
     this.ctx.emit({ event: 'log', run: runId, line: `host ${this.host.name} given up: ${reason}` });
   }
 
-  async run(points: PlannedPoint[], adaptive: boolean): Promise<void> {
-    let left = points.length;
+  /** `left` counts the points left on all hosts together (the progress view shows one count). */
+  async run(points: PlannedPoint[], adaptive: boolean, left: { n: number }): Promise<void> {
     for (const p of points) {
       if (this.ctx.interrupted()) break;
       if (this.failure) {
-        skipPoint(this.ctx, p, `host ${this.host.name} failed earlier: ${this.failure}`, adaptive, left--);
+        skipPoint(this.ctx, p, `host ${this.host.name} failed earlier: ${this.failure}`, adaptive, left.n--);
         continue;
       }
-      const out = await runPoint(this.ctx, this.host, this.group, p, adaptive, left--);
+      const out = await runPoint(this.ctx, this.host, this.group, p, adaptive, left.n--);
       if (this.ctx.interrupted() || !this.multiHost) continue;
-      if (out.ok || !out.booting) {
-        if (out.ok) this.bootFailuresInARow = 0;
-        if (!(out.error instanceof LibvirtUnreachableError)) continue;
-      }
-      if (out.error instanceof LibvirtUnreachableError) this.fail(errorMessage(out.error));
-      else if (++this.bootFailuresInARow >= 2)
+      if (out.ok) this.bootFailuresInARow = 0;
+      else if (out.error instanceof LibvirtUnreachableError) this.fail(errorMessage(out.error));
+      else if (out.booting && ++this.bootFailuresInARow >= 2)
         this.fail(`guests did not boot twice in a row; last: ${errorMessage(out.error)}`);
     }
   }
 }
 
 async function runOnHosts(workers: HostWorker[], points: PlannedPoint[], adaptive: boolean): Promise<void> {
+  const left = { n: points.length };
   await Promise.all(
     workers.map((w) =>
       w.run(
         points.filter((p) => p.host === w.host.name),
         adaptive,
+        left,
       ),
     ),
   );

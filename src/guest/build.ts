@@ -13,7 +13,7 @@ import {
 import { copyFile, readFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { cacheDir } from '../util/paths.js';
-import { onCleanup, run, sleep } from '../util/proc.js';
+import { onCleanup, processAlive, run, sleep } from '../util/proc.js';
 import { type CpioEntry, writeCpio } from './cpio.js';
 import { aptWorkspace, downloadAll, resolveClosure, updateIndex } from './debian.js';
 import { dynamicInfo, isElf, moduleDepends, moduleName } from './elf.js';
@@ -126,15 +126,6 @@ async function lockBuild(log?: (line: string) => void): Promise<() => void> {
     if (waited === 0) log?.(`waiting for another guest build (pid ${owner || '?'})`);
     if (waited > 1800) throw new Error(`guest build lock ${lock} held for 30 minutes`);
     await sleep(1000);
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

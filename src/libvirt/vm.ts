@@ -1,12 +1,13 @@
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
+import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../guest/agent-protocol.js';
 import { GUEST_KERNEL_CMDLINE } from '../guest/build.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import type { DiskSpec, Study, Variant } from '../study/types.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
-import { onCleanup, sleep, waitFor } from '../util/proc.js';
+import { onCleanup, processAlive, sleep, waitFor } from '../util/proc.js';
 import { libvirtForwardPort } from './forward.js';
 import { ensureNetwork, guestAddress } from './network.js';
 import { stageGuest } from './stage.js';
@@ -63,16 +64,6 @@ export interface LibvirtVm extends GuestVm {
   address(): Promise<string>;
 }
 
-interface ExecStatus {
-  exited: boolean;
-  exitcode?: number;
-  signal?: number;
-  'out-data'?: string;
-  'err-data'?: string;
-}
-
-const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
-const unb64 = (s: string | undefined) => (s ? Buffer.from(s, 'base64') : Buffer.alloc(0));
 const FILE_CHUNK = 48 * 1024;
 
 export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm> {
@@ -236,15 +227,6 @@ export async function kvmioDomains(virsh: Virsh): Promise<string[]> {
   return ours;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** What live verification needs to look at a running domain. */
 export interface LiveContext {
   virsh: Virsh;
@@ -308,64 +290,20 @@ class LibvirtGuest implements LibvirtVm {
     }
   }
 
-  async exec(argv: string[], opts: GuestExecOptions): Promise<GuestExecResult> {
-    const [path, ...arg] = argv;
-    if (!path) throw new Error('exec: empty argv');
-    const { pid } = await this.agent<{ pid: number }>('guest-exec', {
-      path,
-      arg,
-      'capture-output': true,
-      ...(opts.input !== undefined ? { 'input-data': b64(opts.input) } : {}),
-    });
-    const deadline = Date.now() + opts.timeoutMs;
-    let pause = 20;
-    for (;;) {
-      const st = await this.agent<ExecStatus>('guest-exec-status', { pid });
-      if (st.exited) {
-        return {
-          exitCode: st.exitcode ?? (st.signal !== undefined ? 128 + st.signal : -1),
-          stdout: unb64(st['out-data']).toString('utf8'),
-          stderr: unb64(st['err-data']).toString('utf8'),
-        };
-      }
-      if (Date.now() > deadline) {
-        await this.agent('guest-exec', { path: 'kill', arg: ['-9', String(pid)] }).catch(() => undefined);
-        return { exitCode: -1, stdout: '', stderr: `killed after ${opts.timeoutMs} ms`, timedOut: true };
-      }
-      await sleep(pause);
-      pause = Math.min(pause * 2, 250);
-    }
+  exec(argv: string[], opts: GuestExecOptions): Promise<GuestExecResult> {
+    return agentExec(this.agentCall, argv, opts);
   }
 
-  async readFile(path: string): Promise<Buffer> {
-    const handle = await this.agent<number>('guest-file-open', { path, mode: 'r' });
-    const parts: Buffer[] = [];
-    try {
-      for (;;) {
-        const r = await this.agent<{ count: number; 'buf-b64': string; eof: boolean }>('guest-file-read', {
-          handle,
-          count: FILE_CHUNK,
-        });
-        parts.push(unb64(r['buf-b64']));
-        if (r.eof || r.count === 0) break;
-      }
-    } finally {
-      await this.agent('guest-file-close', { handle }).catch(() => undefined);
-    }
-    return Buffer.concat(parts);
+  readFile(path: string): Promise<Buffer> {
+    return agentReadFile(this.agentCall, path, FILE_CHUNK);
   }
 
-  async writeFile(path: string, data: string | Buffer): Promise<void> {
-    const buf = Buffer.from(data);
-    const handle = await this.agent<number>('guest-file-open', { path, mode: 'w' });
-    try {
-      for (let off = 0; off < buf.length; off += FILE_CHUNK) {
-        await this.agent('guest-file-write', { handle, 'buf-b64': b64(buf.subarray(off, off + FILE_CHUNK)) });
-      }
-    } finally {
-      await this.agent('guest-file-close', { handle });
-    }
+  writeFile(path: string, data: string | Buffer): Promise<void> {
+    return agentWriteFile(this.agentCall, path, data, FILE_CHUNK);
   }
+
+  private readonly agentCall: AgentCall = (command, args, timeoutMs) =>
+    this.agent(command, args as Record<string, unknown>, timeoutMs && Math.ceil(timeoutMs / 1000));
 
   /** Finds the disk whose serial is kvmio-test in sysfs (virtio-blk: serial; SCSI: VPD page 0x80). */
   async findTestDisk(): Promise<string | undefined> {

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../guest/agent-protocol.js';
 import type { GuestExecOptions, GuestExecResult } from '../guest/vm.js';
 import { sleep } from '../util/proc.js';
 
@@ -18,16 +19,6 @@ export class AgentError extends Error {
     super(`guest agent ${command} failed: ${errorClass}: ${desc}`);
     this.name = 'AgentError';
   }
-}
-
-interface ExecStatus {
-  exited: boolean;
-  exitcode?: number;
-  signal?: number;
-  'out-data'?: string;
-  'err-data'?: string;
-  'out-truncated'?: boolean;
-  'err-truncated'?: boolean;
 }
 
 const SENTINEL = 0xff;
@@ -95,79 +86,19 @@ export class AgentClient {
     await this.call('guest-ping');
   }
 
-  /** guest-exec with captured output; polls guest-exec-status until exit or the deadline. */
-  async exec(argv: string[], opts: GuestExecOptions): Promise<GuestExecResult> {
-    const [path, ...arg] = argv;
-    if (!path) throw new Error('guest exec: empty argv');
-    const args: Record<string, unknown> = { path, arg, 'capture-output': true };
-    if (opts.input !== undefined) args['input-data'] = Buffer.from(opts.input).toString('base64');
-    const { pid } = await this.call<{ pid: number }>('guest-exec', args);
-    const deadline = Date.now() + opts.timeoutMs;
-    let interval = 20;
-    for (;;) {
-      const st = await this.call<ExecStatus>('guest-exec-status', { pid });
-      if (st.exited) return toExecResult(st);
-      if (Date.now() > deadline) {
-        await this.killGuestPid(pid);
-        const after = await this.finalStatus(pid);
-        const result = after ? toExecResult(after) : { exitCode: 137, stdout: '', stderr: '' };
-        return { ...result, timedOut: true };
-      }
-      await sleep(interval);
-      interval = Math.min(interval * 2, 250);
-    }
+  exec(argv: string[], opts: GuestExecOptions): Promise<GuestExecResult> {
+    return agentExec(this.boundCall, argv, opts);
   }
 
-  private async killGuestPid(pid: number): Promise<void> {
-    try {
-      // guest-exec searches PATH, so busybox's or procps' kill both work.
-      await this.call('guest-exec', { path: 'kill', arg: ['-9', String(pid)] });
-    } catch {
-      // the command may have exited meanwhile
-    }
+  readFile(path: string): Promise<Buffer> {
+    return agentReadFile(this.boundCall, path, FILE_CHUNK);
   }
 
-  /** Collects the status of a killed command so that the agent forgets it (and we keep its output). */
-  private async finalStatus(pid: number): Promise<ExecStatus | undefined> {
-    for (let i = 0; i < 20; i++) {
-      const st = await this.call<ExecStatus>('guest-exec-status', { pid }).catch(() => undefined);
-      if (st?.exited) return st;
-      await sleep(100);
-    }
-    return undefined;
+  writeFile(path: string, data: string | Buffer): Promise<void> {
+    return agentWriteFile(this.boundCall, path, data, FILE_CHUNK);
   }
 
-  async readFile(path: string): Promise<Buffer> {
-    const handle = await this.call<number>('guest-file-open', { path, mode: 'r' });
-    try {
-      const parts: Buffer[] = [];
-      for (;;) {
-        const r = await this.call<{ count: number; 'buf-b64': string; eof: boolean }>(
-          'guest-file-read',
-          { handle, count: FILE_CHUNK },
-          30_000,
-        );
-        parts.push(Buffer.from(r['buf-b64'], 'base64'));
-        if (r.eof || r.count === 0) break;
-      }
-      return Buffer.concat(parts);
-    } finally {
-      await this.call('guest-file-close', { handle }).catch(() => undefined);
-    }
-  }
-
-  async writeFile(path: string, data: string | Buffer): Promise<void> {
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    const handle = await this.call<number>('guest-file-open', { path, mode: 'w' });
-    try {
-      for (let off = 0; off < bytes.length; off += FILE_CHUNK) {
-        const chunk = bytes.subarray(off, off + FILE_CHUNK);
-        await this.call('guest-file-write', { handle, 'buf-b64': chunk.toString('base64') }, 30_000);
-      }
-    } finally {
-      await this.call('guest-file-close', { handle }).catch(() => undefined);
-    }
-  }
+  private readonly boundCall: AgentCall = (command, args, timeoutMs) => this.call(command, args, timeoutMs);
 
   // ---- wire -----------------------------------------------------------------------------------
 
@@ -292,19 +223,4 @@ export class AgentClient {
       w?.resolve(msg);
     }
   }
-}
-
-function toExecResult(st: ExecStatus): GuestExecResult {
-  const exitCode = st.exitcode ?? (st.signal !== undefined ? 128 + st.signal : -1);
-  // The agent keeps at most 16 MiB of each stream: say so rather than return silently cut output.
-  const cut = (truncated: boolean | undefined) =>
-    truncated ? '\n[kvmio: output truncated by the guest agent]\n' : '';
-  return {
-    exitCode,
-    stdout: Buffer.from(st['out-data'] ?? '', 'base64').toString('utf8'),
-    stderr:
-      Buffer.from(st['err-data'] ?? '', 'base64').toString('utf8') +
-      cut(st['out-truncated']) +
-      cut(st['err-truncated']),
-  };
 }

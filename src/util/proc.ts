@@ -208,6 +208,16 @@ function installExitHandlers(): void {
   process.on('exit', killAllChildren);
 }
 
+/** Whether a process with this pid exists (EPERM: it exists but belongs to someone else). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Sleeps; rejects early never. Used for polling waits, always with a deadline at the caller. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
