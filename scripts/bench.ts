@@ -420,7 +420,8 @@ async function main(): Promise<void> {
     '`make bench` reruns every figure and rewrites this file; `--only ID` reruns one and keeps the others.',
     '',
     await machineLine(),
-    `Last run: ${started.toISOString()}.`,
+    `Last run: ${started.toISOString()}, ${done.size} figure(s) in ${Math.round((Date.now() - started.getTime()) / 1000)} s` +
+      ' (`make bench`, every figure, must stay under 20 minutes on this machine).',
   ];
   const out = resolve(values.out as string);
   writeBenchFile(out, done, header);

@@ -77,6 +77,11 @@ function bar(done: number, total: number, width = 24): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
 }
 
+/** A host given up during the run (URI not answering, guests not booting): said at the end, whatever the mode. */
+function failedHostLines(e: Extract<RunEvent, { event: 'run-end' }>): string[] {
+  return (e.failedHosts ?? []).map((h) => `kvmio: FAILED HOST ${h.name}: ${h.reason}`);
+}
+
 export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = process.stderr): Progress {
   const t = new Tracker();
   const write = (line: string) => out.write(`${line}\n`);
@@ -93,6 +98,7 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
     return {
       sink: (e) => {
         if (e.event === 'interrupted') write(`kvmio: interrupted; resume with: ${e.resume}`);
+        else if (e.event === 'run-end') failedHostLines(e).forEach(write);
       },
       done: () => undefined,
     };
@@ -125,6 +131,8 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
           write(`kvmio: adaptive round ${e.round + 1}: ${e.points} more point(s) (${e.reasons.join('; ')})`);
         } else if (e.event === 'interrupted') {
           write(`kvmio: interrupted by ${e.signal}; resume with: ${e.resume}`);
+        } else if (e.event === 'run-end') {
+          failedHostLines(e).forEach(write);
         }
       },
       done: () => undefined,
@@ -163,6 +171,9 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
         live.done();
         write(`kvmio: interrupted by ${e.signal}; resume with: ${e.resume}`);
         return;
+      } else if (e.event === 'run-end' && e.failedHosts?.length) {
+        live.clear();
+        failedHostLines(e).forEach(write);
       }
       if (e.event !== 'log') render();
     },

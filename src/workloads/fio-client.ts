@@ -56,7 +56,15 @@ export function fioJobFile(spec: FioJobSpec, filename: string): string {
 }
 
 export function fioClientArgv(servers: FioServer[], jobFile: string): string[] {
-  return ['fio', ...servers.map((s) => `--client=${s.host},${s.port}`), '--output-format=json', jobFile];
+  // --eta=never: a busy server can miss the client's periodic ETA request and the client then hangs
+  // until its timeout (a known fio client/server issue); nothing here reads the ETA anyway.
+  return [
+    'fio',
+    ...servers.map((s) => `--client=${s.host},${s.port}`),
+    '--eta=never',
+    '--output-format=json',
+    jobFile,
+  ];
 }
 
 const AGGREGATE = 'All clients';

@@ -72,6 +72,7 @@ test('job file and client argv', () => {
     'fio',
     '--client=127.0.0.1,18765',
     '--client=127.0.0.1,18766',
+    '--eta=never',
     '--output-format=json',
     '/x/rr.fio',
   ]);
