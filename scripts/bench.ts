@@ -8,14 +8,23 @@ import { probeAccelerator } from '../src/host/accel.js';
 import { hostFacts } from '../src/host/facts.js';
 import { startQemuVm } from '../src/qemu/vm.js';
 import { lockDisk } from '../src/safety/lock.js';
-import type { FioWorkload, Variant } from '../src/study/types.js';
+import { seededRandom } from '../src/study/shuffle.js';
+import type { FioWorkload } from '../src/study/types.js';
 import { errorMessage, UserError } from '../src/util/errors.js';
 import { run } from '../src/util/proc.js';
 import { formatBytes } from '../src/util/units.js';
 import { runWorkload, type WorkloadResult } from '../src/workloads/index.js';
 import { cpuAccounting } from './bench/cpu.js';
 import { repetitionsNeeded } from './bench/reps.js';
-import { BENCH_DISK_BYTES, type BenchOptions, benchDisk, cv, median, pct } from './bench/shared.js';
+import {
+  BENCH_DISK_BYTES,
+  BENCH_VARIANT,
+  type BenchOptions,
+  benchDisk,
+  cv,
+  median,
+  pct,
+} from './bench/shared.js';
 import { storeScale } from './bench/store-scale.js';
 import { timeToAnswer } from './bench/time.js';
 
@@ -35,21 +44,9 @@ interface Figure {
 
 // ---- statistics: ratio of medians with a bootstrap interval ------------------------------------------
 
-/** Deterministic PRNG (mulberry32) so that the interval printed is reproducible from the samples. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** 95% percentile-bootstrap interval of median(a)/median(b), resampling each side independently. */
 function ratioInterval(a: readonly number[], b: readonly number[], resamples = 2000): [number, number] {
-  const rand = prng(12345);
+  const rand = seededRandom('12345');
   const pick = (xs: readonly number[]) => Array.from(xs, () => xs[Math.floor(rand() * xs.length)] as number);
   const ratios = Array.from({ length: resamples }, () => median(pick(a)) / median(pick(b))).sort(
     (x, y) => x - y,
@@ -235,16 +232,6 @@ function kvmioSample(result: WorkloadResult, job: FidelityJob): Sample {
 
 // ---- figure 1, guest: guest fio through kvmio against fio typed by hand in the same guest -------------
 
-const GUEST_VARIANT: Variant = {
-  id: 'blk-native-io1',
-  aio: 'native',
-  iothreads: 1,
-  bus: 'virtio-blk',
-  memory: '4k',
-  queues: 1,
-  cache: 'none',
-};
-
 async function fidelityGuest(o: BenchOptions): Promise<string> {
   const disk = await fidelityDisk(o);
   const release = lockDisk(disk);
@@ -259,7 +246,7 @@ async function fidelityGuest(o: BenchOptions): Promise<string> {
         disk: { path: disk, sizeBytes: FIDELITY_DISK_BYTES },
         source: 'bench',
       },
-      variant: GUEST_VARIANT,
+      variant: BENCH_VARIANT,
       image: { kernel: image.kernel, initrd: image.initrd, cmdline: GUEST_KERNEL_CMDLINE },
       accel,
       log: o.log,
@@ -286,7 +273,7 @@ async function fidelityGuest(o: BenchOptions): Promise<string> {
   return [
     `fio typed by hand in the guest (through the guest agent, output to a file) against the same job run by`,
     `kvmio's guest workload (\`runWorkload({kind: 'guest'})\`, which also samples host CPU per QEMU thread and`,
-    `guest CPU during the window), one VM (variant ${GUEST_VARIANT.id}, accelerator ${accel}: ${reason.split(':')[0]}),`,
+    `guest CPU during the window), one VM (variant ${BENCH_VARIANT.id}, accelerator ${accel}: ${reason.split(':')[0]}),`,
     `same disk as above, interleaved, ${o.rounds} rounds of ${o.rampSeconds} s ramp + ${o.runtimeSeconds} s each.`,
     '',
     fidelityTable(samples, 'kvmio guest'),

@@ -4,6 +4,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { loadReportData, writeReport } from '../../src/report/index.js';
 import { exportJson, type RunExportDoc, rowsToCsv } from '../../src/store/export.js';
 import { type Measurement, Store } from '../../src/store/store.js';
+import { seededRandom } from '../../src/study/shuffle.js';
 import type { MetricRow, Study, Variant } from '../../src/study/types.js';
 import { run } from '../../src/util/proc.js';
 import { formatBytes } from '../../src/util/units.js';
@@ -47,18 +48,6 @@ interface ChildResult {
   phases: Phase[];
 }
 
-/** Deterministic PRNG (mulberry32): the jitter below is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 async function child(dir: string, target: number): Promise<ChildResult> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -91,7 +80,7 @@ async function child(dir: string, target: number): Promise<ChildResult> {
   const reps = Math.ceil(target / rowsPerRep);
   const study = { ...(doc.run.study as Study), repetitions: reps };
   const db = join(dir, 'scale.sqlite');
-  const rand = prng(7);
+  const rand = seededRandom('7');
 
   const store = Store.open(db);
   try {
