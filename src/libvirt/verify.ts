@@ -1,9 +1,11 @@
 import { cacheFlags } from '../qemu/argv.js';
 import { aioEvidence } from '../qemu/verify.js';
+import { testDiskPaths } from '../study/disks.js';
 import type { Variant } from '../study/types.js';
+import { variantDisks } from '../study/variants.js';
 import { PointFailure } from '../util/errors.js';
 import type { LiveContext } from './vm.js';
-import { TEST_DISK_SERIAL } from './xml.js';
+import { TEST_DISK_SERIAL, testDiskIothread, testDiskSerial } from './xml.js';
 
 /**
  * Checks that the running domain has the test disk the variant asked for, twice: in libvirt's live
@@ -36,6 +38,12 @@ export function liveTestDisk(xml: string): { disk?: string; controller?: string;
   return { disk, controller, iothreads };
 }
 
+/** The live XML's `<disk>` elements or virtio-scsi `<controller>`s, whole (others may be self-closing). */
+function liveElements(xml: string, what: 'disk' | 'scsi controller'): string[] {
+  const re = what === 'disk' ? /<disk\b[\s\S]*?<\/disk>/g : /<controller type='scsi'[\s\S]*?<\/controller>/g;
+  return [...xml.matchAll(re)].map((m) => m[0]);
+}
+
 export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
   const problems: string[] = [];
   const expect = (what: string, got: unknown, want: unknown) => {
@@ -44,48 +52,61 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
   };
   const blk = v.bus === 'virtio-blk';
 
-  // 1. libvirt's live definition.
-  const live = liveTestDisk(await ctx.virsh.run(['dumpxml', ctx.name]));
+  // 1. libvirt's live definition, and 2. QEMU through libvirt's monitor connection, disk by disk
+  // (a multi-disk variant has disks kvmio-test, kvmio-test-1, …, disk i on iothread (i mod M) + 1).
+  const xml = await ctx.virsh.run(['dumpxml', ctx.name]);
+  const live = liveTestDisk(xml);
   expect('live XML iothreads', live.iothreads, v.iothreads);
-  if (!live.disk) problems.push('live XML has no disk with serial kvmio-test');
-  else {
-    const driver = attrsOf(live.disk, 'driver');
-    expect('live XML disk cache', driver.cache, v.cache);
-    expect('live XML disk io', driver.io, v.aio);
-    expect('live XML disk bus', attrsOf(live.disk, 'target').bus, blk ? 'virtio' : 'scsi');
-    if (blk) {
-      expect('live XML disk queues', driver.queues, String(v.queues));
-      if (v.iothreads <= 1)
-        expect('live XML disk iothread', driver.iothread, v.iothreads === 1 ? '1' : undefined);
-    }
-  }
-  if (!blk) {
-    if (!live.controller) problems.push('live XML has no virtio-scsi controller');
-    else {
-      const driver = attrsOf(live.controller, 'driver');
-      expect('live XML controller queues', driver.queues, String(v.queues));
-      expect('live XML controller iothread', driver.iothread, v.iothreads === 1 ? '1' : undefined);
-    }
-  }
-
-  // 2. QEMU, through libvirt's monitor connection.
   const nodes = await ctx.virsh.monitor<BlockNode[]>(ctx.name, 'query-named-block-nodes', { flat: true });
-  const ours = nodes.filter((n) => n.file === ctx.diskPath);
   const flags = cacheFlags(v.cache);
-  if (ours.length === 0) problems.push(`QEMU has no block node for ${ctx.diskPath}`);
-  for (const n of ours) {
-    expect(`${n['node-name']} cache.direct`, n.cache.direct, flags.direct);
-    expect(`${n['node-name']} cache.no-flush`, n.cache['no-flush'], flags.noFlush);
-  }
-  const alias = /<alias name='([^']+)'\/>/.exec((blk ? live.disk : live.controller) ?? '')?.[1];
-  if (alias) {
-    const get = (property: string) =>
-      ctx.virsh
-        .monitor<unknown>(ctx.name, 'qom-get', { path: `/machine/peripheral/${alias}`, property })
-        .catch((e: Error) => e.message);
-    expect('QEMU device queues', await get(blk ? 'num-queues' : 'num_queues'), v.queues);
-    if (v.iothreads <= 1)
-      expect('QEMU device iothread', await get('iothread'), v.iothreads === 1 ? '/objects/iothread1' : '');
+  const disks = variantDisks(v);
+  const paths = testDiskPaths(ctx.diskPath, disks);
+  for (const [i, path] of paths.entries()) {
+    // Disk 0 keeps the single-disk wording, so existing failure reports read as before.
+    const which = disks === 1 ? '' : ` ${i}`;
+    const serial = testDiskSerial(i);
+    const disk = liveElements(xml, 'disk').find((d) => d.includes(`<serial>${serial}</serial>`));
+    const controller = liveElements(xml, 'scsi controller').find(
+      (c) => attrsOf(c, 'controller').index === String(i),
+    );
+    // One iothread for the whole disk (or controller), or none: a vq-mapped disk is checked by count only.
+    const own = disks > 1 || v.iothreads <= 1 ? testDiskIothread(v, i) : null;
+    if (!disk) problems.push(`live XML has no disk with serial ${serial}`);
+    else {
+      const driver = attrsOf(disk, 'driver');
+      expect(`live XML disk${which} cache`, driver.cache, v.cache);
+      expect(`live XML disk${which} io`, driver.io, v.aio);
+      expect(`live XML disk${which} bus`, attrsOf(disk, 'target').bus, blk ? 'virtio' : 'scsi');
+      if (blk) {
+        expect(`live XML disk${which} queues`, driver.queues, String(v.queues));
+        if (own !== null) expect(`live XML disk${which} iothread`, driver.iothread, own?.toString());
+      }
+    }
+    if (!blk) {
+      if (!controller) problems.push(`live XML has no virtio-scsi controller${which}`);
+      else {
+        const driver = attrsOf(controller, 'driver');
+        expect(`live XML controller${which} queues`, driver.queues, String(v.queues));
+        if (own !== null) expect(`live XML controller${which} iothread`, driver.iothread, own?.toString());
+      }
+    }
+
+    const ours = nodes.filter((n) => n.file === path);
+    if (ours.length === 0) problems.push(`QEMU has no block node for ${path}`);
+    for (const n of ours) {
+      expect(`${n['node-name']} cache.direct`, n.cache.direct, flags.direct);
+      expect(`${n['node-name']} cache.no-flush`, n.cache['no-flush'], flags.noFlush);
+    }
+    const alias = /<alias name='([^']+)'\/>/.exec((blk ? disk : controller) ?? '')?.[1];
+    if (alias) {
+      const get = (property: string) =>
+        ctx.virsh
+          .monitor<unknown>(ctx.name, 'qom-get', { path: `/machine/peripheral/${alias}`, property })
+          .catch((e: Error) => e.message);
+      expect(`QEMU device${which} queues`, await get(blk ? 'num-queues' : 'num_queues'), v.queues);
+      if (own !== null)
+        expect(`QEMU device${which} iothread`, await get('iothread'), own ? `/objects/iothread${own}` : '');
+    }
   }
   const iothreads = await ctx.virsh.monitor<Array<{ id: string }>>(ctx.name, 'query-iothreads');
   expect('QEMU iothread objects', iothreads.length, v.iothreads);

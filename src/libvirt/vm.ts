@@ -69,7 +69,6 @@ const FILE_CHUNK = 48 * 1024;
 export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm> {
   const image = opts.image ?? opts.guest;
   if (!image) throw new Error('startLibvirtVm: no guest image given');
-  refuseMultiDisk(opts.variant);
   const virsh = new Virsh(opts.uri);
   const log = opts.log ?? (() => undefined);
   await virsh.ensureReachable();
@@ -147,19 +146,6 @@ function checkReachable(path: string, source: string): void {
         `${source}: disk.path ${path}: libvirt's QEMU runs as an unprivileged user and cannot enter ${dir}; put the disk under /var/tmp, /var/lib/kvmio or another directory others can search (chmod o+x)`,
       );
     }
-  }
-}
-
-/**
- * domainXml prints multi-disk variants (one iothread per disk), but live switching and verification
- * here handle one test disk: refuse plainly rather than measure a half-configured VM.
- */
-function refuseMultiDisk(variant: Variant): void {
-  const disks = variant.disks ?? 1;
-  if (disks > 1) {
-    throw new UserError(
-      `variant ${variant.id}: the libvirt backend runs one test disk per VM so far (this variant has ${disks}); "kvmio xml" prints its XML, or use backend qemu`,
-    );
   }
 }
 

@@ -148,7 +148,7 @@ export function checkVariant(variant: Variant, iothreadVqMapping = false): void 
  * The iothread (libvirt numbers them from 1) that serves test disk `index` (blk) or its controller
  * (scsi) when each has one; undefined = main loop. Several disks: disk i gets iothread (i mod M) + 1.
  */
-function singleIothread(variant: Variant, index = 0): number | undefined {
+export function testDiskIothread(variant: Variant, index = 0): number | undefined {
   if (variantDisks(variant) > 1) return variant.iothreads > 0 ? (index % variant.iothreads) + 1 : undefined;
   return variant.iothreads === 1 ? 1 : undefined;
 }
@@ -160,7 +160,7 @@ function singleIothread(variant: Variant, index = 0): number | undefined {
 export function scsiControllerXml(variant: Variant, indent = '', index = 0): string {
   return [
     `${indent}<controller type='scsi' index='${index}' model='virtio-scsi'>`,
-    `${indent}  <driver${attrs({ queues: variant.queues, iothread: singleIothread(variant, index) })}/>`,
+    `${indent}  <driver${attrs({ queues: variant.queues, iothread: testDiskIothread(variant, index) })}/>`,
     `${indent}</controller>`,
   ].join('\n');
 }
@@ -179,7 +179,7 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
     type: 'raw',
     cache: variant.cache,
     io: variant.aio,
-    iothread: blk ? singleIothread(variant, index) : undefined,
+    iothread: blk ? testDiskIothread(variant, index) : undefined,
     // Explicit even for 1: QEMU >= 5.2 otherwise gives one queue per vCPU.
     queues: blk ? variant.queues : undefined,
   });

@@ -19,6 +19,7 @@ export interface ReportRun {
 
 export interface ReportFailure {
   run: string;
+  host?: string;
   variant: string;
   workload: string;
   step?: string | number | null;
@@ -68,7 +69,7 @@ export function loadReportData(store: ReportStore, runIds: readonly string[]): R
     for (const f of store.failures?.(id) ?? [])
       failures.push(failureFromRecord(id, f as Record<string, unknown>));
   }
-  return withLabels({ runs, rows, failures });
+  return withLabels(perHostAggregate({ runs, rows, failures }));
 }
 
 /** A run as `kvmio export --format json` writes it, or as a fixture keeps it. */
@@ -87,7 +88,38 @@ export function reportDataFromExports(docs: readonly RunExport[]): ReportData {
   });
   const rows = docs.flatMap((d) => d.rows);
   const failures = docs.flatMap((d) => (d.failures ?? []).map((f) => failureFromRecord(String(d.run.id), f)));
-  return withLabels({ runs, rows, failures });
+  return withLabels(perHostAggregate({ runs, rows, failures }));
+}
+
+/**
+ * Shapes runs with several hosts or guests for the charts: a run measured on several hosts becomes
+ * one series set per host (`RUN@HOST`, labelled by the host), so hosts compare side by side like runs;
+ * where several guests ran at once, only their `guest: all` aggregate is charted (the per-guest rows
+ * stay in the store and the export).
+ */
+function perHostAggregate(data: ReportData): ReportData {
+  const withAll = new Set(
+    data.rows
+      .filter((r) => r.guest === 'all')
+      .map((r) => JSON.stringify([r.run, r.host, r.variant, r.workload, r.step, r.rep])),
+  );
+  const rows = data.rows.filter(
+    (r) =>
+      r.guest === 'all' ||
+      !withAll.has(JSON.stringify([r.run, r.host, r.variant, r.workload, r.step, r.rep])),
+  );
+  const runs: ReportRun[] = [];
+  for (const run of data.runs) {
+    const hosts = [...new Set(rows.filter((r) => r.run === run.id).map((r) => r.host))];
+    if (hosts.length <= 1) {
+      runs.push(run);
+      continue;
+    }
+    for (const host of hosts) runs.push({ ...run, id: `${run.id}@${host}`, label: host, hostName: host });
+    for (const r of rows) if (r.run === run.id) r.run = `${run.id}@${r.host}`;
+    for (const f of data.failures) if (f.run === run.id && f.host) f.run = `${run.id}@${f.host}`;
+  }
+  return { runs, rows, failures: data.failures };
 }
 
 function parseMaybeJson(value: unknown): unknown {
@@ -125,6 +157,7 @@ function runFromMeta(meta: Record<string, unknown>, variants: Variant[]): Report
 function failureFromRecord(runId: string, f: Record<string, unknown>): ReportFailure {
   return {
     run: String(f.run ?? runId),
+    host: typeof f.host === 'string' ? f.host : undefined,
     variant: String(f.variant ?? '?'),
     workload: String(f.workload ?? '?'),
     step: (f.step as string | number | null | undefined) ?? null,

@@ -220,7 +220,8 @@ export async function runFioOnGuests(
   spec: FioJobSpec,
   ctx: RunContext,
 ): Promise<StepResult[]> {
-  const disks = await Promise.all(guests.map((g) => g.vm.testDisk()));
+  // fio's colon-separated list: one job over every test disk of the variant, as on a single guest.
+  const disks = await Promise.all(guests.map(async (g) => (await g.vm.testDisks()).join(':')));
   if (new Set(disks).size !== 1) {
     throw new PointFailure(`the guests' test disks differ (${disks.join(', ')}); fio's job file names one`);
   }

@@ -44,6 +44,7 @@ const study: Study = {
 let image: GuestImage;
 let reachable = false;
 let vm: LibvirtVm | undefined;
+let scsiVm: LibvirtVm | undefined;
 
 before(async () => {
   reachable = (await virsh.tryRun(['version'])) !== undefined;
@@ -58,11 +59,13 @@ before(async () => {
 
 after(async () => {
   await vm?.stop();
+  await scsiVm?.stop();
   for (const p of paths) rmSync(p, { force: true });
   rmSync(`/var/log/libvirt/qemu/${name}-console.log`, { force: true });
   if (reachable) {
     const left = (await virsh.run(['list', '--all', '--name'])).split('\n').map((s) => s.trim());
     assert.ok(!left.includes(name), `domain ${name} is still there`);
+    assert.ok(!left.includes(`${name}-scsi`), `domain ${name}-scsi is still there`);
   }
 });
 
@@ -116,5 +119,44 @@ test('4 disks over 2 iothreads boot under libvirt; each disk on its iothread; fi
   assert.ok(job.read.io_bytes > 0);
   assert.ok(
     (JSON.parse(result.artifacts?.argv ?? '[]') as string[]).includes(`--filename=${disks.join(':')}`),
+  );
+});
+
+test('virtio-scsi, 2 disks over 2 iothreads: a controller per disk, verified live; multi-disk variants reboot', async (t) => {
+  if (!reachable) return t.skip(`libvirt is not reachable at ${URI} (run scripts/services.sh)`);
+  await vm?.stop();
+  const scsi: Variant = {
+    ...variant,
+    id: 'scsi-io_uring-io2-d2-4k',
+    bus: 'virtio-scsi',
+    aio: 'io_uring',
+    disks: 2,
+  };
+  // startLibvirtVm verifies every disk and controller in the live XML and in QEMU before returning.
+  scsiVm = await startLibvirtVm({
+    study,
+    variant: scsi,
+    image,
+    accel: 'tcg',
+    uri: URI,
+    name: `${name}-scsi`,
+  });
+  const disks = await scsiVm.testDisks();
+  assert.equal(disks.length, 2);
+  assert.ok(
+    disks.every((d) => /^\/dev\/sd[a-z]$/.test(d)),
+    disks.join(' '),
+  );
+  const live = await virsh.run(['dumpxml', `${name}-scsi`]);
+  const controllers = [...live.matchAll(/<controller type='scsi' index='(\d)'[\s\S]*?iothread='(\d)'/g)].map(
+    (m) => [m[1], m[2]],
+  );
+  assert.deepEqual(controllers, [
+    ['0', '1'],
+    ['1', '2'],
+  ]);
+  assert.equal(
+    scsiVm.canSwitchLive({ ...scsi, disks: undefined, iothreads: 1, id: 'scsi-io_uring-io1-4k' }),
+    false,
   );
 });

@@ -7,6 +7,7 @@ import { after, test } from 'node:test';
 import { runStudy } from '../../src/engine/run.js';
 import { Virsh } from '../../src/libvirt/virsh.js';
 import { kvmioDomains } from '../../src/libvirt/vm.js';
+import { loadReportData } from '../../src/report/data.js';
 import { Store } from '../../src/store/store.js';
 import { parseStudy } from '../../src/study/load.js';
 import type { MetricRow } from '../../src/study/types.js';
@@ -118,6 +119,15 @@ test('two hosts on one local libvirt, two guests each, and one host that does no
         assert.equal(value(host, variant, 'all', 'read.bw_bytes'), b0 + b1);
       }
     }
+    // The report puts the hosts side by side (one series set per host) and charts the guests' aggregate.
+    const report = loadReportData(store, [r.runId]);
+    assert.deepEqual(report.runs.map((x) => x.label).sort(), ['a', 'b']);
+    assert.ok(report.rows.length > 0 && report.rows.every((x) => x.guest === 'all' || x.workload !== 'rr'));
+    assert.equal(
+      report.rows.find((x) => x.run === `${r.runId}@a` && x.metric === 'read.iops' && x.guest === 'all')
+        ?.value,
+      value('a', study.variants[0]!.id, 'all', 'read.iops'),
+    );
     // The two variants share a VM: each host booted its two guests once and switched them live.
     assert.equal(logs.filter((l) => /^a: libvirt: kvmio-\d+-\d+ up in/.test(l)).length, 2, logs.join('\n'));
   } finally {

@@ -17,7 +17,7 @@ export function planJson(plan: Plan) {
   const { study } = plan;
   return {
     study: { name: study.name, source: study.source, backend: study.backend, repetitions: study.repetitions },
-    variants: plan.variants.map(({ id, aio, iothreads, bus, memory, queues, cache }) => ({
+    variants: plan.variants.map(({ id, aio, iothreads, bus, memory, queues, cache, disks }) => ({
       id,
       aio,
       iothreads,
@@ -25,6 +25,7 @@ export function planJson(plan: Plan) {
       memory,
       queues,
       cache,
+      disks: disks ?? 1,
     })),
     baseline: plan.baseline,
     workloads: study.workloads.map((w) => w.name),
@@ -91,12 +92,13 @@ export function formatPlan(plan: Plan): string {
     '',
     'Variants:',
     table([
-      ['ID', 'AIO', 'IOTHREADS', 'BUS', 'MEMORY', 'QUEUES', 'CACHE'],
-      ...(plan.baseline ? [['host', '-', '-', '-', '-', '-', '-']] : []),
+      ['ID', 'AIO', 'IOTHREADS', 'DISKS', 'BUS', 'MEMORY', 'QUEUES', 'CACHE'],
+      ...(plan.baseline ? [['host', '-', '-', '-', '-', '-', '-', '-']] : []),
       ...plan.variants.map((v) => [
         v.id,
         v.aio,
         String(v.iothreads),
+        String(v.disks ?? 1),
         v.bus,
         v.memory,
         String(v.queues),
