@@ -10,6 +10,7 @@ import {
 import type { QemuVm } from '../../src/qemu/vm.js';
 import { lockDisk } from '../../src/safety/lock.js';
 import type { Variant } from '../../src/study/types.js';
+import { makeVariant } from '../../src/study/variants.js';
 import { run } from '../../src/util/proc.js';
 import { runWorkload } from '../../src/workloads/index.js';
 import { type BenchOptions, benchDisk, bootBenchVm, fixed, qd1Workload } from './shared.js';
@@ -21,33 +22,9 @@ import { type BenchOptions, benchDisk, bootBenchVm, fixed, qd1Workload } from '.
 
 const ROUND_VARIANTS: Variant[] = [
   // aio=threads: its worker pool grows and shrinks, the hard case (threads that exit inside the window).
-  {
-    id: 'blk-threads-io0',
-    aio: 'threads',
-    iothreads: 0,
-    bus: 'virtio-blk',
-    memory: '4k',
-    queues: 1,
-    cache: 'none',
-  },
-  {
-    id: 'blk-native-io1',
-    aio: 'native',
-    iothreads: 1,
-    bus: 'virtio-blk',
-    memory: '4k',
-    queues: 1,
-    cache: 'none',
-  },
-  {
-    id: 'blk-uring-io1',
-    aio: 'io_uring',
-    iothreads: 1,
-    bus: 'virtio-blk',
-    memory: '4k',
-    queues: 1,
-    cache: 'none',
-  },
+  makeVariant({ aio: 'threads' }),
+  makeVariant({ aio: 'native', iothreads: 1 }),
+  makeVariant({ aio: 'io_uring', iothreads: 1 }),
 ];
 
 type Classes = Record<ThreadClass, number>;

@@ -4,6 +4,7 @@ import { probeAccelerator } from '../../src/host/accel.js';
 import { type QemuVm, startQemuVm } from '../../src/qemu/vm.js';
 import { prepareDiskFile } from '../../src/safety/disk.js';
 import type { FioWorkload, Study, Variant } from '../../src/study/types.js';
+import { makeVariant } from '../../src/study/variants.js';
 import { run } from '../../src/util/proc.js';
 import { formatBytes } from '../../src/util/units.js';
 
@@ -62,15 +63,7 @@ export async function benchDisk(o: BenchOptions): Promise<string> {
   return info.path;
 }
 
-export const BENCH_VARIANT: Variant = {
-  id: 'blk-native-io1',
-  aio: 'native',
-  iothreads: 1,
-  bus: 'virtio-blk',
-  memory: '4k',
-  queues: 1,
-  cache: 'none',
-};
+export const BENCH_VARIANT: Variant = makeVariant({ aio: 'native', iothreads: 1 });
 
 export type BenchStudy = Pick<Study, 'guest' | 'disk' | 'source'>;
 

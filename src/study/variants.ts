@@ -6,6 +6,20 @@ const BUS_IDS: Record<Bus, string> = { 'virtio-blk': 'blk', 'virtio-scsi': 'scsi
 const AIO_IDS: Record<AioMode, string> = { threads: 'threads', native: 'native', io_uring: 'uring' };
 const MEMORY_IDS: Record<MemoryBacking, string> = { '4k': '4k', hugepages: 'huge' };
 
+/** A variant from the knobs given, the others at the study's defaults (threads, main loop, blk, 4k, one queue, no cache), with its id. */
+export function makeVariant(knobs: Partial<VariantKnobs> = {}): Variant {
+  const v: VariantKnobs = {
+    aio: 'threads',
+    iothreads: 0,
+    bus: 'virtio-blk',
+    memory: '4k',
+    queues: 1,
+    cache: 'none',
+    ...knobs,
+  };
+  return { id: variantId(v), ...v };
+}
+
 /** How many test disks a variant has (absent = 1). */
 export function variantDisks(v: Pick<Variant, 'disks'>): number {
   return v.disks ?? 1;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Accel } from '../../src/qemu/argv.js';
 import { type QemuVm, startQemuVm } from '../../src/qemu/vm.js';
 import type { Pinning, Study, Variant } from '../../src/study/types.js';
+import { makeVariant } from '../../src/study/variants.js';
 
 /**
  * Shared by e2e tests that need a running guest: boots the embedded guest under TCG (or
@@ -16,21 +17,8 @@ export function testAccel(): Accel {
 }
 
 /** A variant with readable defaults (blk, threads, no iothread, 4k, 1 queue, cache none). */
-export function testVariant(over: Partial<Omit<Variant, 'id'>> = {}): Variant {
-  const v = {
-    aio: 'threads',
-    iothreads: 0,
-    bus: 'virtio-blk',
-    memory: '4k',
-    queues: 1,
-    cache: 'none',
-    ...over,
-  } as Omit<Variant, 'id'>;
-  const bus = v.bus === 'virtio-blk' ? 'blk' : 'scsi';
-  const aio = v.aio === 'io_uring' ? 'uring' : v.aio;
-  const disks = (v.disks ?? 1) > 1 ? `-d${v.disks}` : '';
-  return { id: `${bus}-${aio}-io${v.iothreads}${disks}-${v.memory}`, ...v };
-}
+/** A variant for tests: the given knobs, the rest at their defaults. */
+export const testVariant = makeVariant;
 
 export type TestStudy = Pick<Study, 'guest' | 'disk' | 'pinning' | 'source'>;
 

@@ -146,7 +146,7 @@ test('one disk over several iothreads: refused plainly on QEMU without iothread-
     (e: Error) =>
       e instanceof UserError &&
       e.message ===
-        'x.yaml: variant blk-native-io2-4k: this QEMU (7.2.0) cannot spread one virtio-blk disk over 2 iothreads: that needs iothread-vq-mapping (QEMU 9.0 or later). Use matrix disks: [2] for one iothread per disk',
+        'x.yaml: variant blk-native-io2-4k-q4: this QEMU (7.2.0) cannot spread one virtio-blk disk over 2 iothreads: that needs iothread-vq-mapping (QEMU 9.0 or later). Use matrix disks: [2] for one iothread per disk',
   );
   assert.doesNotThrow(() => checkVariant({ ...variant, disks: 2 }, ASSUMED_CAPABILITIES));
   assert.doesNotThrow(() => checkVariant(variant, { ...ASSUMED_CAPABILITIES, iothreadVqMapping: true }));
