@@ -92,24 +92,7 @@ async function runPoint(
     ctx.emit({ event: 'log', run: runId, line });
   };
   const started = Date.now();
-  const pointId = store.startPoint(runId, {
-    index: p.index,
-    round: p.round,
-    host: p.host,
-    variant: p.variantId,
-    workload: p.workload,
-  });
-  ctx.emit({
-    event: 'point-start',
-    run: runId,
-    index: p.index,
-    round: p.round,
-    host: p.host,
-    variant: p.variantId,
-    workload: p.workload,
-    left,
-    adaptive,
-  });
+  const pointId = beginPoint(ctx, p, left, adaptive);
   let vm: GuestVm | undefined;
   let vms: GuestVm[] = [];
   let booting = false;
@@ -292,18 +275,19 @@ async function runOnHosts(workers: HostWorker[], points: PlannedPoint[], adaptiv
   );
 }
 
+/** Records the start of a point in the store and tells the progress view; returns the point's row id. */
+function beginPoint(ctx: RunContext, p: PlannedPoint, left: number, adaptive: boolean): number {
+  const at = { index: p.index, round: p.round, host: p.host, variant: p.variantId, workload: p.workload };
+  const pointId = ctx.store.startPoint(ctx.runId, at);
+  ctx.emit({ event: 'point-start', run: ctx.runId, ...at, left, adaptive });
+  return pointId;
+}
+
 /** Records a point of a failed host as failed without running it (resume runs it again). */
 function skipPoint(ctx: RunContext, p: PlannedPoint, reason: string, adaptive: boolean, left: number): void {
   const { store, runId } = ctx;
-  const pointId = store.startPoint(runId, {
-    index: p.index,
-    round: p.round,
-    host: p.host,
-    variant: p.variantId,
-    workload: p.workload,
-  });
+  const pointId = beginPoint(ctx, p, left, adaptive);
   const at = { run: runId, index: p.index, variant: p.variantId, workload: p.workload };
-  ctx.emit({ event: 'point-start', ...at, round: p.round, host: p.host, left, adaptive });
   store.finishPoint(pointId, { status: 'failed', error: reason, consoleTail: '', artifacts: {} });
   ctx.emit({ event: 'point-end', ...at, status: 'failed', durationSeconds: 0, error: reason });
 }
