@@ -1,3 +1,4 @@
+import { parseCpuList } from '../study/cpuset.js';
 import { testDiskPaths } from '../study/disks.js';
 import type { CacheMode, Pinning, Study, Variant } from '../study/types.js';
 import { variantDisks } from '../study/variants.js';
@@ -14,7 +15,9 @@ export const KVMIO_XMLNS = 'urn:kvmio:domain:1';
 /** The serial every test disk carries, so the guest finds it without udev. */
 export const TEST_DISK_SERIAL = 'kvmio-test';
 
-export type Accel = 'kvm' | 'tcg';
+export type { Accel } from '../host/accel.js';
+
+import type { Accel } from '../host/accel.js';
 
 export type NetworkChoice = { type: 'none' } | { type: 'user' } | { type: 'network'; name: string };
 
@@ -69,20 +72,6 @@ function attrs(pairs: Record<string, string | number | undefined>): string {
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => ` ${k}='${escapeXml(v as string | number)}'`)
     .join('');
-}
-
-/** Parses a cpuset list such as "0-3,8,10-11" into CPU numbers, in order. */
-export function parseCpuList(list: string, what = 'cpuset'): number[] {
-  const cpus: number[] = [];
-  for (const part of list.split(',')) {
-    const m = /^\s*(\d+)(?:\s*-\s*(\d+))?\s*$/.exec(part);
-    if (!m) throw new UserError(`${what}: "${list}" is not a CPU list (use e.g. "0-3,8")`);
-    const from = Number(m[1]);
-    const to = m[2] === undefined ? from : Number(m[2]);
-    if (to < from) throw new UserError(`${what}: "${list}": range ${part.trim()} goes backwards`);
-    for (let c = from; c <= to; c++) cpus.push(c);
-  }
-  return cpus;
 }
 
 /** Cache modes that open the image with O_DIRECT (aio=native needs it). */

@@ -11,7 +11,9 @@ import { DEFAULT_QEMU, type QemuCapabilities } from './capabilities.js';
  * booted variant and a hot-plugged one get exactly the same configuration.
  */
 
-export type Accel = 'kvm' | 'tcg';
+export type { Accel } from '../host/accel.js';
+
+import type { Accel } from '../host/accel.js';
 
 /** Fixed names of the test disk's pieces, used by argv, hot-plug and verification alike. */
 export const TEST_DISK = {

@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { parseCpuList } from '../study/cpuset.js';
 import type { Pinning } from '../study/types.js';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/proc.js';
@@ -32,20 +33,6 @@ export function threadClass(comm: string): ThreadClass {
   if (/^CPU \d+\//.test(comm)) return 'vcpu';
   if (comm.startsWith('IO ')) return 'iothread';
   return 'emulator';
-}
-
-/** Expands a cpuset list such as "0-2,5" into [0, 1, 2, 5]. */
-export function parseCpuList(list: string): number[] {
-  const cpus: number[] = [];
-  for (const part of list.split(',')) {
-    const m = /^\s*(\d+)\s*(?:-\s*(\d+))?\s*$/.exec(part);
-    if (!m) throw new UserError(`"${list}" is not a cpu list: use forms like 0-3 or 0,2,4`);
-    const from = Number(m[1]);
-    const to = m[2] === undefined ? from : Number(m[2]);
-    if (to < from) throw new UserError(`"${list}" is not a cpu list: range ${part} goes backwards`);
-    for (let c = from; c <= to; c++) cpus.push(c);
-  }
-  return cpus;
 }
 
 /**

@@ -1,3 +1,5 @@
+import { UserError } from '../util/errors.js';
+
 /** Parses a cpuset list like "0-1,4" into CPU numbers, in the order given; undefined when malformed. */
 export function parseCpuset(text: string): number[] | undefined {
   const cpus: number[] = [];
@@ -9,5 +11,12 @@ export function parseCpuset(text: string): number[] | undefined {
     if (to < from || to > 4095) return undefined;
     for (let cpu = from; cpu <= to; cpu++) if (!cpus.includes(cpu)) cpus.push(cpu);
   }
+  return cpus;
+}
+
+/** parseCpuset for a value that must be valid (the study loader checked it): throws naming `what` otherwise. */
+export function parseCpuList(list: string, what = 'cpuset'): number[] {
+  const cpus = parseCpuset(list);
+  if (!cpus) throw new UserError(`${what}: "${list}" is not a CPU list (use e.g. "0-3,8")`);
   return cpus;
 }
