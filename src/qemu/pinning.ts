@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { classifyThread } from '../metrics/cpu.js';
 import { parseCpuList } from '../study/cpuset.js';
 import type { Pinning } from '../study/types.js';
 import { UserError } from '../util/errors.js';
@@ -28,11 +29,13 @@ export function qemuThreads(pid: number): QemuThread[] {
   });
 }
 
-/** Class of a QEMU thread from its debug-threads name: "CPU 0/KVM", "IO kvmio-iot0", anything else. */
+/**
+ * Pinning class of a QEMU thread, from the same naming rules as CPU accounting: vCPUs, disk iothreads
+ * (not the monitor's `IO mon_iothread`), and everything else as the emulator.
+ */
 export function threadClass(comm: string): ThreadClass {
-  if (/^CPU \d+\//.test(comm)) return 'vcpu';
-  if (comm.startsWith('IO ')) return 'iothread';
-  return 'emulator';
+  const cls = classifyThread(comm, -1, 0);
+  return cls === 'vcpu' || cls === 'iothread' ? cls : 'emulator';
 }
 
 /**
