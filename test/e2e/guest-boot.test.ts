@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type Socket } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestImage } from '../../src/guest/build.js';
+import { freePort } from '../../src/guest/forward.js';
 import { GUEST_READY_MARKER } from '../../src/host/accel.js';
 import { run, sleep } from '../../src/util/proc.js';
 
@@ -83,14 +84,6 @@ class LineClient {
 function qemuCpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // USER_HZ is 100 on Linux
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 async function exec(argv: string[], timeoutMs = 30_000): Promise<{ code: number; out: string; err: string }> {

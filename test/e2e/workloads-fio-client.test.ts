@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { freePort } from '../../src/guest/forward.js';
 import { run, waitFor } from '../../src/util/proc.js';
 import { runFioClients } from '../../src/workloads/fio-client.js';
 
@@ -39,17 +40,6 @@ function accepts(port: number): Promise<true | undefined> {
       resolve(true);
     });
     sock.once('error', () => resolve(undefined));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-    srv.once('error', reject);
   });
 }
 

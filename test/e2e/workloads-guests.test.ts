@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
+import { freePort } from '../../src/guest/forward.js';
 import type { FioWorkload } from '../../src/study/types.js';
 import { FIO_SERVER_PORT, runWorkload } from '../../src/workloads/index.js';
 import type { StepResult } from '../../src/workloads/types.js';
@@ -23,17 +23,6 @@ after(async () => {
   await Promise.all(guests.map((g) => g.dispose()));
   assert.deepEqual(qemuPids(), [], 'no QEMU left behind');
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-    srv.once('error', reject);
-  });
-}
 
 test('fio on two guests at once: a step per guest with its QEMU’s CPU, and "all" summing them', async () => {
   const targets = [];
