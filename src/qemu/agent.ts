@@ -77,7 +77,7 @@ export class AgentClient {
   /** Runs one agent command (queued behind others) and returns its `return` value. */
   call<T = unknown>(command: string, args?: object, timeoutMs = 10_000): Promise<T> {
     return this.serialized(async () => {
-      if (!this.inSync) await this.sync(Math.min(timeoutMs, 5000));
+      if (!this.inSync) await this.syncWithin(timeoutMs);
       return (await this.request(command, args, timeoutMs)) as T;
     });
   }
@@ -131,6 +131,22 @@ export class AgentClient {
     this.socket = s;
     this.buffer = Buffer.alloc(0);
     return s;
+  }
+
+  /**
+   * Re-synchronises, retrying within the caller's time budget: a guest busy with a hot-plug under
+   * emulation can miss one 5 s sync and still answer the next.
+   */
+  private async syncWithin(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await this.sync(Math.min(5000, Math.max(1000, deadline - Date.now())));
+        return;
+      } catch (err) {
+        if (this.deadError || Date.now() >= deadline) throw err;
+      }
+    }
   }
 
   private async sync(timeoutMs: number): Promise<void> {
