@@ -1,7 +1,7 @@
 import type { GuestVm } from '../guest/vm.js';
 import { LibvirtUnreachableError, Virsh } from '../libvirt/virsh.js';
 import { lockDisk, prepareDiskFile } from '../safety/index.js';
-import type { Store } from '../store/store.js';
+import type { Store, PointOutcome as StoredOutcome } from '../store/store.js';
 import { studyDiskSpecs } from '../study/disks.js';
 import { type Plan, type PlannedPoint, planStudy } from '../study/plan.js';
 import { HOST_VARIANT_ID, type Study, type Variant, type Workload } from '../study/types.js';
@@ -83,7 +83,7 @@ async function runPoint(
   adaptive: boolean,
   left: number,
 ): Promise<PointOutcome> {
-  const { store, runId } = ctx;
+  const { runId } = ctx;
   const study = host.study;
   const workload = workloadFor(study, p.workload);
   const logLines: string[] = [];
@@ -127,16 +127,7 @@ async function runPoint(
       for (const [k, v] of Object.entries(own)) artifacts[`${prefix}${k}`] = v;
     });
     if (logLines.length > 0) artifacts.log = logLines.join('\n');
-    store.finishPoint(pointId, { status: 'ok', measurements, artifacts, series });
-    ctx.emit({
-      event: 'point-end',
-      run: runId,
-      index: p.index,
-      variant: p.variantId,
-      workload: p.workload,
-      status: 'ok',
-      durationSeconds: (Date.now() - started) / 1000,
-    });
+    endPoint(ctx, p, pointId, started, { status: 'ok', measurements, artifacts, series });
     return { ok: true };
   } catch (err) {
     if (ctx.interrupted()) return { ok: false }; // the interrupt handler removes the point
@@ -150,17 +141,7 @@ async function runPoint(
     const reason = errorMessage(err);
     // A fault leaves the VM in an unknown state: the next point boots a fresh one.
     if (p.variantId !== HOST_VARIANT_ID) await group.stop();
-    store.finishPoint(pointId, { status: 'failed', error: reason, consoleTail, artifacts });
-    ctx.emit({
-      event: 'point-end',
-      run: runId,
-      index: p.index,
-      variant: p.variantId,
-      workload: p.workload,
-      status: 'failed',
-      durationSeconds: (Date.now() - started) / 1000,
-      error: reason,
-    });
+    endPoint(ctx, p, pointId, started, { status: 'failed', error: reason, consoleTail, artifacts });
     return { ok: false, error: err, booting };
   }
 }
@@ -283,13 +264,31 @@ function beginPoint(ctx: RunContext, p: PlannedPoint, left: number, adaptive: bo
   return pointId;
 }
 
+/** Commits a point's outcome (one transaction) and tells the progress view; the twin of beginPoint. */
+function endPoint(
+  ctx: RunContext,
+  p: PlannedPoint,
+  pointId: number,
+  started: number,
+  outcome: StoredOutcome,
+): void {
+  ctx.store.finishPoint(pointId, outcome);
+  ctx.emit({
+    event: 'point-end',
+    run: ctx.runId,
+    index: p.index,
+    variant: p.variantId,
+    workload: p.workload,
+    status: outcome.status,
+    durationSeconds: (Date.now() - started) / 1000,
+    ...(outcome.error === undefined ? {} : { error: outcome.error }),
+  });
+}
+
 /** Records a point of a failed host as failed without running it (resume runs it again). */
 function skipPoint(ctx: RunContext, p: PlannedPoint, reason: string, adaptive: boolean, left: number): void {
-  const { store, runId } = ctx;
   const pointId = beginPoint(ctx, p, left, adaptive);
-  const at = { run: runId, index: p.index, variant: p.variantId, workload: p.workload };
-  store.finishPoint(pointId, { status: 'failed', error: reason, consoleTail: '', artifacts: {} });
-  ctx.emit({ event: 'point-end', ...at, status: 'failed', durationSeconds: 0, error: reason });
+  endPoint(ctx, p, pointId, Date.now(), { status: 'failed', error: reason, consoleTail: '', artifacts: {} });
 }
 
 /** Plans the adaptive rounds, one at a time, after the planned ones: returns the points of the next round. */
