@@ -1,14 +1,13 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { builtGuest, GUEST_KERNEL_CMDLINE } from '../../guest/build.js';
-import { type Accel, qemuArgv } from '../../qemu/argv.js';
+import { qemuArgv } from '../../qemu/argv.js';
 import { qemuCapabilities } from '../../qemu/capabilities.js';
 import { loadStudyArg } from '../../study/load.js';
-import { listPresets } from '../../study/presets.js';
 import { HOST_VARIANT_ID, type Study, type Variant } from '../../study/types.js';
 import { UserError } from '../../util/errors.js';
 import { runtimeDir } from '../../util/paths.js';
-import { printJson } from '../common.js';
+import { accelFlag, printJson, withStudyArg } from '../common.js';
 
 interface ArgvFlags {
   preset?: string;
@@ -35,18 +34,12 @@ function shellQuote(arg: string): string {
 }
 
 export function registerArgv(program: Command): void {
-  program
-    .command('argv')
-    .description('print the QEMU command line of one variant of a study')
-    .argument('[file]', 'study file (YAML)')
-    .option('--preset <name>', `a preset study instead of a file (${listPresets().join(', ')})`)
+  withStudyArg(program.command('argv').description('print the QEMU command line of one variant of a study'))
     .requiredOption('--variant <id>', 'variant id (see "kvmio plan")')
     .option('--accel <kvm|tcg>', 'accelerator of the command line', 'kvm')
     .option('--json', 'machine-readable output: { variant, argv, pinning, notes }')
     .action(async (file: string | undefined, flags: ArgvFlags) => {
-      if (flags.accel !== 'kvm' && flags.accel !== 'tcg') {
-        throw new UserError(`--accel ${flags.accel}: allowed values are kvm and tcg`);
-      }
+      const accel = accelFlag(flags.accel);
       const study = loadStudyArg(file, flags.preset);
       const variant = findVariant(study, flags.variant);
       const notes: string[] = [];
@@ -60,7 +53,7 @@ export function registerArgv(program: Command): void {
         name,
         study,
         variant,
-        accel: flags.accel as Accel,
+        accel,
         image: {
           kernel: guest?.kernel ?? 'GUEST/vmlinuz',
           initrd: guest?.initrd ?? 'GUEST/initrd.img',

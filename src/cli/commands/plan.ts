@@ -2,9 +2,8 @@ import type { Command } from 'commander';
 import { splitGlobs } from '../../study/glob.js';
 import { loadStudyArg } from '../../study/load.js';
 import { type Plan, type PlannedPoint, planStudy } from '../../study/plan.js';
-import { listPresets } from '../../study/presets.js';
 import { formatSeconds } from '../../util/units.js';
-import { printJson } from '../common.js';
+import { printJson, withOnly, withStudyArg } from '../common.js';
 
 interface PlanFlags {
   preset?: string;
@@ -117,18 +116,15 @@ export function formatPlan(plan: Plan): string {
 }
 
 export function registerPlan(program: Command): void {
-  program
-    .command('plan')
-    .description('show the variants and points of a study in run order, the VM boots and the time it takes')
-    .argument('[file]', 'study file (YAML)')
-    .option('--preset <name>', `a preset study instead of a file (${listPresets().join(', ')})`)
-    // Not variadic: `--only a,b FILE` must leave FILE alone.
-    .option(
-      '--only <globs>',
-      'only variant ids matching these globs (comma-separated, repeatable; "host" is the baseline)',
-      (value: string, previous: string[]) => [...previous, value],
-      [] as string[],
-    )
+  withOnly(
+    withStudyArg(
+      program
+        .command('plan')
+        .description(
+          'show the variants and points of a study in run order, the VM boots and the time it takes',
+        ),
+    ),
+  )
     .option('--json', 'machine-readable output')
     .action((file: string | undefined, flags: PlanFlags) => {
       const study = loadStudyArg(file, flags.preset);

@@ -6,13 +6,12 @@ import { variantTables } from '../../engine/summary.js';
 import { Store } from '../../store/store.js';
 import { splitGlobs } from '../../study/glob.js';
 import { loadStudyArg } from '../../study/load.js';
-import { listPresets } from '../../study/presets.js';
 import { UserError } from '../../util/errors.js';
-import { withDb } from '../common.js';
+import { withDb, withOnly, withStudyArg } from '../common.js';
 
 interface RunFlags {
   preset?: string;
-  only?: string[];
+  only: string[];
   db: string;
   resume?: string;
   destroyData: string[];
@@ -24,15 +23,15 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function registerRun(program: Command): void {
   withDb(
-    program
-      .command('run')
-      .description('run a study on real VMs and store every figure; --resume finishes an interrupted run')
-      .argument('[file]', 'study file (YAML)')
-      .option('--preset <name>', `a preset study instead of a file (${listPresets().join(', ')})`)
-      .option(
-        '--only <globs...>',
-        'only variant ids matching these globs (comma-separated; "host" is the baseline)',
-      )
+    withOnly(
+      withStudyArg(
+        program
+          .command('run')
+          .description(
+            'run a study on real VMs and store every figure; --resume finishes an interrupted run',
+          ),
+      ),
+    )
       .option('--resume <run>', 'finish this run: measure its missing and failed points, keep the others')
       .option(
         '--destroy-data <path>',
@@ -51,7 +50,7 @@ export function registerRun(program: Command): void {
     try {
       const result = await runStudy(study, {
         store,
-        only: flags.only ? splitGlobs(flags.only) : undefined,
+        only: flags.only.length > 0 ? splitGlobs(flags.only) : undefined,
         resume: flags.resume,
         destroyData: flags.destroyData,
         onEvent: (e) => {

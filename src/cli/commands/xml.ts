@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
 import { builtGuest, GUEST_KERNEL_CMDLINE } from '../../guest/build.js';
 import { guestContentTag, stagedGuestPaths } from '../../libvirt/stage.js';
-import { type Accel, diskXml, domainXml, scsiControllerXml } from '../../libvirt/xml.js';
+import { diskXml, domainXml, scsiControllerXml } from '../../libvirt/xml.js';
 import { testDiskPaths } from '../../study/disks.js';
 import { loadStudyArg } from '../../study/load.js';
-import { listPresets } from '../../study/presets.js';
 import { variantDisks } from '../../study/variants.js';
-import { UserError } from '../../util/errors.js';
+import { accelFlag, withStudyArg } from '../common.js';
 import { findVariant } from './argv.js';
 
 interface XmlFlags {
@@ -18,11 +17,11 @@ interface XmlFlags {
 }
 
 export function registerXml(program: Command): void {
-  program
-    .command('xml')
-    .description('print the libvirt domain XML of one variant of a study (valid by virt-xml-validate)')
-    .argument('[file]', 'study file (YAML)')
-    .option('--preset <name>', `a preset study instead of a file (${listPresets().join(', ')})`)
+  withStudyArg(
+    program
+      .command('xml')
+      .description('print the libvirt domain XML of one variant of a study (valid by virt-xml-validate)'),
+  )
     .requiredOption('--variant <id>', 'variant id (see "kvmio plan")')
     .option('--accel <kvm|tcg>', "domain type: kvm, or tcg for <domain type='qemu'>", 'kvm')
     .option('--disk-only', 'only the test disk (and its virtio-scsi controller), to paste into your own VM')
@@ -31,9 +30,7 @@ export function registerXml(program: Command): void {
       'target libvirt >= 10 with QEMU >= 9: one virtio-blk disk served by several iothreads',
     )
     .action(async (file: string | undefined, flags: XmlFlags) => {
-      if (flags.accel !== 'kvm' && flags.accel !== 'tcg') {
-        throw new UserError(`--accel ${flags.accel}: allowed values are kvm and tcg`);
-      }
+      const accel = accelFlag(flags.accel);
       const study = loadStudyArg(file, flags.preset);
       const variant = findVariant(study, flags.variant);
       const iothreadVqMapping = flags.iothreadVqMapping ?? false;
@@ -63,7 +60,7 @@ export function registerXml(program: Command): void {
           study,
           variant,
           guest: { ...staged, cmdline: GUEST_KERNEL_CMDLINE },
-          accel: flags.accel as Accel,
+          accel,
           name: `kvmio-${variant.id}`,
           iothreadVqMapping,
         }),
