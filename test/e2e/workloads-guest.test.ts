@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { clockTicksPerSecond, parseProcStat } from '../../src/metrics/cpu.js';
-import type { FioWorkload, PgbenchWorkload, RsyncWorkload, SweepWorkload } from '../../src/study/types.js';
+import type { PgbenchWorkload, RsyncWorkload, SweepWorkload } from '../../src/study/types.js';
 import type { FioJob } from '../../src/workloads/fio-json.js';
 import { runWorkload } from '../../src/workloads/index.js';
 import type { MetricValue, StepResult, WorkloadTarget } from '../../src/workloads/types.js';
 import { bootTestGuest, qemuPids, type TestGuest, testVariant } from '../helpers/vm.js';
+import { fioWorkload } from '../helpers/workloads.js';
 
 /**
  * Every workload kind in the real embedded guest under TCG (one boot for the file), each figure checked
@@ -55,18 +56,7 @@ function assertFioFigures(step: StepResult, dir: 'read' | 'write'): void {
 }
 
 test('fio in the guest: fio’s figures, QEMU CPU by thread class, probes', async () => {
-  const w: FioWorkload = {
-    kind: 'fio',
-    name: 'randread-qd1',
-    rw: 'randread',
-    bs: 4096,
-    iodepth: 1,
-    numjobs: 1,
-    runtimeSeconds: 2,
-    rampSeconds: 1,
-    ioengine: 'libaio',
-    extra: {},
-  };
+  const w = fioWorkload();
   const pid = guest.vm.qemuPid();
   const tick = 1 / (await clockTicksPerSecond());
   const cpuBefore = parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).ticks * tick;

@@ -13,12 +13,13 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import type { FioWorkload, SweepWorkload } from '../../src/study/types.js';
+import type { SweepWorkload } from '../../src/study/types.js';
 import { run as runCommand } from '../../src/util/proc.js';
 import type { FioJob } from '../../src/workloads/fio-json.js';
 import { runWorkload } from '../../src/workloads/index.js';
 import { treeGeneratorArgv } from '../../src/workloads/rsync.js';
 import type { MetricValue, StepResult } from '../../src/workloads/types.js';
+import { fioWorkload } from '../helpers/workloads.js';
 
 /** The host baseline: the same fio jobs run on the host against a file, figures checked against fio's JSON. */
 
@@ -47,18 +48,7 @@ function assertMatchesFioJson(step: StepResult, dirs: Array<'read' | 'write'>): 
   assert.ok((value(step.metrics, 'cpu.pct_per_kiops') ?? 0) > 0);
 }
 
-const fio: FioWorkload = {
-  kind: 'fio',
-  name: 'randread-qd1',
-  rw: 'randread',
-  bs: 4096,
-  iodepth: 1,
-  numjobs: 1,
-  runtimeSeconds: 2,
-  rampSeconds: 1,
-  ioengine: 'libaio',
-  extra: {},
-};
+const fio = fioWorkload();
 
 test('host baseline fio: one step, fio’s own figures, fio’s CPU, the exact argv', async () => {
   const r = await runWorkload({ kind: 'host', diskPath: disk }, fio);

@@ -5,7 +5,8 @@ import { libvirtLines } from '../../src/report/conclusion.js';
 import type { Series } from '../../src/report/series.js';
 import { variantLabel, varyingKnobs } from '../../src/report/series.js';
 import { classify } from '../../src/report/workloads.js';
-import type { Variant, Workload } from '../../src/study/types.js';
+import type { FioWorkload, Variant, Workload } from '../../src/study/types.js';
+import { fioWorkload } from '../helpers/workloads.js';
 
 const v = (over: Partial<Variant>): Variant => ({
   id: 'x',
@@ -36,19 +37,7 @@ test("legends use the study's wording", () => {
 });
 
 test('charts are chosen by the workload parameters, not by its name', () => {
-  const fio = (over: Partial<Workload & { kind: 'fio' }>): Workload => ({
-    kind: 'fio',
-    name: 'anything',
-    rw: 'randread',
-    bs: 4096,
-    iodepth: 1,
-    numjobs: 1,
-    runtimeSeconds: 2,
-    rampSeconds: 1,
-    ioengine: 'libaio',
-    extra: {},
-    ...over,
-  });
+  const fio = (over: Partial<FioWorkload>): Workload => fioWorkload({ name: 'anything', ...over });
   assert.equal(classify('w', fio({}), new Set()).cls, 'qd1');
   assert.equal(classify('w', fio({ iodepth: 64 }), new Set()).cls, 'iops');
   assert.equal(classify('w', fio({ iodepth: 64 }), new Set()).params, 'BS=4k QD=64');
