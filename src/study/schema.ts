@@ -318,7 +318,12 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
     const file = resolve(baseDir, given);
     if (!existsSync(file) || !statSync(file).isFile())
       src.fail(['guest', 'domain'], `${describe(given)}: no such file (looked for ${file})`);
-    guest.domain = file;
+    // Until a user's domain is really varied, running the builtin guest in its place would
+    // benchmark the wrong VM under the user's name.
+    src.fail(
+      ['guest', 'domain'],
+      `${describe(given)}: varying your own domain is not supported yet (kvmio would run its builtin guest instead); remove the key`,
+    );
   }
 
   const disk = readDisk(src, ['disk'], top.disk, { ...STUDY_DEFAULTS.disk });

@@ -199,13 +199,17 @@ test('a scalar stands for a one-value list in the matrix; sizes and durations ta
   assert.deepEqual([w.bs, w.runtimeSeconds, w.rampSeconds, w.sizeBytes], [1024 ** 2, 120, 0.5, 1024 ** 3]);
 });
 
-test('guest.domain resolves against the study file and needs the libvirt backend', () => {
+test('guest.domain is refused rather than silently replaced by the builtin guest', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kvmio-study-'));
   try {
     writeFileSync(join(dir, 'vm.xml'), '<domain type="kvm"><name>mine</name></domain>\n');
     const file = join(dir, 'study.yaml');
     writeFileSync(file, 'backend: libvirt\nguest: { domain: vm.xml }\nworkloads: [ { kind: fio } ]\n');
-    assert.equal(loadStudy(file).guest.domain, join(dir, 'vm.xml'));
+    assert.throws(
+      () => loadStudy(file),
+      (e: unknown) =>
+        e instanceof ConfigError && e.keyPath === 'guest.domain' && /not supported yet/.test(e.message),
+    );
   } finally {
     rmSync(dir, { recursive: true });
   }
