@@ -1,3 +1,4 @@
+import { quoted } from '../util/errors.js';
 import { formatBytes, parseDuration, parseSize } from '../util/units.js';
 import type { KeyPath, YamlSource } from './yaml-source.js';
 
@@ -10,7 +11,7 @@ export function describe(value: unknown): string {
   if (value === null || value === undefined) return 'empty';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a map';
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return quoted(value);
   return String(value);
 }
 

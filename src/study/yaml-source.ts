@@ -1,12 +1,18 @@
 import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
-import { ConfigError, UserError } from '../util/errors.js';
+import { ConfigError, printable, UserError } from '../util/errors.js';
+
+const MAX_KEY_CHARS = 60;
 
 export type KeyPath = ReadonlyArray<string | number>;
 
 /** `matrix.aio[2]`, `workloads[0].iodepth`: how key paths appear in messages. */
 export function formatKeyPath(path: KeyPath): string {
   let out = '';
-  for (const seg of path) out += typeof seg === 'number' ? `[${seg}]` : out ? `.${seg}` : seg;
+  for (const seg of path) {
+    // Keys come from the file: escaped and cut like any other value in a message.
+    const key = typeof seg === 'number' ? `[${seg}]` : printable(seg, MAX_KEY_CHARS);
+    out += typeof seg === 'number' || !out ? key : `.${key}`;
+  }
   return out;
 }
 
