@@ -8,10 +8,11 @@ import {
   GUEST_READY_MARKER,
   type GuestImage,
 } from '../guest/build.js';
+import { qemuBinary } from '../qemu/binary.js';
 import { UserError } from '../util/errors.js';
 import { cacheDir } from '../util/paths.js';
 import { trackChild } from '../util/proc.js';
-import { QEMU_BINARY, qemuVersion } from './facts.js';
+import { qemuVersion } from './facts.js';
 
 export type Accel = 'kvm' | 'tcg';
 
@@ -156,7 +157,7 @@ export function bootToMarker(guest: GuestImage, accel: Accel, timeoutMs: number)
   ];
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(QEMU_BINARY, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(qemuBinary(), argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     const untrack = trackChild(child);
     let output = '';
     let settled = false;
@@ -186,7 +187,7 @@ export function bootToMarker(guest: GuestImage, accel: Accel, timeoutMs: number)
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    child.on('error', (e) => finish(false, `could not start ${QEMU_BINARY}: ${e.message}`));
+    child.on('error', (e) => finish(false, `could not start ${qemuBinary()}: ${e.message}`));
     child.on('exit', (code, signal) => {
       const tail = output.trim().split('\n').slice(-1)[0] ?? '';
       finish(false, `QEMU exited (${signal ?? `code ${code}`}) before booting${tail ? `: ${tail}` : ''}`);

@@ -1,9 +1,17 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtGuest } from '../guest/build.js';
+import { qemuLocation } from '../qemu/binary.js';
 import { run } from '../util/proc.js';
 import { type AccelResult, probeAccelerator } from './accel.js';
 import { type HostFacts, hostFacts } from './facts.js';
+import {
+  hostPackageManager,
+  type MissingNeed,
+  missingAdvice,
+  missingNeeds,
+  type PackageManager,
+} from './packages.js';
 
 /** Everything `kvmio doctor` reports: what this host can do for a study. */
 export interface DoctorReport {
@@ -11,6 +19,8 @@ export interface DoctorReport {
   accelerator: AccelResult;
   libvirtDaemon: { answers: boolean; detail: string; hypervisor?: string };
   guest: { built: boolean; dir?: string; hash?: string; kernelVersion?: string; initrdBytes?: number };
+  /** What the host lacks, and the command that installs it with the host's package manager. */
+  missing: { needs: MissingNeed[]; packageManager?: PackageManager; advice: string[] };
   warnings: string[];
 }
 
@@ -53,7 +63,8 @@ export async function doctor(opts: { log?: (line: string) => void } = {}): Promi
   const guest = guestState();
   const warnings: string[] = [];
   if (accelerator.warning) warnings.push(accelerator.warning);
-  if (!facts.qemu.version) warnings.push(`QEMU (${facts.qemu.binary}) not found: nothing can be measured`);
+  if (!facts.qemu.version)
+    warnings.push(`QEMU (${facts.qemu.binary}) not found: nothing can be measured (${facts.qemu.reason})`);
   if (!facts.fio.version)
     warnings.push('fio not found on the host (needed for host-side probes and "import fio")');
   if (!daemon.answers)
@@ -65,7 +76,12 @@ export async function doctor(opts: { log?: (line: string) => void } = {}): Promi
   if (facts.ioUring.qemuAccepts === false)
     warnings.push(`QEMU refuses aio=io_uring: ${facts.ioUring.qemuDetail}`);
   if (!guest.built) warnings.push('the guest is not built: run "kvmio guest build"');
-  return { facts, accelerator, libvirtDaemon: daemon, guest, warnings };
+  const needs = missingNeeds(qemuLocation().found);
+  const packageManager = hostPackageManager();
+  const advice = missingAdvice(needs, packageManager);
+  if (advice.length) warnings.push(advice.join(': '));
+  const missing = { needs, ...(packageManager ? { packageManager } : {}), advice };
+  return { facts, accelerator, libvirtDaemon: daemon, guest, missing, warnings };
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 30 ? 1 : 0)} MiB`;
@@ -85,7 +101,10 @@ export function formatDoctor(r: DoctorReport): string {
       `${f.cpu.model}: ${f.cpu.logicalCpus} logical, ${f.cpu.physicalCores} cores, ${f.cpu.sockets} socket(s)`,
     ],
     ['memory', gib(f.memoryBytes)],
-    ['qemu', f.qemu.version ? `${f.qemu.binary} ${f.qemu.version}` : `missing (${f.qemu.error})`],
+    [
+      'qemu',
+      `${f.qemu.version ? `${f.qemu.binary} ${f.qemu.version}` : `missing (${f.qemu.error})`}${f.qemu.reason ? ` (${f.qemu.reason})` : ''}`,
+    ],
     ['accelerator', `${r.accelerator.accel.toUpperCase()}: ${r.accelerator.reason}`],
     ['fio', f.fio.version ?? `missing (${f.fio.error})`],
     ['libvirt client', f.libvirt.virshVersion ?? `missing (${f.libvirt.error})`],

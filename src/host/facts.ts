@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { qemuBinary, qemuLocation } from '../qemu/binary.js';
 import { run } from '../util/proc.js';
 import { VERSION } from '../version.js';
 
@@ -12,7 +13,8 @@ export interface HostFacts {
   kernel: string;
   cpu: { model: string; logicalCpus: number; physicalCores: number; sockets: number };
   memoryBytes: number;
-  qemu: { binary: string; version?: string; error?: string };
+  /** Which QEMU binary and why it was chosen (see qemu/binary.ts). */
+  qemu: { binary: string; reason?: string; version?: string; error?: string };
   libvirt: { virshVersion?: string; error?: string };
   fio: { version?: string; error?: string };
   hugepages: HugepageFacts;
@@ -37,8 +39,6 @@ export interface HugepageFacts {
   /** Mount points of hugetlbfs, with their page size option when given. */
   mounts: { path: string; pagesize?: string }[];
 }
-
-export const QEMU_BINARY = process.env.KVMIO_QEMU || 'qemu-system-x86_64';
 
 // ---- parsers of /proc and tool output (pure, unit-tested on this host's real files) ----------
 
@@ -120,7 +120,7 @@ async function toolVersion(argv: string[], parse: (s: string) => string | undefi
 }
 
 export async function qemuVersion(): Promise<string | undefined> {
-  return (await toolVersion([QEMU_BINARY, '--version'], parseQemuVersion)).version;
+  return (await toolVersion([qemuBinary(), '--version'], parseQemuVersion)).version;
 }
 
 /** A 4 KiB io_uring read by fio: the kernel can refuse io_uring (sysctl, seccomp) even when it is built. */
@@ -158,7 +158,7 @@ async function probeQemuIoUring(dir: string): Promise<{ accepts?: boolean; detai
   try {
     const r = await run(
       [
-        QEMU_BINARY,
+        qemuBinary(),
         '-machine',
         'none',
         '-S',
@@ -186,7 +186,7 @@ export async function hostFacts(): Promise<HostFacts> {
   const scratch = mkdtempSync(join(tmpdir(), 'kvmio-facts-'));
   try {
     const [qemu, virsh, fio, kernelUring, qemuUring] = await Promise.all([
-      toolVersion([QEMU_BINARY, '--version'], parseQemuVersion),
+      toolVersion([qemuBinary(), '--version'], parseQemuVersion),
       toolVersion(['virsh', '--version'], (s) => /^(\d+\.\d+\.\d+)/m.exec(s.trim())?.[1]),
       toolVersion(['fio', '--version'], parseFioVersion),
       probeKernelIoUring(scratch),
@@ -208,7 +208,7 @@ export async function hostFacts(): Promise<HostFacts> {
               sockets: 1,
             },
       memoryBytes: meminfo.get('MemTotal') ?? 0,
-      qemu: { binary: QEMU_BINARY, ...qemu },
+      qemu: { binary: qemuLocation().binary, reason: qemuLocation().reason, ...qemu },
       libvirt: virsh.version ? { virshVersion: virsh.version } : { error: virsh.error },
       fio,
       hugepages: {

@@ -3,7 +3,8 @@ import { studyMaxDisks, testDiskPaths } from '../study/disks.js';
 import type { CacheMode, Study, Variant } from '../study/types.js';
 import { variantDisks } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
-import { DEFAULT_QEMU, type QemuCapabilities } from './capabilities.js';
+import { qemuBinary } from './binary.js';
+import type { QemuCapabilities } from './capabilities.js';
 
 /**
  * The QEMU command line of one variant. The test disk is described once (blockdev nodes and
@@ -78,7 +79,7 @@ export function runtimePaths(dir: string): QemuRuntimePaths {
 
 /** What argv assumes when no capabilities were probed: QEMU 7.2 as on Debian bookworm. */
 export const ASSUMED_CAPABILITIES: QemuCapabilities = {
-  binary: DEFAULT_QEMU,
+  binary: 'qemu-system-x86_64',
   version: { major: 7, minor: 2, micro: 0, package: 'assumed' },
   aioModes: ['threads', 'native', 'io_uring'],
   iothreadVqMapping: false,
@@ -272,7 +273,7 @@ export function qemuArgv(opts: QemuArgvOptions): string[] {
       : `memory-backend-ram,id=kvmio-mem,size=${memMiB}M`;
 
   const argv = [
-    opts.binary ?? caps.binary ?? DEFAULT_QEMU,
+    opts.binary ?? opts.capabilities?.binary ?? qemuBinary(),
     '-name',
     `${noComma('VM name', opts.name)},debug-threads=on`,
     '-machine',

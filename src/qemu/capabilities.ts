@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { trackChild } from '../util/proc.js';
+import { qemuBinary } from './binary.js';
 import { QmpClient } from './qmp.js';
 
 /**
@@ -21,9 +22,6 @@ export interface QemuCapabilities {
   scsiIothreadVqMapping: boolean;
 }
 
-/** The QEMU binary kvmio starts ($KVMIO_QEMU overrides it, as in host/facts.ts). */
-export const DEFAULT_QEMU = process.env.KVMIO_QEMU || 'qemu-system-x86_64';
-
 const cache = new Map<string, QemuCapabilities>();
 
 interface SchemaEntry {
@@ -34,7 +32,7 @@ interface SchemaEntry {
 }
 
 /** Reads the capabilities through an already connected QMP client. */
-export async function capabilitiesFromQmp(qmp: QmpClient, binary = DEFAULT_QEMU): Promise<QemuCapabilities> {
+export async function capabilitiesFromQmp(qmp: QmpClient, binary = qemuBinary()): Promise<QemuCapabilities> {
   const version = await qmp.execute<{
     qemu: { major: number; minor: number; micro: number };
     package: string;
@@ -67,7 +65,7 @@ function enumValues(e: SchemaEntry): string[] {
  * Capabilities of a QEMU binary, cached per binary (path, size and mtime) for this process.
  * Starts it once with no machine (-machine none -S) and asks over QMP.
  */
-export async function qemuCapabilities(binary = DEFAULT_QEMU): Promise<QemuCapabilities> {
+export async function qemuCapabilities(binary = qemuBinary()): Promise<QemuCapabilities> {
   const key = binaryKey(binary);
   const hit = cache.get(key);
   if (hit) return hit;

@@ -25,7 +25,8 @@ import {
   testDiskSlots,
   variantDiskPaths,
 } from './argv.js';
-import { DEFAULT_QEMU, type QemuCapabilities, qemuCapabilities } from './capabilities.js';
+import { qemuBinary } from './binary.js';
+import { type QemuCapabilities, qemuCapabilities } from './capabilities.js';
 import { applyPinning } from './pinning.js';
 import { QmpClient } from './qmp.js';
 import { verifyLiveConfig } from './verify.js';
@@ -347,7 +348,7 @@ export class QemuVm implements GuestVm {
 
 /** Boots the guest for `variant` and returns once its agent answers and the live config is verified. */
 export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
-  const binary = opts.binary ?? DEFAULT_QEMU;
+  const binary = opts.binary ?? qemuBinary();
   const caps = await qemuCapabilities(binary);
   for (const disk of variantDiskPaths(opts.variant, opts.study.disk.path)) {
     if (!existsSync(disk)) {
