@@ -103,55 +103,60 @@ export function importFio(
     opts.label ??
     (files.length === 1 ? basename(files[0] as string, extname(files[0] as string)) : 'fio-import');
   let result: ImportResult | undefined;
-  store.db.transaction(() => {
-    const runId = store.createRun({
-      name,
-      source: 'import:fio',
-      kvmioVersion: VERSION,
-      status: 'running',
-      notes: files.map((f) => `imported from ${f}`),
-    });
-    store.setVariants(
-      runId,
-      jobs.map((j) => ({
-        id: j.variant,
-        source: 'fio',
-        file: j.file,
-        job: j.job.jobname,
-        fioVersion: j.report.version,
-        options: j.job['job options'] ?? {},
-      })),
-    );
-    const hosts = new Set<string>();
-    let failed = 0;
-    jobs.forEach((j, index) => {
-      const host = j.job.hostname ?? 'imported';
-      if (!hosts.has(host)) {
-        hosts.add(host);
-        store.setHost(runId, host, null, { imported: true, fioVersion: j.report.version });
-      }
-      const pointId = store.startPoint(runId, {
-        index,
-        round: 0,
-        host,
-        variant: j.variant,
-        workload: j.workload,
+  store.db
+    .transaction(() => {
+      const runId = store.createRun({
+        name,
+        source: 'import:fio',
+        kvmioVersion: VERSION,
+        status: 'running',
+        notes: files.map((f) => `imported from ${f}`),
       });
-      const artifacts = { 'fio.json': j.raw };
-      if (j.job.error !== 0) {
-        failed++;
-        store.finishPoint(pointId, {
-          status: 'failed',
-          error: `fio job ${j.job.jobname} reported error ${j.job.error}`,
-          artifacts,
+      store.setVariants(
+        runId,
+        jobs.map((j) => ({
+          id: j.variant,
+          source: 'fio',
+          file: j.file,
+          job: j.job.jobname,
+          fioVersion: j.report.version,
+          options: j.job['job options'] ?? {},
+        })),
+      );
+      const hosts = new Set<string>();
+      let failed = 0;
+      const rawStored = new Set<string>();
+      jobs.forEach((j, index) => {
+        const host = j.job.hostname ?? 'imported';
+        if (!hosts.has(host)) {
+          hosts.add(host);
+          store.setHost(runId, host, null, { imported: true, fioVersion: j.report.version });
+        }
+        const pointId = store.startPoint(runId, {
+          index,
+          round: 0,
+          host,
+          variant: j.variant,
+          workload: j.workload,
         });
-        return;
-      }
-      const measurements = fioJobMetrics(j.job).map((m) => ({ ...m, step: null }));
-      store.finishPoint(pointId, { status: 'ok', measurements, artifacts });
-    });
-    store.setRunStatus(runId, failed === 0 ? 'complete' : 'partial');
-    result = { runId, variants: jobs.map((j) => j.variant), points: jobs.length, failed };
-  })();
+        // The raw file once, with its first job's point: a file of 400 jobs is stored once, not 400 times.
+        const artifacts: Record<string, string> = rawStored.has(j.file) ? {} : { 'fio.json': j.raw };
+        rawStored.add(j.file);
+        if (j.job.error !== 0) {
+          failed++;
+          store.finishPoint(pointId, {
+            status: 'failed',
+            error: `fio job ${j.job.jobname} reported error ${j.job.error}`,
+            artifacts,
+          });
+          return;
+        }
+        const measurements = fioJobMetrics(j.job).map((m) => ({ ...m, step: null }));
+        store.finishPoint(pointId, { status: 'ok', measurements, artifacts });
+      });
+      store.setRunStatus(runId, failed === 0 ? 'complete' : 'partial');
+      result = { runId, variants: jobs.map((j) => j.variant), points: jobs.length, failed };
+    })
+    .immediate();
   return result as unknown as ImportResult;
 }

@@ -84,23 +84,36 @@ export const MIGRATIONS: readonly string[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
-/** Applies the migrations this file has not seen yet, each in its own transaction. */
+/**
+ * Applies the migrations this file has not seen yet, each in its own immediate transaction. The
+ * version is read again once the write lock is held, so a second kvmio migrating the same file at the
+ * same moment waits, then finds the work done.
+ */
 export function migrate(db: Database.Database, file: string): number {
-  const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > SCHEMA_VERSION) {
-    throw new UserError(
-      `${file} has schema version ${current}, newer than this kvmio knows (${SCHEMA_VERSION}): upgrade kvmio`,
-    );
+  for (;;) {
+    const applied = db
+      .transaction(() => {
+        const current = db.pragma('user_version', { simple: true }) as number;
+        if (current > SCHEMA_VERSION) throw newerSchema(file, current);
+        if (current === SCHEMA_VERSION) return false;
+        db.exec(MIGRATIONS[current] as string);
+        db.prepare('INSERT INTO migrations (version, applied) VALUES (?, ?)').run(
+          current + 1,
+          new Date().toISOString(),
+        );
+        db.pragma(`user_version = ${current + 1}`);
+        return true;
+      })
+      .immediate();
+    if (!applied) return SCHEMA_VERSION;
   }
-  for (let v = current; v < SCHEMA_VERSION; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v] as string);
-      db.prepare('INSERT INTO migrations (version, applied) VALUES (?, ?)').run(
-        v + 1,
-        new Date().toISOString(),
-      );
-      db.pragma(`user_version = ${v + 1}`);
-    })();
-  }
-  return SCHEMA_VERSION;
 }
+
+export function newerSchema(file: string, version: number): UserError {
+  return new UserError(
+    `${file} has schema version ${version}, newer than this kvmio knows (${SCHEMA_VERSION}): upgrade kvmio to read it`,
+  );
+}
+
+/** Tables every kvmio store has from its first migration on: a SQLite file without them is not a store. */
+export const STORE_TABLES = ['migrations', 'runs', 'points', 'measurements'] as const;

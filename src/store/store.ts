@@ -1,9 +1,9 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { MetricRow, Study, Variant } from '../study/types.js';
 import { UserError } from '../util/errors.js';
-import { migrate } from './schema.js';
+import { migrate, newerSchema, SCHEMA_VERSION, STORE_TABLES } from './schema.js';
 
 /**
  * The results store: one SQLite file. Every figure keeps its provenance (run, host, variant, round,
@@ -188,37 +188,120 @@ export function runIdFor(name: string, when: Date): string {
   return `${stamp}-${slug}`;
 }
 
+/** How long a writer waits for another one (20 imports at once, a run committing a point). */
+const BUSY_TIMEOUT_MS = 60_000;
+
+/** The tables of a SQLite file, or a UserError when the file is not SQLite at all. */
+function tableNames(db: Database.Database): Set<string> {
+  const rows = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[];
+  return new Set(rows.map((r) => r.name));
+}
+
+/** Refuses a file that is not a kvmio store, or one written by a newer kvmio, or a damaged one. */
+function checkStore(db: Database.Database, path: string): void {
+  const tables = tableNames(db);
+  const missing = STORE_TABLES.filter((t) => !tables.has(t));
+  if (missing.length > 0) {
+    throw new UserError(
+      `${path} is not a kvmio results store (a SQLite file without the tables ${missing.join(', ')})`,
+    );
+  }
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) throw newerSchema(path, version);
+  const check = String(db.pragma('quick_check(1)', { simple: true }));
+  if (check !== 'ok') throw damaged(path, check);
+}
+
+/**
+ * A read-only connection that works where the user may only read. A WAL store in a directory the user
+ * cannot write has no -shm file to share, so SQLite cannot open it in place: kvmio then reads a copy
+ * into memory, marked as a rollback-journal database (header bytes 18–19), and the file stays as it was.
+ */
+function readable(db: Database.Database, file: string, path: string): Database.Database {
+  try {
+    checkStore(db, path);
+    return db;
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? '';
+    if (code !== 'SQLITE_CANTOPEN' && !code.startsWith('SQLITE_READONLY')) throw err;
+  }
+  db.close();
+  const image = readFileSync(file);
+  if (image.length > 19) image.fill(1, 18, 20);
+  const copy = new Database(image, { readonly: true });
+  try {
+    checkStore(copy, path);
+  } catch (err) {
+    copy.close();
+    throw err;
+  }
+  return copy;
+}
+
+/** A writer's connection: WAL, schema up to date; an empty file becomes a store, another program's is refused. */
+function writable(db: Database.Database, path: string): Database.Database {
+  const tables = tableNames(db);
+  if (tables.size > 0) checkStore(db, path);
+  if (db.pragma('journal_mode', { simple: true }) !== 'wal') db.pragma('journal_mode = WAL');
+  migrate(db, path);
+  return db;
+}
+
+function damaged(path: string, detail: string): UserError {
+  const oneLine = detail
+    .replace(/\*\*\*[^*]*\*\*\*/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 160);
+  return new UserError(`${path} is a damaged results store (SQLite: ${oneLine})`);
+}
+
+/** SQLite's own failures (not a database, damaged) as one clear line naming the file. */
+function storeError(err: unknown, path: string): UserError {
+  if (err instanceof UserError) return err;
+  const code = (err as { code?: string }).code;
+  const message = (err as Error).message;
+  if (code === 'SQLITE_NOTADB')
+    return new UserError(`${path} is not a kvmio results store (not a SQLite database)`);
+  if (code === 'SQLITE_CORRUPT') return damaged(path, message);
+  return new UserError(`${path} is not a usable kvmio results store: ${message}`);
+}
+
 export class Store {
   private constructor(
     readonly db: Database.Database,
     readonly path: string,
   ) {}
 
-  /** Opens (creating if needed) the store at `path` and brings its schema up to date. */
+  /**
+   * Opens the store at `path`. Writers create it if needed and bring its schema up to date; readers
+   * (`readonly`) open it read-only, change nothing (no tables, no journal switch) and refuse anything
+   * that is not a kvmio store this kvmio can read. Both refuse another program's SQLite file.
+   */
   static open(path: string, opts: { readonly?: boolean; mustExist?: boolean } = {}): Store {
     const file = resolve(path);
-    if ((opts.mustExist || opts.readonly) && !existsSync(file)) {
+    const readonly = opts.readonly ?? false;
+    if ((opts.mustExist || readonly) && !existsSync(file)) {
       throw new UserError(`no results store at ${path} (run "kvmio run" first, or pass --db PATH)`);
+    }
+    if (existsSync(file) && !statSync(file).isFile()) {
+      throw new UserError(`${path} is not a kvmio results store (not a regular file)`);
     }
     let db: Database.Database;
     try {
-      if (!opts.readonly) mkdirSync(dirname(file), { recursive: true });
-      db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+      if (!readonly) mkdirSync(dirname(file), { recursive: true });
+      db = new Database(file, { readonly, fileMustExist: readonly });
     } catch (err) {
       throw new UserError(`cannot open the results store ${path}: ${(err as Error).message}`);
     }
     try {
-      if (!opts.readonly) db.pragma('journal_mode = WAL');
+      // Before anything that takes a lock: concurrent writers wait their turn instead of failing.
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      db = readonly ? readable(db, file, path) : writable(db, path);
       db.pragma('foreign_keys = ON');
-      db.pragma('busy_timeout = 5000');
-      if (!opts.readonly) migrate(db, path);
-      else if ((db.pragma('user_version', { simple: true }) as number) === 0) {
-        throw new UserError(`${path} is not a kvmio results store (no schema)`);
-      }
     } catch (err) {
-      db.close();
-      if (err instanceof UserError) throw err;
-      throw new UserError(`${path} is not a usable kvmio results store: ${(err as Error).message}`);
+      if (db.open) db.close();
+      throw storeError(err, path);
     }
     return new Store(db, file);
   }
@@ -233,7 +316,12 @@ export class Store {
 
   // ---- writing ----------------------------------------------------------------------------------
 
+  /** Picks a free id and inserts under one write lock: two kvmio starting the same study never collide. */
   createRun(r: NewRun): string {
+    return this.db.transaction(() => this.insertRun(r)).immediate();
+  }
+
+  private insertRun(r: NewRun): string {
     const started = r.started ?? new Date();
     const base = r.id ?? runIdFor(r.name, started);
     let id = base;
@@ -292,11 +380,13 @@ export class Store {
       `INSERT INTO variants (run_id, id, position, spec) VALUES (?, ?, ?, ?)
        ON CONFLICT (run_id, id) DO UPDATE SET spec = excluded.spec`,
     );
-    this.db.transaction(() => {
-      variants.forEach((v, i) => {
-        ins.run(runId, v.id, i, JSON.stringify(v));
-      });
-    })();
+    this.db
+      .transaction(() => {
+        variants.forEach((v, i) => {
+          ins.run(runId, v.id, i, JSON.stringify(v));
+        });
+      })
+      .immediate();
   }
 
   /** Records that a point started (status running); returns its row id for finishPoint. */
@@ -304,6 +394,14 @@ export class Store {
     runId: string,
     p: { index: number; round: number; host: string; variant: string; workload: string },
     started: Date = new Date(),
+  ): number {
+    return this.db.transaction(() => this.insertPoint(runId, p, started)).immediate();
+  }
+
+  private insertPoint(
+    runId: string,
+    p: { index: number; round: number; host: string; variant: string; workload: string },
+    started: Date,
   ): number {
     const prev = this.db
       .prepare('SELECT MAX(attempt) AS a FROM points WHERE run_id = ? AND idx = ?')
@@ -331,29 +429,31 @@ export class Store {
     const insA = this.db.prepare(
       'INSERT INTO artifacts (point_id, name, text) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET text = excluded.text',
     );
-    this.db.transaction(() => {
-      this.db
-        .prepare(
-          'UPDATE points SET status = ?, ended = ?, duration_s = ?, error = ?, console_tail = ? WHERE id = ?',
-        )
-        .run(
-          outcome.status,
-          ended.toISOString(),
-          duration,
-          outcome.error ?? null,
-          outcome.consoleTail ?? null,
-          pointId,
-        );
-      if (outcome.status === 'ok') {
-        for (const m of outcome.measurements ?? []) {
-          if (!Number.isFinite(m.value)) continue; // NaN/Infinity are not figures (SQLite would store NULL)
-          insM.run(pointId, m.guest ?? DEFAULT_GUEST, m.step, m.metric, m.value, m.unit);
+    this.db
+      .transaction(() => {
+        this.db
+          .prepare(
+            'UPDATE points SET status = ?, ended = ?, duration_s = ?, error = ?, console_tail = ? WHERE id = ?',
+          )
+          .run(
+            outcome.status,
+            ended.toISOString(),
+            duration,
+            outcome.error ?? null,
+            outcome.consoleTail ?? null,
+            pointId,
+          );
+        if (outcome.status === 'ok') {
+          for (const m of outcome.measurements ?? []) {
+            if (!Number.isFinite(m.value)) continue; // NaN/Infinity are not figures (SQLite would store NULL)
+            insM.run(pointId, m.guest ?? DEFAULT_GUEST, m.step, m.metric, m.value, m.unit);
+          }
+          for (const s of outcome.series ?? [])
+            if (Number.isFinite(s.value)) insS.run(pointId, s.t, s.metric, s.value);
         }
-        for (const s of outcome.series ?? [])
-          if (Number.isFinite(s.value)) insS.run(pointId, s.t, s.metric, s.value);
-      }
-      for (const [name, text] of Object.entries(outcome.artifacts ?? {})) insA.run(pointId, name, text);
-    })();
+        for (const [name, text] of Object.entries(outcome.artifacts ?? {})) insA.run(pointId, name, text);
+      })
+      .immediate();
   }
 
   /**
@@ -434,7 +534,7 @@ export class Store {
         `SELECT r.id, r.name, r.status, r.started,
            (SELECT COUNT(DISTINCT idx) FROM points p WHERE p.run_id = r.id AND p.status = 'ok') AS ok,
            (SELECT COUNT(DISTINCT idx) FROM points p WHERE p.run_id = r.id) AS total,
-           (SELECT COUNT(DISTINCT idx) FROM points p WHERE p.run_id = r.id AND p.status != 'ok'
+           (SELECT COUNT(DISTINCT idx) FROM points p WHERE p.run_id = r.id AND p.status = 'failed'
               AND NOT EXISTS (SELECT 1 FROM points q WHERE q.run_id = p.run_id AND q.idx = p.idx AND q.status = 'ok'))
              AS failed,
            (SELECT GROUP_CONCAT(name, ',') FROM hosts h WHERE h.run_id = r.id) AS host

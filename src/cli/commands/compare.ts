@@ -16,7 +16,7 @@ export function registerCompare(program: Command): void {
       )
       .option('--json', 'machine-readable output'),
   ).action((runA: string, runB: string, flags: { db: string; all?: boolean; json?: boolean }) => {
-    const store = Store.open(flags.db, { mustExist: true });
+    const store = Store.open(flags.db, { readonly: true });
     try {
       const a = store.requireRun(runA).id;
       const b = store.requireRun(runB).id;

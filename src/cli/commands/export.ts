@@ -19,7 +19,7 @@ export function registerExport(program: Command): void {
     if (flags.format !== 'json' && flags.format !== 'csv') {
       throw new UserError(`--format ${flags.format}: allowed formats are json and csv`);
     }
-    const store = Store.open(flags.db, { mustExist: true });
+    const store = Store.open(flags.db, { readonly: true });
     try {
       const doc = exportJson(store, runArg);
       const text = flags.format === 'csv' ? rowsToCsv(doc.rows) : `${JSON.stringify(doc, null, 2)}\n`;

@@ -7,7 +7,7 @@ export function registerRuns(program: Command): void {
   withDb(program.command('runs').description('list the runs in the results store, newest first'))
     .option('--json', 'machine-readable: [{ id, name, status, points, failed, started, host }]')
     .action((flags: { db: string; json?: boolean }) => {
-      const store = Store.open(flags.db, { mustExist: true });
+      const store = Store.open(flags.db, { readonly: true });
       try {
         const runs = store.listRuns();
         if (flags.json) return printJson(runs);
