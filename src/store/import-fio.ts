@@ -43,12 +43,10 @@ function readReport(file: string): { report: FioReport; raw: string; globals: Re
   }
   try {
     const report = parseFioJson(raw);
-    const start = raw.indexOf('{');
-    const doc = JSON.parse(raw.slice(start, raw.lastIndexOf('}') + 1)) as Record<string, unknown>;
-    return { report, raw, globals: (doc['global options'] as Record<string, string> | undefined) ?? {} };
+    return { report, raw, globals: report.globalOptions };
   } catch (err) {
-    if (err instanceof FioOutputError || err instanceof SyntaxError) {
-      throw new UserError(`${file}: not fio JSON output (run fio with --output-format=json): ${err.message}`);
+    if (err instanceof FioOutputError) {
+      throw new UserError(`${file}: not usable fio JSON output (fio --output-format=json): ${err.message}`);
     }
     throw err;
   }
