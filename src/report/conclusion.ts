@@ -314,7 +314,7 @@ export function buildConclusion(m: ReportModel): Conclusion {
     }
   }
   md.push(
-    `Comparisons use Welch's t-test on the repetitions, with Holm–Bonferroni control over all ${claims.length} comparisons of this report; differences under ${Math.round((claims[0]?.comparison.practicalThreshold ?? 0.05) * 100)}% count as no real difference. ± is the 95% confidence interval of the relative difference.`,
+    `Comparisons use Welch's t-test on the repetitions, with Holm–Bonferroni control over all ${claims.length} comparisons of this report; differences under ${Math.round((claims[0]?.comparison.practicalThreshold ?? 0.05) * 100)}% (either way round) count as no real difference. CI is Fieller's confidence interval of the ratio of the means at the Holm-adjusted level, written as a relative difference; it reads the same whichever variant is the reference.`,
     '',
   );
   for (const run of m.data.runs) {

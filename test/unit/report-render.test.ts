@@ -279,7 +279,7 @@ test('index.html is one self-contained page; summary.md states verdicts with num
   for (const line of md.split('\n').filter((l) => l.startsWith('- ') && l.includes(' vs '))) {
     assert.match(
       line,
-      /: (faster|slower|cheaper|costlier|more responsive|less responsive) by \d+(\.\d)?% ± \d+(\.\d)?% \(p [=<] [\d.]+\)$|: no significant difference \(p = [\d.]+\)$|: too noisy to tell \(.*\)$|: no real difference \(.*\)$/,
+      /: (faster|slower|cheaper|costlier|more responsive|less responsive) by \d+(\.\d)?% \(CI [^,]+, p [=<] [\d.]+\)$|: no significant difference \(CI [^,]+, p = [\d.]+\)$|: too noisy to tell \(.*\)$|: no real difference \(.*\)$/,
       line,
     );
   }
@@ -302,10 +302,13 @@ test('two runs side by side: series are keyed by run label, and a run against it
     const cross = two.conclusion.claims.filter((c) => c.question === 'runs');
     assert.ok(cross.length > 0);
     for (const c of cross) {
-      // Identical samples: p = 1 and no difference; with 2 wide repetitions that reads "too noisy to tell".
+      // Identical samples: p = 1 and never a difference; with 2 wide repetitions that reads "too noisy to tell".
       assert.equal(c.comparison.relDiff, 0, `${c.b.label} ${c.measure}`);
       assert.equal(c.comparison.p, 1);
-      assert.ok(['no-significant-difference', 'too-noisy'].includes(c.comparison.kind));
+      assert.ok(
+        ['no-real-difference', 'no-significant-difference', 'too-noisy'].includes(c.comparison.kind),
+        c.comparison.phrase,
+      );
     }
     assert.match(readFileSync(join(dir, 'summary.md'), 'utf8'), /## Runs compared/);
   } finally {

@@ -60,38 +60,55 @@ test("Welch's t-test matches scipy ttest_ind(equal_var=False)", () => {
   }
 });
 
-test('relative difference and its delta-method CI match the SciPy computation', () => {
-  // R = mean(B)/mean(A); se(R) = R·sqrt(var(B)/nB/mB² + var(A)/nA/mA²); half = t.ppf(0.975, welch df)·se
+test("Fieller's interval of the ratio matches the quadratic solved with NumPy", () => {
+  // numpy.roots([mA² − t²vA, −2·mA·mB, mB² − t²vB]) with t = scipy.stats.t.ppf(0.975, Welch df),
+  // vX = var(X, ddof=1)/nX: [0.89344402, 0.93888732] for B/A and [1.06509054, 1.1192643] for A/B.
   const c = compareSamples(A, B, { metric: 'read.clat_mean_ns' });
   close(c.relDiff, -0.08412698412698427, 1e-9);
-  close(c.relCiHalf, 0.02271613324308888, 1e-7);
+  close(c.interval.low, 0.89344402, 1e-7);
+  close(c.interval.high, 0.93888732, 1e-7);
+  const back = compareSamples(B, A, { metric: 'read.clat_mean_ns' });
+  close(back.interval.low, 1.06509054, 1e-7);
+  close(back.interval.high, 1.1192643, 1e-7);
   // Lower latency is better: B is 8% faster.
   assert.equal(c.kind, 'better');
-  assert.equal(c.phrase, 'faster by 8% ± 2% (p < 0.001)');
+  assert.equal(c.phrase, 'faster by 8% (CI 6% to 11%, p < 0.001)');
+  assert.equal(back.kind, 'worse');
   // The same numbers as IOPS mean B is worse.
   const iops = compareSamples(A, B, { metric: 'read.iops' });
   assert.equal(iops.kind, 'worse');
-  assert.equal(iops.phrase, 'slower by 8% ± 2% (p < 0.001)');
+  assert.equal(iops.phrase, 'slower by 8% (CI 6% to 11%, p < 0.001)');
   const cpu = compareSamples(A, B, { metric: 'cpu.pct_per_kiops' });
-  assert.equal(cpu.phrase, 'cheaper by 8% ± 2% (p < 0.001)');
+  assert.equal(cpu.phrase, 'cheaper by 8% (CI 6% to 11%, p < 0.001)');
 });
 
-test('verdicts: not significant, too noisy, below the practical threshold', () => {
-  // Narrow CI, not significant → "no significant difference".
+test('verdicts: equivalent, not significant, too noisy, below the practical threshold', () => {
+  // Not significant and the whole interval inside ±5% → equivalent: "no real difference".
   const same = compareSamples([100, 101, 99, 100.5], [100.2, 100.9, 99.4, 100.1], { metric: 'read.iops' });
-  assert.equal(same.kind, 'no-significant-difference');
-  assert.match(same.phrase, /^no significant difference \(p = 0\.\d\d\)$/);
+  assert.equal(same.kind, 'no-real-difference');
+  assert.match(
+    same.phrase,
+    /^no real difference \(within 5%: CI -\d(\.\d)?% to \+\d(\.\d)?%, p = 0\.\d\d\)$/,
+  );
+  // Not significant, small estimate, interval within ±50% but wider than ±5% → no significant difference.
+  const loose = compareSamples([100, 110, 90, 105], [101, 112, 92, 99], { metric: 'read.iops' });
+  assert.equal(loose.kind, 'no-significant-difference');
+  assert.match(loose.phrase, /^no significant difference \(CI -\d+% to \+\d+%, p = 0\.\d\d\)$/);
+  // A large estimated difference whose sign is not known is never "no difference".
+  const large = compareSamples([100, 130, 80, 110], [120, 150, 95, 135], { metric: 'read.iops' });
+  assert.ok(large.p >= 0.05);
+  assert.equal(large.kind, 'too-noisy');
   // n < 2 → too noisy.
   assert.equal(compareSamples([1], [2, 3]).phrase, 'too noisy to tell (n = 1)');
-  // Not significant and the relative-difference CI is wider than ±50% → too noisy.
+  // Not significant and the interval wider than ±50% → too noisy.
   const wide = compareSamples([10, 30], [5, 60], { metric: 'read.iops' });
   assert.equal(wide.kind, 'too-noisy');
-  assert.match(wide.phrase, /^too noisy to tell \(± \d+%, p = /);
+  assert.match(wide.phrase, /^too noisy to tell \(CI unbounded, p = /);
   // Significant but 1% → no real difference.
   const tiny = compareSamples([100, 100.1, 99.9, 100], [101, 101.1, 100.9, 101], { metric: 'read.iops' });
   assert.ok(tiny.p < 0.05);
   assert.equal(tiny.kind, 'no-real-difference');
-  assert.match(tiny.phrase, /^no real difference \(faster by 1% ± 0\.\d%, p < 0\.001\)$/);
+  assert.match(tiny.phrase, /^no real difference \(faster by 1%, CI 0\.\d% to 1%, p < 0\.001\)$/);
 });
 
 test('Holm–Bonferroni matches a hand computation (Holm 1979 step-down)', () => {
@@ -137,8 +154,9 @@ test('formatting and metric directions', () => {
   assert.equal(metricSense('probe.qmp_rtt_p99_ms').better, 'lower');
 });
 
-test('identical constant samples: p = 1, no difference', () => {
+test('identical constant samples: p = 1, an interval of exactly 1, no real difference', () => {
   const c = compareSamples([5, 5, 5], [5, 5, 5], { metric: 'read.iops' });
   assert.equal(c.p, 1);
-  assert.equal(c.kind, 'no-significant-difference');
+  assert.deepEqual([c.interval.low, c.interval.high], [1, 1]);
+  assert.equal(c.kind, 'no-real-difference');
 });
