@@ -1,24 +1,16 @@
-import { cacheFlags } from '../qemu/argv.js';
-import { aioEvidence } from '../qemu/verify.js';
-import { testDiskPaths } from '../study/disks.js';
+import { type LiveTestDisk, verifyQemu } from '../qemu/verify.js';
+import { TEST_DISK_SERIAL, testDiskPaths, testDiskSerial } from '../study/disks.js';
 import type { Variant } from '../study/types.js';
 import { variantDisks } from '../study/variants.js';
 import { PointFailure } from '../util/errors.js';
 import type { LiveContext } from './vm.js';
-import { TEST_DISK_SERIAL, testDiskIothread, testDiskSerial } from './xml.js';
+import { testDiskIothread } from './xml.js';
 
 /**
- * Checks that the running domain has the test disk the variant asked for, twice: in libvirt's live
- * XML (what libvirt believes) and in QEMU itself through the monitor (what QEMU does): the block
- * nodes' cache flags, the device's iothread and queue count, the iothread objects, and for local
- * URIs the aio contexts on the QEMU process (QMP does not report a node's aio mode).
+ * Checks that the running domain has the test disks the variant asked for, twice: in libvirt's live
+ * XML (what libvirt believes) and in QEMU itself through libvirt's monitor connection (what QEMU
+ * does, qemu/verify.ts).
  */
-
-interface BlockNode {
-  'node-name': string;
-  file: string;
-  cache: { direct: boolean; 'no-flush': boolean };
-}
 
 /** Attributes of the first element `tag` inside `block` (libvirt always writes single quotes). */
 function attrsOf(block: string, tag: string): Record<string, string> {
@@ -52,17 +44,16 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
   };
   const blk = v.bus === 'virtio-blk';
 
-  // 1. libvirt's live definition, and 2. QEMU through libvirt's monitor connection, disk by disk
-  // (a multi-disk variant has disks kvmio-test, kvmio-test-1, …, disk i on iothread (i mod M) + 1).
+  // libvirt's live definition (what libvirt believes), disk by disk (a multi-disk variant has disks
+  // kvmio-test, kvmio-test-1, …, disk i on iothread (i mod M) + 1); QEMU itself is checked below.
   const xml = await ctx.virsh.run(['dumpxml', ctx.name]);
   const live = liveTestDisk(xml);
   expect('live XML iothreads', live.iothreads, v.iothreads);
-  const nodes = await ctx.virsh.monitor<BlockNode[]>(ctx.name, 'query-named-block-nodes', { flat: true });
-  const flags = cacheFlags(v.cache);
   const disks = variantDisks(v);
-  const paths = testDiskPaths(ctx.diskPath, disks);
-  for (const [i, path] of paths.entries()) {
-    // Disk 0 keeps the single-disk wording, so existing failure reports read as before.
+  const paths = testDiskPaths(ctx.diskPath, Math.max(disks, ctx.maxDisks));
+  const liveDisks: LiveTestDisk[] = [];
+  for (const [i, path] of paths.slice(0, disks).entries()) {
+    // Disk 0 keeps the single-disk wording.
     const which = disks === 1 ? '' : ` ${i}`;
     const serial = testDiskSerial(i);
     const disk = liveElements(xml, 'disk').find((d) => d.includes(`<serial>${serial}</serial>`));
@@ -90,35 +81,34 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
         if (own !== null) expect(`live XML controller${which} iothread`, driver.iothread, own?.toString());
       }
     }
-
-    const ours = nodes.filter((n) => n.file === path);
-    if (ours.length === 0) problems.push(`QEMU has no block node for ${path}`);
-    for (const n of ours) {
-      expect(`${n['node-name']} cache.direct`, n.cache.direct, flags.direct);
-      expect(`${n['node-name']} cache.no-flush`, n.cache['no-flush'], flags.noFlush);
-    }
-    const alias = /<alias name='([^']+)'\/>/.exec((blk ? disk : controller) ?? '')?.[1];
-    if (alias) {
-      const get = (property: string) =>
-        ctx.virsh
-          .monitor<unknown>(ctx.name, 'qom-get', { path: `/machine/peripheral/${alias}`, property })
-          .catch((e: Error) => e.message);
-      expect(`QEMU device${which} queues`, await get(blk ? 'num-queues' : 'num_queues'), v.queues);
-      if (own !== null)
-        expect(`QEMU device${which} iothread`, await get('iothread'), own ? `/objects/iothread${own}` : '');
-    }
+    const qom = (element: string | undefined) => {
+      const alias = /<alias name='([^']+)'\/>/.exec(element ?? '')?.[1];
+      return alias === undefined ? undefined : `/machine/peripheral/${alias}`;
+    };
+    liveDisks.push({
+      label: disks === 1 ? 'test disk' : `test disk ${i} (${serial})`,
+      path,
+      device: qom(blk ? disk : controller),
+      drive: qom(disk),
+      iothread: own === null ? null : own ? `iothread${own}` : '',
+    });
   }
-  const iothreads = await ctx.virsh.monitor<Array<{ id: string }>>(ctx.name, 'query-iothreads');
-  expect('QEMU iothread objects', iothreads.length, v.iothreads);
 
-  const pid = ctx.qemuPid();
-  if (pid !== undefined) {
-    const { nativeRings, uringFds } = aioEvidence(pid);
-    if (v.aio === 'native' && nativeRings === 0)
-      problems.push('aio=native asked, but QEMU has no Linux AIO context');
-    if (v.aio === 'io_uring' && uringFds === 0)
-      problems.push('aio=io_uring asked, but QEMU has no io_uring instance');
-  }
+  const qemu = await verifyQemu(
+    {
+      monitor: (command, args) => ctx.virsh.monitor(ctx.name, command, args),
+      pid: ctx.qemuPid(),
+      stderr: ctx.qemuLog,
+      fresh: ctx.fresh,
+    },
+    {
+      variant: v,
+      disks: liveDisks,
+      iothreadIds: Array.from({ length: v.iothreads }, (_, k) => `iothread${k + 1}`),
+      absentPaths: paths.slice(disks),
+    },
+  );
+  problems.push(...qemu);
   if (problems.length)
     throw new PointFailure(
       `the live domain ${ctx.name} does not match variant ${v.id}: ${problems.join('; ')}`,

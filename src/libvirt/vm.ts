@@ -3,7 +3,9 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../guest/agent-protocol.js';
 import { GUEST_KERNEL_CMDLINE } from '../guest/build.js';
+import { findTestDisks, waitTestDisksGone } from '../guest/disks.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
+import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
 import type { DiskSpec, Study, Variant } from '../study/types.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
@@ -15,15 +17,12 @@ import { verifyLive } from './verify.js';
 import { Virsh, VirshError } from './virsh.js';
 import {
   type Accel,
-  diskTarget,
   diskXml,
   domainXml,
   iothreadPinCpu,
   KVMIO_XMLNS,
   type NetworkChoice,
   scsiControllerXml,
-  TEST_DISK_SERIAL,
-  testDiskSerial,
 } from './xml.js';
 
 /**
@@ -104,6 +103,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
     await destroy(virsh, opts.name);
     if (virsh.isLocal) rmSync(consoleLog, { force: true });
   });
+  const logMark = virsh.isLocal ? fileSize(qemuLogPath(opts.name)) : 0;
   try {
     await virsh.run(['create', xmlFile], { timeoutMs: 180_000 });
   } catch (e) {
@@ -112,12 +112,12 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
       consoleTail: tailOf(virsh, consoleLog, 30),
     });
   }
-  const vm = new LibvirtGuest(virsh, opts, diskPath, consoleLog, xml, scratch, unregister);
+  const vm = new LibvirtGuest(virsh, opts, diskPath, consoleLog, xml, scratch, unregister, logMark);
   try {
     await vm.waitForAgent(opts.bootTimeoutMs ?? 180_000);
     vm.bootSeconds = (Date.now() - started) / 1000;
     log(`libvirt: ${opts.name} up in ${vm.bootSeconds.toFixed(1)}s on ${opts.uri}`);
-    await verifyLive(vm.liveContext(), opts.variant);
+    await verifyLive(vm.liveContext(true), opts.variant);
   } catch (e) {
     const tail = vm.consoleTail(30);
     await vm.stop();
@@ -127,6 +127,29 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
     });
   }
   return vm;
+}
+
+/** Where libvirt keeps a local domain's QEMU log (QEMU's stderr goes there). */
+function qemuLogPath(name: string): string {
+  return `/var/log/libvirt/qemu/${name}.log`;
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** The text of `path` from byte `offset` on (all of it if the file was rotated meanwhile). */
+function readFrom(path: string, offset: number): string | undefined {
+  try {
+    const data = readFileSync(path);
+    return data.subarray(data.length >= offset ? offset : 0).toString('utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -218,8 +241,13 @@ export interface LiveContext {
   virsh: Virsh;
   name: string;
   diskPath: string;
-  pinning: Study['pinning'];
+  /** The most test disks any variant of the study has: nodes of the others must be gone. */
+  maxDisks: number;
+  /** No live switch yet since the domain started. */
+  fresh: boolean;
   qemuPid: () => number | undefined;
+  /** QEMU's log (its stderr) since the domain started or the switch began; undefined when remote. */
+  qemuLog: () => string | undefined;
 }
 
 class LibvirtGuest implements LibvirtVm {
@@ -229,6 +257,7 @@ class LibvirtGuest implements LibvirtVm {
   readonly uri: string;
   readonly name: string;
   private stopped = false;
+  private logMark: number;
 
   constructor(
     private readonly virsh: Virsh,
@@ -238,21 +267,31 @@ class LibvirtGuest implements LibvirtVm {
     readonly domainXml: string,
     private readonly scratch: string,
     private readonly unregister: () => void,
+    logMark: number,
   ) {
     this.variant = opts.variant;
     this.name = opts.name;
     this.uri = opts.uri;
     this.host = opts.host ?? opts.uri;
+    this.logMark = logMark;
   }
 
-  liveContext(): LiveContext {
+  liveContext(fresh: boolean): LiveContext {
+    const mark = this.logMark;
     return {
       virsh: this.virsh,
       name: this.name,
       diskPath: this.diskPath,
-      pinning: this.opts.study.pinning,
+      maxDisks: studyMaxDisks(this.opts.study),
+      fresh,
       qemuPid: () => (this.virsh.isLocal ? this.qemuPid() : undefined),
+      qemuLog: () => (this.virsh.isLocal ? readFrom(qemuLogPath(this.name), mark) : undefined),
     };
+  }
+
+  /** Marks the end of QEMU's log so far: verification then looks only at what follows. */
+  markLog(): void {
+    this.logMark = this.virsh.isLocal ? fileSize(qemuLogPath(this.name)) : 0;
   }
 
   private agent<T>(execute: string, args?: Record<string, unknown>, timeoutSeconds?: number): Promise<T> {
@@ -291,45 +330,12 @@ class LibvirtGuest implements LibvirtVm {
   private readonly agentCall: AgentCall = (command, args, timeoutMs) =>
     this.agent(command, args as Record<string, unknown>, timeoutMs && Math.ceil(timeoutMs / 1000));
 
-  /** Finds the disk whose serial is kvmio-test in sysfs (virtio-blk: serial; SCSI: VPD page 0x80). */
-  async findTestDisk(): Promise<string | undefined> {
-    return (await this.disksBySerial()).get(TEST_DISK_SERIAL);
-  }
-
-  /** Guest disks of the current bus by exact serial (kvmio-test, kvmio-test-1, … for multi-disk variants). */
-  private async disksBySerial(): Promise<Map<string, string>> {
-    const ls = await this.exec(['ls', '/sys/block'], { timeoutMs: 10_000 });
-    const want = diskTarget(this.variant).bus === 'virtio' ? /^vd[a-z]+$/ : /^sd[a-z]+$/;
-    const found = new Map<string, string>();
-    for (const dev of ls.stdout.split(/\s+/).filter((d) => want.test(d))) {
-      const vpd = !dev.startsWith('vd');
-      const file = vpd ? `/sys/block/${dev}/device/vpd_pg80` : `/sys/block/${dev}/serial`;
-      const r = await this.exec(['cat', file], { timeoutMs: 10_000 });
-      // VPD page 0x80: 4 header bytes, then the serial.
-      const serial = (vpd ? r.stdout.slice(4) : r.stdout).replace(/\0/g, '').trim();
-      if (r.exitCode === 0 && serial) found.set(serial, `/dev/${dev}`);
-    }
-    return found;
-  }
-
   async testDisk(): Promise<string> {
-    return waitFor('the test disk (serial kvmio-test) in the guest', () => this.findTestDisk(), 30_000, 500);
+    return (await this.testDisks())[0] as string;
   }
 
-  /** Every test disk of the current variant, in disk order (serials kvmio-test, kvmio-test-1, …). */
-  async testDisks(): Promise<string[]> {
-    const count = this.variant.disks ?? 1;
-    if (count === 1) return [await this.testDisk()];
-    const serials = Array.from({ length: count }, (_, i) => testDiskSerial(i));
-    return waitFor(
-      `the ${count} test disks (serials ${serials.join(', ')}) in the guest`,
-      async () => {
-        const found = await this.disksBySerial();
-        return serials.every((s) => found.has(s)) ? serials.map((s) => found.get(s) as string) : undefined;
-      },
-      30_000,
-      500,
-    );
+  testDisks(): Promise<string[]> {
+    return findTestDisks(this, this.variant);
   }
 
   qemuPid(): number {
@@ -368,13 +374,9 @@ class LibvirtGuest implements LibvirtVm {
       diskPath: this.diskPath,
       iothreadVqMapping: this.opts.iothreadVqMapping,
     });
+    this.markLog();
     await this.detach(curDisk, 'disk');
-    await waitFor(
-      'the old test disk to leave the guest',
-      async () => ((await this.findTestDisk()) ? undefined : true),
-      30_000,
-      500,
-    );
+    await waitTestDisksGone(this, cur);
     const controllerChanges =
       cur.bus === 'virtio-scsi' &&
       (next.bus !== 'virtio-scsi' || next.queues !== cur.queues || next.iothreads !== cur.iothreads);
@@ -396,7 +398,7 @@ class LibvirtGuest implements LibvirtVm {
       'disk',
     );
     await this.testDisk();
-    await verifyLive(this.liveContext(), next);
+    await verifyLive(this.liveContext(false), next);
   }
 
   private async attach(xml: string, what: string): Promise<void> {

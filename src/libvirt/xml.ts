@@ -1,5 +1,5 @@
 import { parseCpuList } from '../study/cpuset.js';
-import { testDiskPaths } from '../study/disks.js';
+import { testDiskPaths, testDiskSerial } from '../study/disks.js';
 import type { CacheMode, Pinning, Study, Variant } from '../study/types.js';
 import { variantDisks } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
@@ -12,8 +12,6 @@ import { UserError } from '../util/errors.js';
 
 /** Namespace of the metadata element that marks domains kvmio made (kvmio never touches others). */
 export const KVMIO_XMLNS = 'urn:kvmio:domain:1';
-/** The serial every test disk carries, so the guest finds it without udev. */
-export const TEST_DISK_SERIAL = 'kvmio-test';
 
 export type { Accel } from '../host/accel.js';
 
@@ -87,11 +85,6 @@ export function diskTarget(variant: Variant, index = 0): { dev: string; bus: 'vi
   return variant.bus === 'virtio-blk'
     ? { dev: `vd${letter}`, bus: 'virtio' }
     : { dev: `sd${letter}`, bus: 'scsi' };
-}
-
-/** Serial of test disk `index`: kvmio-test, kvmio-test-1, … (as the qemu backend names them). */
-export function testDiskSerial(index: number): string {
-  return index === 0 ? TEST_DISK_SERIAL : `${TEST_DISK_SERIAL}-${index}`;
 }
 
 /** Throws a UserError when libvirt (or this libvirt) cannot express the variant. */

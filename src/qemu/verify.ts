@@ -1,112 +1,229 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { variantDisks } from '../study/variants.js';
-import { PointFailure } from '../util/errors.js';
-import { cacheFlags, diskIothread, iothreadIds, testDiskNames } from './argv.js';
-import type { QemuVm } from './vm.js';
+import type { Variant } from '../study/types.js';
+import { cacheFlags } from './argv.js';
 
 /**
- * Checks through QMP that the running VM has the test disk the variant asked for: block nodes and
- * their cache flags, the device model, its iothread and queue count. QMP does not report a file
- * node's aio mode, so that is checked on the QEMU process: aio=native keeps a Linux AIO ring
- * mapped ("[aio]" in /proc/PID/maps), io_uring an io_uring file descriptor. Those contexts live as
- * long as their event loop, so after a live switch only their presence is required; on a fresh VM
- * (`fresh`) aio=threads must have neither.
+ * Live verification at the QEMU level, for every backend: given a way to send QMP commands to the
+ * running QEMU (its own socket, or libvirt's monitor connection) and, when QEMU runs on this host,
+ * its pid and stderr, it checks that QEMU runs each test disk as the variant asks — block nodes and
+ * their cache flags, device model, queues, iothread, write cache, iothread objects, no nodes of
+ * disks the variant does not have, and the aio mode.
+ *
+ * QMP does not report a file node's aio mode, so it is read off the QEMU process: aio=native keeps
+ * a Linux AIO ring mapped ("[aio]" in /proc/PID/maps), io_uring holds an io_uring file descriptor.
+ * QEMU 7.2 sets these up when it opens the node; recent QEMU sets them up on the first request in
+ * each thread, and when that fails (seccomp, sysctl, old kernel) it prints "Unable to use …,
+ * falling back to thread pool" and carries on with threads. So the check reads 4 KiB through every
+ * test disk's node from the monitor first (qemu-io), then requires the context, and a fallback
+ * warning on stderr fails the point with QEMU's own words. The contexts live as long as their
+ * event loop, so only a fresh VM can show that aio=threads has none.
  */
+
+/** Sends one QMP command to the VM's QEMU and resolves with its `return` value. */
+export type Monitor = <T = unknown>(command: string, args?: Record<string, unknown>) => Promise<T>;
+
+/** What the verifier can see of a running QEMU. */
+export interface LiveQemu {
+  monitor: Monitor;
+  /** QEMU's pid when it runs on this host (the aio contexts are read from /proc), else undefined. */
+  pid?: number;
+  /** What QEMU wrote to stderr since it started or since the live switch began, when readable. */
+  stderr?: () => string | undefined;
+  /** A VM booted for this variant (no live switch yet): aio=threads must then have no aio context. */
+  fresh: boolean;
+}
+
+/** One test disk as QEMU should run it. */
+export interface LiveTestDisk {
+  /** How failure reports name it, e.g. "test disk" or "test disk 1 (kvmio-test-1)". */
+  label: string;
+  /** The host file or block device behind it. */
+  path: string;
+  /** QOM path of its virtio PCI device (the virtio-scsi-pci controller for SCSI); undefined if unknown. */
+  device?: string;
+  /** QOM path of the device that holds the drive (the virtio-blk device, or the scsi-hd LUN). */
+  drive?: string;
+  /** The iothread object serving the device ('' = main loop); null when several serve it (vq mapping). */
+  iothread: string | null;
+}
+
+/** What the variant expects beyond its disks. */
+export interface LiveExpectation {
+  variant: Variant;
+  disks: LiveTestDisk[];
+  /** Ids of the iothread objects QEMU must have. */
+  iothreadIds: string[];
+  /** Paths of test disks the variant does not have: QEMU must hold no node for them. */
+  absentPaths: string[];
+}
 
 interface BlockNode {
   'node-name': string;
   drv: string;
+  file: string;
   cache: { direct: boolean; 'no-flush': boolean; writeback: boolean };
 }
 
 interface BlockInfo {
   device: string;
   qdev?: string;
-  inserted?: { 'node-name': string };
+  inserted?: { 'node-name': string; file: string };
 }
 
-export async function verifyLiveConfig(vm: QemuVm, opts: { fresh: boolean }): Promise<void> {
-  const v = vm.variant;
-  const qmp = vm.qmp;
-  const problems: string[] = [];
-  const expect = (what: string, got: unknown, want: unknown) => {
-    if (JSON.stringify(got) !== JSON.stringify(want)) {
-      problems.push(`${what} is ${JSON.stringify(got)}, expected ${JSON.stringify(want)}`);
-    }
-  };
+/** Everything a per-disk check may look at; `expect` records a mismatch. */
+export interface DiskCheckContext {
+  qemu: LiveQemu;
+  variant: Variant;
+  disk: LiveTestDisk;
+  nodes: BlockNode[];
+  blocks: BlockInfo[];
+  expect: (what: string, got: unknown, want: unknown) => void;
+  problem: (text: string) => void;
+  /** A QOM property of a device, or the error text when QEMU refuses the query. */
+  qomGet: (path: string, property: string) => Promise<unknown>;
+}
 
-  const nodes = await qmp.execute<BlockNode[]>('query-named-block-nodes', { flat: true });
-  const blocks = await qmp.execute<BlockInfo[]>('query-block');
-  const flags = cacheFlags(v.cache);
-  const disks = variantDisks(v);
-  for (let i = 0; i < disks; i++) {
-    const names = testDiskNames(i);
-    // Disk 0 keeps the single-disk wording, so existing failure reports read as before.
-    const disk = disks === 1 ? 'test disk' : `test disk ${i} (${names.serial})`;
-    for (const [name, drv] of [
-      [names.fileNode, ['file', 'host_device']],
-      [names.formatNode, ['raw']],
-    ] as const) {
-      const node = nodes.find((n) => n['node-name'] === name);
-      if (!node) {
-        problems.push(`block node ${name} is missing`);
-        continue;
-      }
-      if (!(drv as readonly string[]).includes(node.drv))
-        problems.push(`block node ${name} has driver ${node.drv}`);
-      expect(`${name} cache.direct`, node.cache.direct, flags.direct);
-      expect(`${name} cache.no-flush`, node.cache['no-flush'], flags.noFlush);
-    }
+export type DiskCheck = (c: DiskCheckContext) => Promise<void>;
 
-    const lunPath = v.bus === 'virtio-blk' ? names.device : names.scsiLun;
-    // qdev is the device id for some models and its QOM path (…/virtio-backend) for others.
-    const attached = blocks.find(
-      (b) => b.qdev === lunPath || b.qdev?.startsWith(`/machine/peripheral/${lunPath}/`),
-    );
-    expect(`node attached to the ${disk} device`, attached?.inserted?.['node-name'], names.formatNode);
-
-    const dev = `/machine/peripheral/${names.device}`;
-    const get = (property: string) =>
-      qmp.execute<unknown>('qom-get', { path: dev, property }).catch((e: Error) => e.message);
-    expect(
-      `${disk} device model`,
-      await get('type'),
-      v.bus === 'virtio-blk' ? 'virtio-blk-pci' : 'virtio-scsi-pci',
-    );
-    expect(`${disk} queues`, await get(v.bus === 'virtio-blk' ? 'num-queues' : 'num_queues'), v.queues);
-    if (v.iothreads <= 1 || disks > 1) {
-      const own = diskIothread(v, i);
-      expect(`${disk} iothread`, await get('iothread'), own ? `/objects/${own}` : '');
-    }
-    const lun = `/machine/peripheral/${lunPath}`;
-    expect(
-      `${disk} write cache`,
-      await qmp.execute('qom-get', { path: lun, property: 'write-cache' }).catch((e: Error) => e.message),
-      flags.writeCache ? 'on' : 'off',
-    );
+/** Block nodes of the disk: a protocol node and a raw format node on its path, with the cache flags asked. */
+const checkBlockNodes: DiskCheck = async ({ variant, disk, nodes, blocks, expect, problem }) => {
+  const flags = cacheFlags(variant.cache);
+  const ours = nodes.filter((n) => n.file === disk.path);
+  if (ours.length === 0) problem(`QEMU has no block node for ${disk.path}`);
+  if (ours.length > 0 && !ours.some((n) => n.drv === 'file' || n.drv === 'host_device'))
+    problem(`the block nodes of ${disk.path} have drivers ${ours.map((n) => n.drv).join(', ')}`);
+  for (const n of ours) {
+    expect(`${n['node-name']} cache.direct`, n.cache.direct, flags.direct);
+    expect(`${n['node-name']} cache.no-flush`, n.cache['no-flush'], flags.noFlush);
   }
-  const leftover = nodes.filter(
-    (n) => Number(/^kvmio-test(?:-file)?-(\d+)$/.exec(n['node-name'])?.[1] ?? 0) >= disks,
+  if (disk.drive === undefined) return;
+  const drive = disk.drive;
+  // qdev is the device id for some models and its QOM path (…/virtio-backend) for others.
+  const id = drive.replace(/^\/machine\/peripheral\//, '');
+  const attached = blocks.find((b) => b.qdev === id || b.qdev === drive || b.qdev?.startsWith(`${drive}/`));
+  expect(`file of the node attached to the ${disk.label} device`, attached?.inserted?.file, disk.path);
+};
+
+/** The virtio device: model, queue count, iothread, and the drive's write cache. */
+const checkDevice: DiskCheck = async ({ variant, disk, expect, problem, qomGet }) => {
+  const blk = variant.bus === 'virtio-blk';
+  if (disk.device === undefined) {
+    problem(`QEMU has no device for the ${disk.label}`);
+    return;
+  }
+  expect(
+    `${disk.label} device model`,
+    await qomGet(disk.device, 'type'),
+    blk ? 'virtio-blk-pci' : 'virtio-scsi-pci',
   );
-  for (const n of leftover)
-    problems.push(`block node ${n['node-name']} of a disk this variant does not have is still there`);
-  const iothreads = await qmp.execute<Array<{ id: string }>>('query-iothreads');
-  expect('iothread objects', iothreads.map((t) => t.id).sort(), iothreadIds(v.iothreads).sort());
-
-  const { nativeRings, uringFds } = aioEvidence(vm.qemuPid());
-  if (v.aio === 'native' && nativeRings === 0)
-    problems.push('aio=native asked, but QEMU has no Linux AIO context');
-  if (v.aio === 'io_uring' && uringFds === 0)
-    problems.push('aio=io_uring asked, but QEMU has no io_uring instance');
-  if (v.aio === 'threads' && opts.fresh && nativeRings + uringFds > 0) {
-    problems.push(
-      `aio=threads asked, but QEMU has ${nativeRings} Linux AIO and ${uringFds} io_uring contexts`,
+  expect(
+    `${disk.label} queues`,
+    await qomGet(disk.device, blk ? 'num-queues' : 'num_queues'),
+    variant.queues,
+  );
+  if (disk.iothread !== null)
+    expect(
+      `${disk.label} iothread`,
+      await qomGet(disk.device, 'iothread'),
+      disk.iothread ? `/objects/${disk.iothread}` : '',
+    );
+  if (disk.drive !== undefined) {
+    expect(
+      `${disk.label} write cache`,
+      await qomGet(disk.drive, 'write-cache'),
+      cacheFlags(variant.cache).writeCache ? 'on' : 'off',
     );
   }
+};
 
-  if (problems.length > 0) {
-    throw new PointFailure(`the live VM does not match variant ${v.id}: ${problems.join('; ')}`);
+/**
+ * The checks run on every test disk, in order. Further QEMU-level checks of a disk (such as which
+ * iothread serves which virtqueue of a disk with `iothread: null`) are DiskChecks added here.
+ */
+export const diskChecks: DiskCheck[] = [checkBlockNodes, checkDevice];
+
+/**
+ * Every way the running QEMU differs from `want`, as one line each (empty: it matches). The caller
+ * words the failure (which VM, which variant) and adds its own checks (libvirt's live XML).
+ */
+export async function verifyQemu(qemu: LiveQemu, want: LiveExpectation): Promise<string[]> {
+  const problems: string[] = [];
+  const problem = (text: string) => problems.push(text);
+  const expect = (what: string, got: unknown, wanted: unknown) => {
+    if (JSON.stringify(got) !== JSON.stringify(wanted))
+      problem(`${what} is ${JSON.stringify(got)}, expected ${JSON.stringify(wanted)}`);
+  };
+  const qomGet = (path: string, property: string) =>
+    qemu.monitor<unknown>('qom-get', { path, property }).catch((e: Error) => e.message);
+
+  const nodes = await qemu.monitor<BlockNode[]>('query-named-block-nodes', { flat: true });
+  const blocks = await qemu.monitor<BlockInfo[]>('query-block');
+  for (const disk of want.disks) {
+    for (const check of diskChecks)
+      await check({ qemu, variant: want.variant, disk, nodes, blocks, expect, problem, qomGet });
   }
+  for (const path of want.absentPaths) {
+    for (const n of nodes.filter((node) => node.file === path))
+      problem(`block node ${n['node-name']} of a disk this variant does not have (${path}) is still there`);
+  }
+  const iothreads = await qemu.monitor<Array<{ id: string }>>('query-iothreads');
+  expect('iothread objects', iothreads.map((t) => t.id).sort(), [...want.iothreadIds].sort());
+
+  await checkAioMode(qemu, want, nodes, problem);
+  return problems;
+}
+
+const FALLBACK_WARNING = /Unable to use (?:Linux AIO|linux io_uring), falling back to thread pool[^\n]*/g;
+
+/** QEMU's own lines saying an aio setup failed and it runs on the thread pool instead. */
+export function aioFallbackWarnings(stderr: string | undefined): string[] {
+  return [...new Set(stderr?.match(FALLBACK_WARNING) ?? [])].map((l) => l.trim());
+}
+
+async function checkAioMode(
+  qemu: LiveQemu,
+  want: LiveExpectation,
+  nodes: BlockNode[],
+  problem: (text: string) => void,
+): Promise<void> {
+  const aio = want.variant.aio;
+  // A request through each disk makes recent QEMU set up (or fail to set up) the aio context the
+  // node really uses, whichever was asked: a node on native or io_uring then shows on a fresh VM.
+  for (const disk of want.disks) {
+    const ours = nodes.filter((n) => n.file === disk.path);
+    const node = ours.find((n) => n.drv !== 'file' && n.drv !== 'host_device') ?? ours[0];
+    if (node) await readThrough(qemu.monitor, node['node-name'], problem);
+  }
+  // The warning is written before the monitor answers; give the stderr pipe a moment to be read.
+  const warnings = aioFallbackWarnings(qemu.stderr && (await settled(qemu.stderr)));
+  const evidence = qemu.pid === undefined ? undefined : aioEvidence(qemu.pid);
+  const context = aio === 'native' ? 'Linux AIO context' : 'io_uring instance';
+  if (warnings.length > 0)
+    problem(`aio=${aio} asked, but QEMU fell back to the thread pool: ${warnings.join('; ')}`);
+  else if (aio !== 'threads' && evidence) {
+    const count = aio === 'native' ? evidence.nativeRings : evidence.uringFds;
+    if (count === 0)
+      problem(`aio=${aio} asked, but QEMU has no ${context} after a read through the test disk`);
+  }
+  if (aio === 'threads' && qemu.fresh && evidence && evidence.nativeRings + evidence.uringFds > 0) {
+    problem(
+      `aio=threads asked, but QEMU has ${evidence.nativeRings} Linux AIO and ${evidence.uringFds} io_uring contexts`,
+    );
+  }
+}
+
+async function settled(stderr: () => string | undefined): Promise<string | undefined> {
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  return stderr();
+}
+
+/** Reads the first 4 KiB of a block node through a temporary block backend (HMP qemu-io). */
+async function readThrough(monitor: Monitor, node: string, problem: (text: string) => void): Promise<void> {
+  const out = await monitor<string>('human-monitor-command', {
+    'command-line': `qemu-io ${node} "read 0 4096"`,
+  }).catch((e: Error) => `Error: ${e.message}`);
+  const text = String(out ?? '').trim();
+  if (/error|failed/i.test(text)) problem(`reading 4 KiB through block node ${node} failed: ${text}`);
 }
 
 /** Linux AIO rings mapped and io_uring fds held by a process. */

@@ -2,8 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureGuest, GUEST_KERNEL_CMDLINE } from '../guest/build.js';
+import { findTestDisks } from '../guest/disks.js';
 import { freePort, hmpHostForward } from '../guest/forward.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
+import { testDiskPaths } from '../study/disks.js';
 import type { Study, Variant } from '../study/types.js';
 import { variantDisks } from '../study/variants.js';
 import { PointFailure, UserError } from '../util/errors.js';
@@ -13,12 +15,12 @@ import { AgentClient } from './agent.js';
 import {
   type Accel,
   checkVariant,
+  diskIothread,
   iothreadIds,
   type QemuImage,
   type QemuRuntimePaths,
   qemuArgv,
   runtimePaths,
-  TEST_DISK,
   testDiskBlockdevs,
   testDiskDevices,
   testDiskNames,
@@ -29,7 +31,7 @@ import { qemuBinary } from './binary.js';
 import { type QemuCapabilities, qemuCapabilities } from './capabilities.js';
 import { applyPinning } from './pinning.js';
 import { QmpClient } from './qmp.js';
-import { verifyLiveConfig } from './verify.js';
+import { type LiveTestDisk, verifyQemu } from './verify.js';
 
 /** The direct-QEMU backend of GuestVm: QEMU started by kvmio, QMP for the VM, the agent for the guest. */
 
@@ -66,6 +68,9 @@ export class QemuVm implements GuestVm {
   qmp!: QmpClient;
   readonly agent: AgentClient;
   private stderrTail = '';
+  /** Characters QEMU has written to stderr so far, and that count when the last verification began. */
+  private stderrTotal = 0;
+  private stderrMark = 0;
   private deathError: Error | undefined;
   private stopPromise: Promise<void> | undefined;
   private readonly exited: Promise<void>;
@@ -84,7 +89,9 @@ export class QemuVm implements GuestVm {
     this.paths = runtimePaths(dir);
     this.agent = new AgentClient(this.paths.agent);
     child.stderr?.on('data', (d: Buffer) => {
-      this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-STDERR_KEEP);
+      const text = d.toString('utf8');
+      this.stderrTotal += text.length;
+      this.stderrTail = (this.stderrTail + text).slice(-STDERR_KEEP);
     });
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
@@ -124,20 +131,24 @@ export class QemuVm implements GuestVm {
         checkAlive: () => this.checkAlive(),
       });
       if (this.deathError) this.qmp.failAll(this.deathError);
-      await verifyLiveConfig(this, { fresh: true });
+      await this.verifyLive({ fresh: true });
       if (this.opts.paused) return;
       await this.agent.waitReady(timeout, () => this.checkAlive());
       this.bootMs = Date.now() - started;
       this.log(`guest agent answered after ${this.bootMs} ms`);
       if (this.opts.study.pinning) await applyPinning(this.qemuPid(), this.qmp, this.opts.study.pinning);
     } catch (err) {
+      // QEMU exiting at start closes its sockets first: wait a moment for its own exit reason.
+      if (!(err instanceof PointFailure || err instanceof UserError))
+        await Promise.race([this.exited, sleep(1000)]);
       const failure =
         err instanceof PointFailure || err instanceof UserError
           ? err
-          : new PointFailure(`starting QEMU (${this.name}) failed: ${(err as Error).message}`, {
+          : (this.deathError ??
+            new PointFailure(`starting QEMU (${this.name}) failed: ${(err as Error).message}`, {
               consoleTail: this.consoleTail(),
               stderrTail: this.stderrTail.trim(),
-            });
+            }));
       await this.stop();
       throw failure;
     }
@@ -169,47 +180,60 @@ export class QemuVm implements GuestVm {
     }
   }
 
-  /** Finds the (first) test disk by its serial through sysfs (the guest has no udev). */
   async testDisk(): Promise<string> {
-    const found = (await this.findDisksBySerial()).get(TEST_DISK.serial);
-    if (!found) throw new PointFailure(`the guest does not see the test disk (serial ${TEST_DISK.serial})`);
-    return found;
+    return (await this.testDisks())[0] as string;
   }
 
-  /** Every test disk of the current variant, in disk order (serials kvmio-test, kvmio-test-1, …). */
-  async testDisks(): Promise<string[]> {
-    const missing = await this.missingTestDisks();
-    if (missing.length > 0)
-      throw new PointFailure(`the guest does not see test disk(s) with serial ${missing.join(', ')}`);
-    const bySerial = await this.findDisksBySerial();
-    return this.serials().map((s) => bySerial.get(s)!);
+  testDisks(): Promise<string[]> {
+    return findTestDisks(this, this.variant);
   }
 
-  private serials(): string[] {
-    return Array.from({ length: variantDisks(this.variant) }, (_, i) => testDiskNames(i).serial);
+  /**
+   * Checks that QEMU runs the test disks as the current variant asks; throws a PointFailure if not.
+   * `fresh`: no live switch since boot.
+   */
+  async verifyLive(opts: { fresh: boolean }): Promise<void> {
+    const v = this.variant;
+    const disks = variantDisks(v);
+    const paths = testDiskPaths(this.opts.study.disk.path, Math.max(disks, this.diskSlots));
+    const liveDisks: LiveTestDisk[] = paths.slice(0, disks).map((path, i) => {
+      const names = testDiskNames(i);
+      const device = `/machine/peripheral/${names.device}`;
+      return {
+        // Disk 0 keeps the single-disk wording.
+        label: disks === 1 ? 'test disk' : `test disk ${i} (${names.serial})`,
+        path,
+        device,
+        drive: v.bus === 'virtio-blk' ? device : `/machine/peripheral/${names.scsiLun}`,
+        iothread: v.iothreads <= 1 || disks > 1 ? (diskIothread(v, i) ?? '') : null,
+      };
+    });
+    const mark = this.stderrMark;
+    const problems = await verifyQemu(
+      {
+        monitor: (command, args) => this.qmp.execute(command, args),
+        pid: this.qemuPid(),
+        stderr: () => this.stderrSince(mark),
+        fresh: opts.fresh,
+      },
+      {
+        variant: v,
+        disks: liveDisks,
+        iothreadIds: iothreadIds(v.iothreads),
+        absentPaths: paths.slice(disks),
+      },
+    );
+    this.stderrMark = this.stderrTotal;
+    if (problems.length > 0)
+      throw new PointFailure(`the live VM does not match variant ${v.id}: ${problems.join('; ')}`, {
+        stderrTail: this.stderrTail.trim(),
+      });
   }
 
-  private async missingTestDisks(): Promise<string[]> {
-    const bySerial = await this.findDisksBySerial();
-    return this.serials().filter((s) => !bySerial.has(s));
-  }
-
-  /** Guest block devices by serial (virtio-blk: sysfs serial; SCSI: VPD page 0x80). */
-  private async findDisksBySerial(): Promise<Map<string, string>> {
-    const partitions = (await this.readFile('/proc/partitions')).toString('utf8');
-    const disks = partitions
-      .split('\n')
-      .map((l) => l.trim().split(/\s+/)[3])
-      .filter((n): n is string => !!n && /^(vd[a-z]+|sd[a-z]+)$/.test(n));
-    const found = new Map<string, string>();
-    for (const disk of disks) {
-      const serial = disk.startsWith('vd')
-        ? await this.readFile(`/sys/block/${disk}/serial`).catch(() => undefined)
-        : // VPD page 0x80 (unit serial number): 4 header bytes, then the serial.
-          (await this.readFile(`/sys/block/${disk}/device/vpd_pg80`).catch(() => undefined))?.subarray(4);
-      if (serial) found.set(serial.toString('latin1').replace(/\0/g, '').trim(), `/dev/${disk}`);
-    }
-    return found;
+  /** What QEMU wrote to stderr after it had written `mark` characters (as much as is kept). */
+  private stderrSince(mark: number): string {
+    const count = Math.min(this.stderrTotal - mark, this.stderrTail.length);
+    return count === 0 ? '' : this.stderrTail.slice(-count);
   }
 
   qemuPid(): number {
@@ -256,6 +280,7 @@ export class QemuVm implements GuestVm {
     }
     checkVariant(next, this.capabilities, this.opts.study.source);
     const started = Date.now();
+    this.stderrMark = this.stderrTotal;
     const qmp = this.qmp;
     for (let i = 0; i < variantDisks(this.variant); i++) {
       const names = testDiskNames(i);
@@ -277,18 +302,8 @@ export class QemuVm implements GuestVm {
       for (const dev of testDiskDevices(next, i)) await qmp.execute('device_add', dev);
     }
     this.variant = next;
-    // Not waitFor: it would swallow QEMU's death error and keep polling until its deadline.
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const missing = await this.missingTestDisks();
-      if (missing.length === 0) break;
-      if (Date.now() > deadline)
-        throw new PointFailure(
-          `the guest did not see test disk(s) ${missing.join(', ')} of ${next.id} within 60 s`,
-        );
-      await sleep(100);
-    }
-    await verifyLiveConfig(this, { fresh: false });
+    await findTestDisks(this, next, 60_000);
+    await this.verifyLive({ fresh: false });
     if (this.opts.study.pinning) await applyPinning(this.qemuPid(), qmp, this.opts.study.pinning);
     this.lastSwitchMs = Date.now() - started;
     this.log(`switched to ${next.id} in ${this.lastSwitchMs} ms`);

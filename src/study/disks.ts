@@ -22,3 +22,10 @@ export function studyDiskSpecs(
 ): DiskSpec[] {
   return testDiskPaths(disk.path, studyMaxDisks(study)).map((path) => ({ ...disk, path }));
 }
+
+/** Serial of test disk `index` as the guest sees it: kvmio-test, kvmio-test-1, … (both backends). */
+export const TEST_DISK_SERIAL = 'kvmio-test';
+
+export function testDiskSerial(index: number): string {
+  return index === 0 ? TEST_DISK_SERIAL : `${TEST_DISK_SERIAL}-${index}`;
+}
