@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_QEMU, qemuCapabilities } from '../../src/qemu/capabilities.js';
+import { qemuBinary } from '../../src/qemu/binary.js';
+import { qemuCapabilities } from '../../src/qemu/capabilities.js';
 import { aioFallbackWarnings } from '../../src/qemu/verify.js';
 import { startQemuVm } from '../../src/qemu/vm.js';
 import type { AioMode } from '../../src/study/types.js';
@@ -62,14 +63,12 @@ test('a VM whose test disk runs another aio mode than the variant says fails ver
 test('a QEMU that cannot set up io_uring or Linux AIO fails the point with its own words', async (t) => {
   // The QEMU runs under a seccomp filter that fails io_uring_setup and io_setup with EPERM, as a
   // container's seccomp profile does; nothing outside this one process changes.
+  const qemu = qemuBinary();
   const wrapper = join(scratch, 'qemu-denied');
   const helper = fileURLToPath(new URL('../../../test/helpers/deny-syscalls.py', import.meta.url));
-  writeFileSync(
-    wrapper,
-    `#!/bin/sh\nexec python3 '${helper}' io_uring_setup,io_setup -- '${DEFAULT_QEMU}' "$@"\n`,
-  );
+  writeFileSync(wrapper, `#!/bin/sh\nexec python3 '${helper}' io_uring_setup,io_setup -- '${qemu}' "$@"\n`);
   chmodSync(wrapper, 0o755);
-  const { major } = (await qemuCapabilities(DEFAULT_QEMU)).version;
+  const { major } = (await qemuCapabilities(qemu)).version;
   for (const [aio, warning] of [
     ['io_uring', /Unable to use linux io_uring, falling back to thread pool: .*Operation not permitted/],
     ['native', /Unable to use Linux AIO, falling back to thread pool: .*Operation not permitted/],
