@@ -2,7 +2,8 @@
  * kvmio as a library: everything the CLI does is a call here. The CLI (src/cli) only parses flags.
  */
 
-export { compareRuns, formatComparison } from './engine/compare.js';
+export { formatComparison } from './cli/comparison.js';
+export { compareRuns } from './engine/compare.js';
 export { type RunStudyOptions, type RunStudyResult, runStudy } from './engine/run.js';
 export { agentExec, agentReadFile, agentWriteFile } from './guest/agent-protocol.js';
 export { builtGuest, ensureGuest, GUEST_KERNEL_CMDLINE, type GuestImage } from './guest/build.js';

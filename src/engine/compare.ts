@@ -1,7 +1,6 @@
 import { type Comparison, compareSamples, controlFamily } from '../stats/index.js';
 import type { Store } from '../store/store.js';
 import type { MetricRow } from '../study/types.js';
-import { formatNumber, formatTable } from './table.js';
 
 /**
  * `kvmio compare RUN_A RUN_B`: every (variant, workload, step, metric) both runs measured, the means,
@@ -110,22 +109,4 @@ export function compareRuns(
       verdicts.get(l)?.phrase ??
       `no test: ${Math.min(l.a.length, l.b.length)} repetition(s) (need 2 on each side)`,
   }));
-}
-
-export function formatComparison(lines: readonly CompareLine[], runA: string, runB: string): string {
-  if (lines.length === 0) return `runs ${runA} and ${runB} share no (variant, workload, step, metric)`;
-  const rows = lines.map((l) => [
-    l.variant,
-    l.step === null ? l.workload : `${l.workload} @${l.step}`,
-    l.metric,
-    formatNumber(l.meanA),
-    formatNumber(l.meanB),
-    Number.isFinite(l.delta) ? `${l.delta >= 0 ? '+' : ''}${(l.delta * 100).toFixed(1)}%` : '-',
-    l.verdict,
-  ]);
-  return formatTable(
-    ['variant', 'workload', 'metric', `A ${runA}`, `B ${runB}`, 'B vs A', 'verdict'],
-    rows,
-    '',
-  );
 }

@@ -244,3 +244,8 @@ export async function waitFor<T>(
   const why = lastError instanceof Error ? ` (last error: ${lastError.message})` : '';
   throw new Error(`timed out after ${Math.round(timeoutMs / 1000)}s waiting for ${what}${why}`);
 }
+
+/** Quotes an argument for display as a POSIX shell would read it back (kvmio itself never runs shells). */
+export function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}

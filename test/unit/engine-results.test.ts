@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 import { test } from 'node:test';
+import { variantTables } from '../../src/cli/summary.js';
 import { stepMeasurements } from '../../src/engine/results.js';
 import { resumeCommand } from '../../src/engine/resume.js';
-import { variantTables } from '../../src/engine/summary.js';
 import type { MetricRow } from '../../src/study/types.js';
 
 test('the resume command names the preset or the file, and --db unless it is the default', () => {

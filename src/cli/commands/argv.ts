@@ -7,6 +7,7 @@ import { loadStudyArg } from '../../study/load.js';
 import { HOST_VARIANT_ID, type Study, type Variant } from '../../study/types.js';
 import { UserError } from '../../util/errors.js';
 import { runtimeDir } from '../../util/paths.js';
+import { shellQuote } from '../../util/proc.js';
 import { accelFlag, printJson, withStudyArg } from '../common.js';
 
 interface ArgvFlags {
@@ -26,11 +27,6 @@ export function findVariant(study: Study, id: string): Variant {
     );
   }
   return v;
-}
-
-/** Quotes an argument for display the way a POSIX shell would read it back. */
-function shellQuote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
 export function registerArgv(program: Command): void {

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { compareRuns, formatComparison } from '../../engine/compare.js';
+import { compareRuns } from '../../engine/compare.js';
 import { Store } from '../../store/store.js';
 import { printJson, withDb } from '../common.js';
+import { formatComparison } from '../comparison.js';
 
 export function registerCompare(program: Command): void {
   withDb(

@@ -4,6 +4,7 @@ import { loadStudyArg } from '../../study/load.js';
 import { type Plan, type PlannedPoint, planStudy } from '../../study/plan.js';
 import { formatSeconds } from '../../util/units.js';
 import { printJson, withOnly, withStudyArg } from '../common.js';
+import { formatTable } from '../table.js';
 
 interface PlanFlags {
   preset?: string;
@@ -35,11 +36,6 @@ export function planJson(plan: Plan) {
     estimatedSeconds: plan.estimatedSeconds,
     notes: plan.notes,
   };
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => `  ${r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ')}`.trimEnd()).join('\n');
 }
 
 /** Run order, one line per round and host: each variant visit once, marked how its VM is reached. */
@@ -90,20 +86,22 @@ export function formatPlan(plan: Plan): string {
       `${study.repetitions} repetition(s)`,
     '',
     'Variants:',
-    table([
+    formatTable(
       ['ID', 'AIO', 'IOTHREADS', 'DISKS', 'BUS', 'MEMORY', 'QUEUES', 'CACHE'],
-      ...(plan.baseline ? [['host', '-', '-', '-', '-', '-', '-', '-']] : []),
-      ...plan.variants.map((v) => [
-        v.id,
-        v.aio,
-        String(v.iothreads),
-        String(v.disks ?? 1),
-        v.bus,
-        v.memory,
-        String(v.queues),
-        v.cache,
-      ]),
-    ]),
+      [
+        ...(plan.baseline ? [['host', '-', '-', '-', '-', '-', '-', '-']] : []),
+        ...plan.variants.map((v) => [
+          v.id,
+          v.aio,
+          String(v.iothreads),
+          String(v.disks ?? 1),
+          v.bus,
+          v.memory,
+          String(v.queues),
+          v.cache,
+        ]),
+      ],
+    ),
     '',
     `Run order (${plan.points.length} points; each variant runs every workload; [boot] = fresh VM, others switch live):`,
     ...runOrder(plan.points),

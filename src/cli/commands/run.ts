@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
-import { createProgress, progressMode } from '../../engine/progress.js';
 import { resumeCommand } from '../../engine/resume.js';
 import { runStudy } from '../../engine/run.js';
-import { variantTables } from '../../engine/summary.js';
 import { Store } from '../../store/store.js';
 import { splitGlobs } from '../../study/glob.js';
 import { loadStudyArg } from '../../study/load.js';
 import { UserError } from '../../util/errors.js';
 import { withDb, withOnly, withStudyArg } from '../common.js';
+import { createProgress, progressMode } from '../progress.js';
+import { variantTables } from '../summary.js';
 
 interface RunFlags {
   preset?: string;

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { formatTable } from '../../engine/table.js';
 import { Store } from '../../store/store.js';
 import { printJson, withDb } from '../common.js';
+import { formatTable } from '../table.js';
 
 export function registerRuns(program: Command): void {
   withDb(program.command('runs').description('list the runs in the results store, newest first'))

@@ -1,6 +1,6 @@
 import { createLogUpdate } from 'log-update';
+import type { RunEvent, RunEventSink } from '../engine/events.js';
 import { formatSeconds } from '../util/units.js';
-import type { RunEvent, RunEventSink } from './events.js';
 
 /**
  * How a run shows where it is: a live view on a terminal, plain lines otherwise, JSON lines for

@@ -1,3 +1,4 @@
+import { mean } from '../stats/index.js';
 import type { MetricRow } from '../study/types.js';
 import { formatNumber, formatTable } from './table.js';
 
@@ -6,10 +7,6 @@ import { formatNumber, formatTable } from './table.js';
  * what the workload is about: IOPS and mean/p99 completion latency for fio, TPS and latency for
  * pgbench, seconds for rsync.
  */
-
-function mean(values: number[]): number | undefined {
-  return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0) / values.length;
-}
 
 const usec = (ns: number | undefined) => (ns === undefined ? undefined : ns / 1000);
 
