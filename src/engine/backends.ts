@@ -44,7 +44,7 @@ export interface BootRequest {
 /** Boots the guest for `req.variant` with the study's backend; resolves once the guest answers. */
 export async function bootGuest(req: BootRequest): Promise<GuestVm> {
   const { ensureGuest, GUEST_KERNEL_CMDLINE } = await import('../guest/build.js');
-  const image = await ensureGuest({ log: req.log });
+  const image = await ensureGuest({ log: req.log, release: req.study.guest.release });
   if (req.study.backend === 'libvirt') {
     const { startLibvirtVm } = await import('../libvirt/vm.js');
     return startLibvirtVm({

@@ -105,7 +105,7 @@ export class GuestGroup {
       import('../libvirt/stage.js'),
       import('../libvirt/virsh.js'),
     ]);
-    const image = await ensureGuest({ log: this.log });
+    const image = await ensureGuest({ log: this.log, release: study.guest.release });
     const virsh = new Virsh(this.host.uri);
     await virsh.ensureReachable(20_000);
     if (this.host.local) {

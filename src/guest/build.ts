@@ -19,19 +19,25 @@ import { aptWorkspace, downloadAll, resolveClosure, updateIndex } from './debian
 import { dynamicInfo, isElf, moduleDepends, moduleName } from './elf.js';
 import {
   contentHash,
+  DEFAULT_GUEST_RELEASE,
   GUEST_ASSETS,
-  GUEST_EXCLUDES,
   GUEST_MODULES,
-  GUEST_PACKAGES,
-  GUEST_PROGRAMS,
-  GUEST_TREES,
+  type GuestRecipe,
+  type GuestRelease,
+  guestRecipe,
   type ResolvedPackage,
   readAssets,
   recipeHash,
   SKIP_UNPACK,
 } from './recipe.js';
 
-export { GUEST_KERNEL_CMDLINE, GUEST_MIN_MEMORY_MIB, GUEST_READY_MARKER } from './recipe.js';
+export {
+  DEFAULT_GUEST_RELEASE,
+  GUEST_KERNEL_CMDLINE,
+  GUEST_MIN_MEMORY_MIB,
+  GUEST_READY_MARKER,
+  type GuestRelease,
+} from './recipe.js';
 
 /** The embedded guest: a Debian cloud kernel and an initramfs with everything the workloads need. */
 export interface GuestImage {
@@ -40,9 +46,11 @@ export interface GuestImage {
   initrd: string;
   hash: string;
   kernelVersion: string;
+  release: GuestRelease;
 }
 
 interface Manifest {
+  release: GuestRelease;
   hash: string;
   recipe: string;
   kernelVersion: string;
@@ -58,24 +66,30 @@ function guestRoot(): string {
   return dir;
 }
 
-function imageIn(dir: string, m: Pick<Manifest, 'hash' | 'kernelVersion'>): GuestImage {
+function imageIn(dir: string, m: Pick<Manifest, 'hash' | 'kernelVersion' | 'release'>): GuestImage {
   return {
     dir,
     kernel: join(dir, 'vmlinuz'),
     initrd: join(dir, 'initrd.img'),
     hash: m.hash,
     kernelVersion: m.kernelVersion,
+    release: m.release,
   };
 }
 
-/** The guest built for the current recipe, if any (no network access, no rebuild). */
-export function builtGuest(): GuestImage | undefined {
-  const current = join(guestRoot(), 'current.json');
+/** The file naming the current guest of a release. */
+function currentFile(root: string, release: GuestRelease): string {
+  return join(root, `current-${release}.json`);
+}
+
+/** The guest built for the current recipe of `release`, if any (no network access, no rebuild). */
+export function builtGuest(release: GuestRelease = DEFAULT_GUEST_RELEASE): GuestImage | undefined {
+  const current = currentFile(guestRoot(), release);
   if (!existsSync(current)) return undefined;
   try {
     const { dir } = JSON.parse(readFileSync(current, 'utf8')) as { dir: string };
     const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
-    if (m.recipe !== recipeHash(readAssets())) return undefined;
+    if (m.recipe !== recipeHash(readAssets(), release)) return undefined;
     const image = imageIn(dir, m);
     return existsSync(image.kernel) && existsSync(image.initrd) ? image : undefined;
   } catch {
@@ -85,19 +99,20 @@ export function builtGuest(): GuestImage | undefined {
 
 /** Returns the built guest, building it first if needed (or always, with force). */
 export async function ensureGuest(
-  opts: { force?: boolean; log?: (line: string) => void } = {},
+  opts: { force?: boolean; log?: (line: string) => void; release?: GuestRelease } = {},
 ): Promise<GuestImage> {
+  const release = opts.release ?? DEFAULT_GUEST_RELEASE;
   if (!opts.force) {
-    const ready = builtGuest();
+    const ready = builtGuest(release);
     if (ready) return ready;
   }
-  const release = await lockBuild(opts.log);
+  const unlock = await lockBuild(opts.log);
   try {
     // Another process may have built it while we waited for the lock.
-    const ready = opts.force ? undefined : builtGuest();
-    return ready ?? (await buildGuest(opts.log ?? (() => {})));
+    const ready = opts.force ? undefined : builtGuest(release);
+    return ready ?? (await buildGuest(guestRecipe(release), opts.log ?? (() => {})));
   } finally {
-    release();
+    unlock();
   }
 }
 
@@ -129,15 +144,16 @@ async function lockBuild(log?: (line: string) => void): Promise<() => void> {
   }
 }
 
-async function buildGuest(log: (line: string) => void): Promise<GuestImage> {
+async function buildGuest(spec: GuestRecipe, log: (line: string) => void): Promise<GuestImage> {
   const started = Date.now();
   const root = guestRoot();
   const assets = readAssets();
-  const recipe = recipeHash(assets);
-  const ws = aptWorkspace(join(root, 'apt'));
-  log('guest: refreshing the Debian package index');
+  const { release } = spec;
+  const recipe = recipeHash(assets, release);
+  const ws = aptWorkspace(join(root, `apt-${release}`), release);
+  log(`guest: refreshing the Debian ${release} package index`);
   await updateIndex(ws);
-  const packages = await resolveClosure(ws, GUEST_PACKAGES);
+  const packages = await resolveClosure(ws, spec.packages);
   const hash = contentHash(recipe, packages);
   log(`guest: ${packages.length} packages, downloading what is not cached yet`);
   const debs = await downloadAll(ws, packages);
@@ -154,16 +170,18 @@ async function buildGuest(log: (line: string) => void): Promise<GuestImage> {
       debs.filter((_, i) => !SKIP_UNPACK.some((re) => re.test(packages[i]!.name))),
       tree,
     );
-    const kernelVersion = readdirSync(join(tree, 'lib/modules'))[0];
-    if (!kernelVersion) throw new Error('the kernel package has no /lib/modules');
-    log(`guest: assembling initramfs (kernel ${kernelVersion})`);
-    const image = new ImageTree(tree);
-    await image.collect(assets, kernelVersion);
+    const modulesDir = ['usr/lib/modules', 'lib/modules'].find((d) => existsSync(join(tree, d)));
+    const kernelVersion = modulesDir ? readdirSync(join(tree, modulesDir))[0] : undefined;
+    if (!modulesDir || !kernelVersion) throw new Error('the kernel package has no /lib/modules');
+    log(`guest: assembling the ${release} initramfs (kernel ${kernelVersion})`);
+    const image = new ImageTree(tree, spec);
+    await image.collect(assets, `${modulesDir}/${kernelVersion}`);
     const out = join(work, 'out');
     mkdirSync(out);
     const initrdBytes = await writeCpio(join(out, 'initrd.img'), image.entries());
     await copyFile(join(tree, 'boot', `vmlinuz-${kernelVersion}`), join(out, 'vmlinuz'));
     const manifest: Manifest = {
+      release,
       hash,
       recipe,
       kernelVersion,
@@ -177,9 +195,10 @@ async function buildGuest(log: (line: string) => void): Promise<GuestImage> {
     rmSync(dir, { recursive: true, force: true });
     renameSync(out, dir);
     // Atomic, so that a concurrent builtGuest() never reads half a file.
-    writeFileSync(join(root, 'current.json.tmp'), `${JSON.stringify({ dir }, null, 2)}\n`);
-    renameSync(join(root, 'current.json.tmp'), join(root, 'current.json'));
-    pruneOldGuests(root, dir);
+    const current = currentFile(root, release);
+    writeFileSync(`${current}.tmp`, `${JSON.stringify({ dir }, null, 2)}\n`);
+    renameSync(`${current}.tmp`, current);
+    pruneOldGuests(root);
     log(`guest: built in ${manifest.buildSeconds}s, initramfs ${(initrdBytes / 2 ** 20).toFixed(1)} MiB`);
     return imageIn(dir, manifest);
   } finally {
@@ -192,12 +211,21 @@ async function buildGuest(log: (line: string) => void): Promise<GuestImage> {
  * Removes guests of earlier recipes, once they are an hour old: a VM started just before the rebuild
  * may still be about to read its kernel and initramfs.
  */
-function pruneOldGuests(root: string, keep: string): void {
+function pruneOldGuests(root: string): void {
+  const keep = new Set<string>();
+  for (const name of readdirSync(root)) {
+    if (!/^current-[a-z]+\.json$/.test(name)) continue;
+    try {
+      keep.add((JSON.parse(readFileSync(join(root, name), 'utf8')) as { dir: string }).dir);
+    } catch {
+      // half-written by a concurrent build: that build keeps its own guest
+    }
+  }
   for (const name of readdirSync(root)) {
     const dir = join(root, name);
     const builder = /^work-(\d+)$/.exec(name);
     if (builder && !processAlive(Number(builder[1]))) rmSync(dir, { recursive: true, force: true });
-    if (dir === keep || !/^[0-9a-f]{16}$/.test(name)) continue;
+    if (keep.has(dir) || !/^[0-9a-f]{16}$/.test(name)) continue;
     if (Date.now() - statSync(dir).mtimeMs > 3600_000) rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -224,9 +252,13 @@ class ImageTree {
   private readonly files = new Map<string, CpioEntry>();
   private readonly libsDone = new Set<string>();
 
-  constructor(private readonly tree: string) {}
+  constructor(
+    private readonly tree: string,
+    private readonly spec: GuestRecipe,
+  ) {}
 
-  async collect(assets: Map<string, Buffer>, kernelVersion: string): Promise<void> {
+  /** `modules` is the kernel's module directory in the unpacked packages (usr/lib/modules/<version>). */
+  async collect(assets: Map<string, Buffer>, modules: string): Promise<void> {
     for (const dir of ['proc', 'sys', 'dev', 'run', 'root', 'etc/kvmio', 'var/tmp', 'mnt'])
       this.dir(dir, 0o755);
     this.dir('tmp', 0o1777);
@@ -239,16 +271,17 @@ class ImageTree {
     this.files.set('dev/console', { path: 'dev/console', type: 'char', mode: 0o600, major: 5, minor: 1 });
     this.files.set('dev/null', { path: 'dev/null', type: 'char', mode: 0o666, major: 1, minor: 3 });
 
-    for (const p of GUEST_PROGRAMS) this.add(p);
-    for (const t of GUEST_TREES) this.add(t);
+    for (const p of this.spec.programs) this.add(this.located(p));
+    for (const t of this.spec.trees) this.add(this.located(t));
     this.appendPostgresDefaults();
-    this.modules(kernelVersion);
+    await this.modules(modules);
     await this.busyboxApplets();
 
     for (const [name, data] of assets) {
       const spec = GUEST_ASSETS[name];
       if (spec) this.files.set(spec.path, { path: spec.path, type: 'file', mode: spec.mode, data });
     }
+    this.appendPostgresPath();
     const text = (path: string, content: string) =>
       this.files.set(path, { path, type: 'file', mode: 0o644, data: Buffer.from(content) });
     text('etc/hostname', 'kvmio-guest\n');
@@ -263,11 +296,32 @@ class ImageTree {
    * out of the guest), so that a cluster made without options runs as the study expects.
    */
   private appendPostgresDefaults(): void {
-    const path = 'usr/share/postgresql/15/postgresql.conf.sample';
+    const pg = this.spec.postgresMajor;
+    const path = `usr/share/postgresql/${pg}/postgresql.conf.sample`;
     const sample = this.files.get(path);
-    if (sample?.type !== 'file') throw new Error(`guest: ${path} missing from postgresql-15`);
+    if (sample?.type !== 'file') throw new Error(`guest: ${path} missing from postgresql-${pg}`);
     const extra = '\n# kvmio guest: the JIT provider (libLLVM) is not in the guest.\njit = off\n';
     this.files.set(path, { ...sample, data: Buffer.concat([sample.data, Buffer.from(extra)]) });
+  }
+
+  /** PostgreSQL's programs on every guest command's PATH (the env asset is the same for every release). */
+  private appendPostgresPath(): void {
+    const path = GUEST_ASSETS.env!.path;
+    const env = this.files.get(path);
+    if (env?.type !== 'file') throw new Error(`guest: asset ${path} missing`);
+    const extra = `export PATH=$PATH:/usr/lib/postgresql/${this.spec.postgresMajor}/bin\n`;
+    this.files.set(path, { ...env, data: Buffer.concat([env.data, Buffer.from(extra)]) });
+  }
+
+  /** A path as the unpacked packages have it, merged-/usr or not (bookworm's ship some under /bin, /lib; trixie's under /usr). */
+  private located(path: string): string {
+    if (lstatSync(join(this.tree, path), { throwIfNoEntry: false })) return path;
+    const other = /^usr\/(bin|sbin|lib|lib64)\//.test(path)
+      ? path.slice(4)
+      : /^(bin|sbin|lib|lib64)\//.test(path)
+        ? `usr/${path}`
+        : path;
+    return lstatSync(join(this.tree, other), { throwIfNoEntry: false }) ? other : path;
   }
 
   private dir(path: string, mode: number, uid = 0, gid = 0): void {
@@ -276,7 +330,8 @@ class ImageTree {
 
   /** Adds a path of the unpacked packages: files, directories (recursively) and symlinks (and their targets). */
   private add(debPath: string): void {
-    if (GUEST_EXCLUDES.some((re) => re.test(debPath))) return;
+    if (this.spec.excludes.some((re) => re.test(debPath))) return;
+    debPath = this.located(debPath);
     const target = guestPath(debPath);
     if (this.files.has(target)) return;
     const abs = join(this.tree, debPath);
@@ -318,9 +373,12 @@ class ImageTree {
     }
   }
 
-  /** The wanted modules and their dependencies, plus the load order the init script follows. */
-  private modules(kernelVersion: string): void {
-    const base = `lib/modules/${kernelVersion}`;
+  /**
+   * The wanted modules and their dependencies, plus the load order the init script follows.
+   * Compressed modules (trixie's are .ko.xz) are unpacked in the tree first: the guest's busybox
+   * insmod loads plain .ko files, and their dependencies are read from the ELF.
+   */
+  private async modules(base: string): Promise<void> {
     const byName = new Map<string, string>();
     const walk = (rel: string) => {
       for (const e of readdirSync(join(this.tree, base, rel), { withFileTypes: true })) {
@@ -332,17 +390,26 @@ class ImageTree {
     walk('kernel');
     const order: string[] = [];
     const visiting = new Set<string>();
-    const visit = (name: string) => {
+    const visit = async (name: string) => {
       if (order.includes(name) || visiting.has(name)) return;
       const rel = byName.get(name);
       if (!rel) return; // built into the kernel
       visiting.add(name);
-      for (const dep of moduleDepends(readFileSync(join(this.tree, base, rel)))) visit(dep);
+      const plain = await decompressModule(join(this.tree, base), rel);
+      byName.set(name, plain);
+      for (const dep of moduleDepends(readFileSync(join(this.tree, base, plain)))) await visit(dep);
       order.push(name);
     };
+    const builtinFile = join(this.tree, base, 'modules.builtin');
+    const builtin = new Set(
+      existsSync(builtinFile)
+        ? readFileSync(builtinFile, 'utf8').split('\n').filter(Boolean).map(moduleName)
+        : [],
+    );
     for (const m of GUEST_MODULES) {
+      if (builtin.has(m)) continue;
       if (!byName.has(m)) throw new Error(`guest: kernel module ${m} not found in ${base}`);
-      visit(m);
+      await visit(m);
     }
     const paths = order.map((n) => byName.get(n)!);
     for (const rel of paths) this.add(`${base}/${rel}`);
@@ -353,7 +420,9 @@ class ImageTree {
   /** A symlink per busybox applet, where no real program of that name is in the guest. */
   private async busyboxApplets(): Promise<void> {
     // busybox-static runs anywhere, so asking it for its applet list is safe.
-    const r = await run([join(this.tree, 'bin/busybox'), '--list-full'], { timeoutMs: 10_000 });
+    const r = await run([join(this.tree, this.located('usr/bin/busybox')), '--list-full'], {
+      timeoutMs: 10_000,
+    });
     for (const applet of r.stdout.split('\n').map((l) => l.trim())) {
       if (!applet || applet === 'linuxrc') continue;
       const path = guestPath(applet);
@@ -380,6 +449,17 @@ class ImageTree {
       yield this.files.get(path)!;
     }
   }
+}
+
+/** Unpacks a compressed module in place (xz, zstd or gzip, as Debian's kernels ship them); returns its plain name. */
+async function decompressModule(dir: string, rel: string): Promise<string> {
+  const m = /^(.*\.ko)\.(xz|zst|gz)$/.exec(rel);
+  if (!m) return rel;
+  const tool = { xz: ['xz', '-d', '-f'], zst: ['zstd', '-q', '-d', '-f', '--rm'], gz: ['gzip', '-d', '-f'] }[
+    m[2]!
+  ]!;
+  await run([...tool, join(dir, rel)], { timeoutMs: 60_000 });
+  return m[1]!;
 }
 
 /** Size of the guest's files on disk, for reports. */

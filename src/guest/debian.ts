@@ -2,12 +2,12 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/proc.js';
-import { DEBIAN_SUITE, type ResolvedPackage } from './recipe.js';
+import type { GuestRelease, ResolvedPackage } from './recipe.js';
 
 /**
  * Downloads Debian packages with the host's apt-get, but against a private package index, an empty
  * dpkg status and a private archive cache: nothing is installed on the host, and the host's own
- * sources and pinning do not matter (the guest is always made from the same Debian release).
+ * sources and pinning do not matter (the guest is made from the Debian release its recipe names).
  */
 
 const KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
@@ -36,19 +36,19 @@ function aptOptions(dir: string): string[] {
   ];
 }
 
-export function aptWorkspace(dir: string): AptWorkspace {
+export function aptWorkspace(dir: string, release: GuestRelease): AptWorkspace {
   for (const sub of ['lists/partial', 'cache', 'archives/partial', 'empty']) {
     mkdirSync(join(dir, sub), { recursive: true });
   }
   writeFileSync(join(dir, 'status'), '');
-  const { mirror, security } = debianMirrors();
+  const { mirror, security } = debianMirrors(readHostSources(), release);
   const signed = existsSync(KEYRING) ? `[signed-by=${KEYRING}] ` : '';
   writeFileSync(
     join(dir, 'sources.list'),
     [
-      `deb ${signed}${mirror} ${DEBIAN_SUITE} main`,
-      `deb ${signed}${mirror} ${DEBIAN_SUITE}-updates main`,
-      `deb ${signed}${security} ${DEBIAN_SUITE}-security main`,
+      `deb ${signed}${mirror} ${release} main`,
+      `deb ${signed}${mirror} ${release}-updates main`,
+      `deb ${signed}${security} ${release}-security main`,
       '',
     ].join('\n'),
   );
@@ -58,21 +58,35 @@ export function aptWorkspace(dir: string): AptWorkspace {
 /**
  * The Debian mirrors to fetch the guest's packages from: KVMIO_DEBIAN_MIRROR and
  * KVMIO_DEBIAN_SECURITY_MIRROR when set, else the ones this host's apt already uses for the guest's
- * release (so kvmio goes wherever the operator's apt goes, proxies and local mirrors included).
+ * release, or for another Debian release than the host's, the mirror its apt uses for its own Debian
+ * release (one Debian archive serves every release; kvmio goes wherever the operator's apt goes,
+ * proxies and local mirrors included).
  */
-export function debianMirrors(sourcesText = readHostSources()): { mirror: string; security: string } {
+export function debianMirrors(
+  sourcesText: string,
+  release: GuestRelease,
+): { mirror: string; security: string } {
   const entries = parseAptSources(sourcesText);
   const find = (suite: string) => entries.find((e) => e.suites.includes(suite))?.uri;
-  const mirror = process.env.KVMIO_DEBIAN_MIRROR || find(DEBIAN_SUITE);
-  const security = process.env.KVMIO_DEBIAN_SECURITY_MIRROR || find(`${DEBIAN_SUITE}-security`) || mirror;
+  const findAny = (test: (suite: string) => boolean) => entries.find((e) => e.suites.some(test))?.uri;
+  const debianSuite = (s: string) => DEBIAN_RELEASES.includes(s);
+  const mirror = process.env.KVMIO_DEBIAN_MIRROR || find(release) || findAny(debianSuite);
+  const security =
+    process.env.KVMIO_DEBIAN_SECURITY_MIRROR ||
+    find(`${release}-security`) ||
+    findAny((s) => s.endsWith('-security') && debianSuite(s.replace(/-security$/, ''))) ||
+    mirror;
   if (!mirror || !security) {
     throw new UserError(
-      `this host's apt sources have no Debian ${DEBIAN_SUITE} mirror to build the guest from: ` +
+      `this host's apt sources have no Debian mirror to build the ${release} guest from: ` +
         'set KVMIO_DEBIAN_MIRROR (and KVMIO_DEBIAN_SECURITY_MIRROR) to a Debian mirror URL',
     );
   }
   return { mirror, security };
 }
+
+/** Debian release names whose archive also serves the guest's release. */
+const DEBIAN_RELEASES = ['bullseye', 'bookworm', 'trixie', 'forky', 'sid', 'stable', 'oldstable', 'testing'];
 
 function readHostSources(): string {
   const files = ['/etc/apt/sources.list'];

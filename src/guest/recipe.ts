@@ -7,68 +7,92 @@ import { readdirSync, readFileSync } from 'node:fs';
  */
 
 /** Bumped whenever the builder itself changes how the guest is assembled. */
-export const BUILDER_VERSION = 2;
+export const BUILDER_VERSION = 3;
 
-/** The Debian release the guest is made from (PostgreSQL 15 and the 6.1 cloud kernel are bookworm's). */
-export const DEBIAN_SUITE = 'bookworm';
+/**
+ * The Debian releases the guest can be made from: trixie (kernel 6.12, fio 3.39, PostgreSQL 17, as
+ * the study's guest) or bookworm (kernel 6.1, fio 3.33, PostgreSQL 15).
+ */
+export const GUEST_RELEASES = ['trixie', 'bookworm'] as const;
+export type GuestRelease = (typeof GUEST_RELEASES)[number];
+export const DEFAULT_GUEST_RELEASE: GuestRelease = 'trixie';
 
+/** PostgreSQL's major version in each release (its package name and paths carry it). */
+const POSTGRES_MAJOR: Record<GuestRelease, number> = { trixie: 17, bookworm: 15 };
+
+/** Everything that goes into the guest of one release. */
+export interface GuestRecipe {
+  release: GuestRelease;
+  postgresMajor: number;
+  packages: string[];
+  programs: string[];
+  trees: string[];
+  excludes: RegExp[];
+}
+
+export function guestRecipe(release: GuestRelease = DEFAULT_GUEST_RELEASE): GuestRecipe {
+  const pg = POSTGRES_MAJOR[release];
+  return {
+    release,
+    postgresMajor: pg,
+    packages: [...GUEST_PACKAGES, `postgresql-${pg}`],
+    programs: [...GUEST_PROGRAMS, ...POSTGRES_PROGRAMS.map((p) => `usr/lib/postgresql/${pg}/bin/${p}`)],
+    trees: [`usr/share/postgresql/${pg}`, `usr/lib/postgresql/${pg}/lib`, ...GUEST_TREES],
+    excludes: [...GUEST_EXCLUDES, new RegExp(`^usr/share/postgresql/${pg}/man(/|$)`)],
+  };
+}
+
+/** Packages of every release (PostgreSQL is added per release). */
 export const GUEST_PACKAGES = [
   'linux-image-cloud-amd64',
   'busybox-static',
   'util-linux', // setpriv, behind the guest's chpst (Debian's busybox has no chpst applet)
   'qemu-guest-agent',
   'fio',
-  'postgresql-15',
   'rsync',
   'e2fsprogs',
   'tzdata',
 ] as const;
 
-/** Programs copied into the guest, with every shared library they need (paths as in the .debs). */
+/**
+ * Programs copied into the guest, with every shared library they need, by their merged-/usr path
+ * (bookworm's packages still ship some under /bin and /sbin; the builder finds either).
+ */
 export const GUEST_PROGRAMS = [
-  'bin/busybox',
+  'usr/bin/busybox',
   'usr/bin/setpriv',
   'usr/sbin/qemu-ga',
   'usr/bin/fio',
   'usr/bin/rsync',
-  'sbin/mke2fs',
-  'sbin/mkfs.ext4',
-  'sbin/e2fsck',
-  'sbin/fsck.ext4',
-  'sbin/tune2fs',
-  ...[
-    'postgres',
-    'initdb',
-    'pg_ctl',
-    'pgbench',
-    'psql',
-    'pg_isready',
-    'createdb',
-    'dropdb',
-    'vacuumdb',
-    'pg_controldata',
-    'pg_test_fsync',
-  ].map((p) => `usr/lib/postgresql/15/bin/${p}`),
+  'usr/sbin/mke2fs',
+  'usr/sbin/mkfs.ext4',
+  'usr/sbin/e2fsck',
+  'usr/sbin/fsck.ext4',
+  'usr/sbin/tune2fs',
 ];
 
-/** Data trees copied whole (initdb needs the share directory; server extensions are loadable .so files). */
-export const GUEST_TREES = [
-  'usr/share/postgresql/15',
-  'usr/lib/postgresql/15/lib',
-  'etc/mke2fs.conf',
-  'usr/share/zoneinfo/Etc/UTC',
-  'usr/share/zoneinfo/UTC',
+const POSTGRES_PROGRAMS = [
+  'postgres',
+  'initdb',
+  'pg_ctl',
+  'pgbench',
+  'psql',
+  'pg_isready',
+  'createdb',
+  'dropdb',
+  'vacuumdb',
+  'pg_controldata',
+  'pg_test_fsync',
 ];
+
+/** Data trees copied whole (initdb needs PostgreSQL's share directory, added per release). */
+export const GUEST_TREES = ['etc/mke2fs.conf', 'usr/share/zoneinfo/Etc/UTC', 'usr/share/zoneinfo/UTC'];
 
 /**
  * Left out: PostgreSQL's JIT (it pulls in libLLVM, ~100 MB; the guest runs postgres with jit=off) and
  * documentation.
  */
-export const GUEST_EXCLUDES = [
-  /\/llvmjit[^/]*$/,
-  /\/bitcode(\/|$)/,
-  /^usr\/share\/postgresql\/15\/man(\/|$)/,
-];
+export const GUEST_EXCLUDES = [/\/llvmjit[^/]*$/, /\/bitcode(\/|$)/];
 
 /**
  * Packages of the dependency closure that are not even unpacked: nothing the guest takes comes from
@@ -88,7 +112,10 @@ export const SKIP_UNPACK = [
   /^klibc-utils$/,
 ];
 
-/** Kernel modules the guest loads at boot (with their dependencies); ext4 is built into the cloud kernel. */
+/**
+ * Kernel modules the guest loads at boot (with their dependencies), unless the release's kernel has
+ * them built in (modules.builtin); ext4 is built into the cloud kernel.
+ */
 export const GUEST_MODULES = [
   'virtio_pci',
   'virtio_blk',
@@ -130,16 +157,20 @@ export function readAssets(dir = assetsDir()): Map<string, Buffer> {
  * Hash of everything that decides the guest except the package versions: the builder, the lists
  * above and the assets. A built guest is reused while this matches (no network access needed).
  */
-export function recipeHash(assets: Map<string, Buffer>): string {
+export function recipeHash(
+  assets: Map<string, Buffer>,
+  release: GuestRelease = DEFAULT_GUEST_RELEASE,
+): string {
+  const recipe = guestRecipe(release);
   const h = createHash('sha256');
   h.update(
     JSON.stringify({
       builder: BUILDER_VERSION,
-      suite: DEBIAN_SUITE,
-      packages: GUEST_PACKAGES,
-      programs: GUEST_PROGRAMS,
-      trees: GUEST_TREES,
-      excludes: GUEST_EXCLUDES.map(String),
+      suite: release,
+      packages: recipe.packages,
+      programs: recipe.programs,
+      trees: recipe.trees,
+      excludes: recipe.excludes.map(String),
       skipUnpack: SKIP_UNPACK.map(String),
       modules: GUEST_MODULES,
       assetPaths: GUEST_ASSETS,

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureGuest, GUEST_KERNEL_CMDLINE } from '../guest/build.js';
+import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestRelease } from '../guest/build.js';
 import { findTestDisks } from '../guest/disks.js';
 import { freePort, hmpHostForward } from '../guest/forward.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
@@ -373,7 +373,8 @@ export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
     }
   }
   if (opts.variant.memory === 'hugepages') checkHugepages(opts.study.guest.memoryBytes, opts.variant.id);
-  const image = opts.image ?? (opts.paused ? undefined : await embeddedGuestImage(opts.log));
+  const image =
+    opts.image ?? (opts.paused ? undefined : await embeddedGuestImage(opts.log, opts.study.guest.release));
   const name = opts.name ?? `kvmio-${process.pid}-${++vmCounter}`;
   const dir = mkdtempSync(join(runtimeDir(), `${name}-`));
   let argv: string[];
@@ -401,8 +402,11 @@ export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
 }
 
 /** The embedded guest as QEMU boots it. */
-export async function embeddedGuestImage(log?: (line: string) => void): Promise<QemuImage> {
-  const guest = await ensureGuest({ log });
+export async function embeddedGuestImage(
+  log?: (line: string) => void,
+  release?: GuestRelease,
+): Promise<QemuImage> {
+  const guest = await ensureGuest({ log, release });
   return { kernel: guest.kernel, initrd: guest.initrd, cmdline: GUEST_KERNEL_CMDLINE };
 }
 

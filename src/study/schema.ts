@@ -1,6 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { GUEST_MIN_MEMORY_MIB } from '../guest/recipe.js';
+import { DEFAULT_GUEST_RELEASE, GUEST_MIN_MEMORY_MIB, GUEST_RELEASES } from '../guest/recipe.js';
 import { formatBytes } from '../util/units.js';
 import { parseCpuset } from './cpuset.js';
 import {
@@ -48,7 +48,7 @@ const HUGEPAGE = 2 * MIB;
 export const STUDY_DEFAULTS = {
   backend: 'qemu',
   libvirtUri: 'qemu:///system',
-  guest: { vcpus: 2, memoryBytes: GIB, count: 1 },
+  guest: { vcpus: 2, memoryBytes: GIB, count: 1, release: DEFAULT_GUEST_RELEASE },
   disk: { path: '/var/tmp/kvmio.raw', sizeBytes: 4 * GIB },
   matrix: {
     aio: ['native'],
@@ -292,7 +292,9 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
   }
 
   const g =
-    top.guest === undefined ? {} : readMap(src, ['guest'], top.guest, ['vcpus', 'memory', 'count', 'domain']);
+    top.guest === undefined
+      ? {}
+      : readMap(src, ['guest'], top.guest, ['vcpus', 'memory', 'count', 'domain', 'release']);
   const guest: Study['guest'] = {
     vcpus:
       g.vcpus === undefined ? STUDY_DEFAULTS.guest.vcpus : readInt(src, ['guest', 'vcpus'], g.vcpus, 1, 256),
@@ -307,6 +309,10 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
           }),
     count:
       g.count === undefined ? STUDY_DEFAULTS.guest.count : readInt(src, ['guest', 'count'], g.count, 1, 16),
+    release:
+      g.release === undefined
+        ? STUDY_DEFAULTS.guest.release
+        : readEnum(src, ['guest', 'release'], g.release, GUEST_RELEASES),
   };
   if (g.domain !== undefined) {
     const given = readString(src, ['guest', 'domain'], g.domain);

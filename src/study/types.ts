@@ -1,3 +1,5 @@
+import type { GuestRelease } from '../guest/recipe.js';
+
 /**
  * The study model: what a study file describes once it is validated. Every other module works from
  * these types, never from raw YAML.
@@ -124,6 +126,8 @@ export interface GuestSpec {
   count: number;
   /** A user's own libvirt domain XML to vary instead of the builtin guest. */
   domain?: string;
+  /** The Debian release the builtin guest is made from (absent: the default, trixie). */
+  release?: GuestRelease;
 }
 
 export interface AdaptiveSpec {

@@ -9,23 +9,17 @@ import { duringWindow, startGuestMeters, windowArtifacts, windowMetrics } from '
 /**
  * PostgreSQL in the guest, data directory on ext4 on the test disk: initdb, start (jit off, UNIX socket
  * only), `pgbench -i -s scale`, then one timed run per client count (and per --rate), stop, unmount.
- * Every command is argv; the postgres tools run as the postgres user through busybox chpst.
+ * Every command is argv; the postgres tools run as the postgres user through busybox chpst, found
+ * on the guest's PATH (the guest's release decides PostgreSQL's version and directory).
  */
 
-export const PG_BIN = '/usr/lib/postgresql/15/bin';
 const MOUNT = '/mnt/kvmio-pg';
 const PG_HOME = `${MOUNT}/pg`;
 const DATA = `${PG_HOME}/data`;
 const LOG = `${PG_HOME}/postgres.log`;
 const SOCKET_DIR = '/tmp/kvmio-pgsock';
 
-const asPostgres = (tool: string, ...args: string[]) => [
-  'chpst',
-  '-u',
-  'postgres',
-  `${PG_BIN}/${tool}`,
-  ...args,
-];
+const asPostgres = (tool: string, ...args: string[]) => ['chpst', '-u', 'postgres', tool, ...args];
 
 export interface PgbenchFigures {
   tps: number;

@@ -20,19 +20,26 @@ const oneLine =
 
 test('apt sources in both formats give the guest release mirrors', () => {
   assert.deepEqual(parseAptSources(oneLine), [{ uri: 'http://other.example/debian', suites: ['bookworm'] }]);
-  const mirrors = debianMirrors(deb822);
+  const mirrors = debianMirrors(deb822, 'bookworm');
   assert.deepEqual(mirrors, {
     mirror: 'http://mirror.example/debian',
     security: 'http://mirror.example/debian-security',
   });
 });
 
-test('a host without a Debian bookworm source is told to set KVMIO_DEBIAN_MIRROR', () => {
+test("a guest release the host's apt does not list comes from the host's Debian mirror", () => {
+  assert.deepEqual(debianMirrors(deb822, 'trixie'), {
+    mirror: 'http://mirror.example/debian',
+    security: 'http://mirror.example/debian-security',
+  });
+});
+
+test('a host without a Debian source is told to set KVMIO_DEBIAN_MIRROR', () => {
   const saved = process.env.KVMIO_DEBIAN_MIRROR;
   delete process.env.KVMIO_DEBIAN_MIRROR;
   try {
     assert.throws(
-      () => debianMirrors('#one-line\ndeb http://archive.example/ubuntu jammy main\n'),
+      () => debianMirrors('#one-line\ndeb http://archive.example/ubuntu jammy main\n', 'trixie'),
       /KVMIO_DEBIAN_MIRROR/,
     );
   } finally {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { debFileName, parseSimulation } from '../../src/guest/debian.js';
-import { contentHash, GUEST_ASSETS, GUEST_PACKAGES, readAssets, recipeHash } from '../../src/guest/recipe.js';
+import { contentHash, GUEST_ASSETS, guestRecipe, readAssets, recipeHash } from '../../src/guest/recipe.js';
 
 test('every asset file has a guest path, and every guest path an asset', () => {
   const assets = readAssets();
@@ -10,18 +10,26 @@ test('every asset file has a guest path, and every guest path an asset', () => {
   assert.match(assets.get('agent')!.toString(), /KVMIO-GUEST-READY/);
 });
 
-test('the guest is made from the packages the issue names', () => {
-  for (const p of [
-    'linux-image-cloud-amd64',
-    'busybox-static',
-    'qemu-guest-agent',
-    'fio',
-    'postgresql-15',
-    'rsync',
-    'e2fsprogs',
-  ]) {
-    assert.ok((GUEST_PACKAGES as readonly string[]).includes(p), p);
+test('the guest is made from the packages the issue names, PostgreSQL as its release has it', () => {
+  for (const [release, pg] of [
+    ['trixie', 'postgresql-17'],
+    ['bookworm', 'postgresql-15'],
+  ] as const) {
+    const recipe = guestRecipe(release);
+    for (const p of [
+      'linux-image-cloud-amd64',
+      'busybox-static',
+      'qemu-guest-agent',
+      'fio',
+      pg,
+      'rsync',
+      'e2fsprogs',
+    ])
+      assert.ok(recipe.packages.includes(p), `${release}: ${p}`);
+    assert.ok(recipe.programs.includes(`usr/lib/postgresql/${pg.slice(-2)}/bin/pgbench`));
   }
+  assert.equal(guestRecipe().release, 'trixie');
+  assert.notEqual(recipeHash(readAssets(), 'trixie'), recipeHash(readAssets(), 'bookworm'));
 });
 
 test('the recipe hash is stable and follows the assets', () => {

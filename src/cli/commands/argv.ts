@@ -39,7 +39,7 @@ export function registerArgv(program: Command): void {
       const study = loadStudyArg(file, flags.preset);
       const variant = findVariant(study, flags.variant);
       const notes: string[] = [];
-      const guest = builtGuest();
+      const guest = builtGuest(study.guest.release);
       if (!guest)
         notes.push(
           'the guest is not built yet ("kvmio guest build"): kernel and initrd paths are placeholders',

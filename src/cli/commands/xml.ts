@@ -46,7 +46,7 @@ export function registerXml(program: Command): void {
         process.stdout.write(`${parts.join('\n')}\n`);
         return;
       }
-      const guest = builtGuest();
+      const guest = builtGuest(study.guest.release);
       if (!guest) {
         process.stderr.write(
           'note: the guest is not built yet ("kvmio guest build"): kernel and initrd paths are placeholders\n',
