@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both install what is missing first.
-.PHONY: setup build guest services lint test test-unit demo bench clean
+.PHONY: setup build guest services test-stack lint test test-unit demo bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -12,10 +12,14 @@ guest: setup
 services:
 	@bash scripts/services.sh
 
+# The tests' second stack beside the host's: QEMU 10 in /opt/kvmio/qemu-10, libvirt 11.3 (never in demo).
+test-stack:
+	@bash scripts/test-stack.sh
+
 lint: setup
 	@npx biome check src test scripts bin
 
-test: setup services guest lint
+test: setup test-stack services guest lint
 	@node --test --test-concurrency=1 --test-reporter=spec dist/test/
 
 test-unit: setup

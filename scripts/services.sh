@@ -21,14 +21,19 @@ if [ -c /dev/kvm ] && getent group kvm >/dev/null; then
 fi
 
 libvirt_up() { virsh -c qemu:///system version >/dev/null 2>&1; }
+# The system's daemons, by their default pid files: other instances (a test host in a network
+# namespace, with pid files of its own) are not this system's.
+running() { [ -f "/run/$1.pid" ] && [ "$(cat "/proc/$(cat "/run/$1.pid")/comm" 2>/dev/null)" = "$1" ]; }
 # libvirtd reads the hugetlbfs mounts when it starts: restart one we started before the mount.
-if [ "$mounted_now" = yes ] && pgrep -x libvirtd >/dev/null; then
-  pkill -x libvirtd || true
-  for _ in $(seq 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
+if [ "$mounted_now" = yes ] && running libvirtd; then
+  pid=$(cat /run/libvirtd.pid)
+  kill "$pid" || true
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 fi
 if ! libvirt_up; then
-  pgrep -x virtlogd >/dev/null || virtlogd -d
-  pgrep -x libvirtd >/dev/null || libvirtd -d
-  for _ in $(seq 100); do libvirt_up && break; sleep 0.2; done
+  running virtlogd || virtlogd -d
+  running libvirtd || libvirtd -d
+  # A new libvirt probes every QEMU first: on a loaded 2-core machine that takes a minute.
+  for _ in $(seq 300); do libvirt_up && break; sleep 0.2; done
 fi
 libvirt_up || { echo "services: libvirtd does not answer on qemu:///system" >&2; exit 1; }

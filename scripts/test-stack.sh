@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The study's stack for the tests, beside Debian 12's own (make test runs this; make demo never does):
+#  - QEMU 10.0 from Debian's bookworm-backports, unpacked from its .debs into a prefix
+#    (default /opt/kvmio/qemu-10) with a launcher at PREFIX/bin/qemu-system-x86_64; the system
+#    QEMU 7.2 stays what it is;
+#  - libvirt 11.3 from bookworm-backports as this (throwaway test) machine's libvirt, which runs
+#    QEMU 7.2 by default and QEMU 10 where a domain's <emulator> names the launcher.
+# Backports come in through a source of their own, pinned to priority 100 so that nothing else is
+# ever upgraded from them: only the packages named here, from bookworm-backports explicitly.
+# Idempotent; quick when everything is in place.
+set -euo pipefail
+
+PREFIX=${KVMIO_QEMU10_PREFIX:-/opt/kvmio/qemu-10}
+QEMU_DEBS=(qemu-system-x86 qemu-system-common qemu-system-data seabios)
+LIBVIRT_PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-daemon libvirt0)
+WANT_QEMU=10.0
+WANT_LIBVIRT=11.3
+
+if [ "$(id -u)" != 0 ]; then echo "test-stack: not root, leaving QEMU 10 / libvirt 11.3 alone"; exit 0; fi
+
+SOURCES=/etc/apt/sources.list.d/kvmio-backports.sources
+PIN=/etc/apt/preferences.d/kvmio-backports
+if [ ! -f "$SOURCES" ]; then
+  cat >"$SOURCES" <<'EOF'
+# Added by kvmio's scripts/test-stack.sh: QEMU 10 and libvirt 11.3 for the tests.
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+fi
+if [ ! -f "$PIN" ]; then
+  cat >"$PIN" <<'EOF'
+# Added by kvmio's scripts/test-stack.sh: nothing is upgraded from backports unless named.
+Package: *
+Pin: release n=bookworm-backports
+Pin-Priority: 100
+EOF
+fi
+if ! ls /var/lib/apt/lists/*bookworm-backports*Packages* >/dev/null 2>&1; then
+  echo "test-stack: apt-get update (bookworm-backports)"
+  apt-get update -qq -o Dir::Etc::sourcelist="$SOURCES" -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
+fi
+
+# QEMU 10 in a prefix. Debian's QEMU is not relocatable: the launcher points it at the prefix's data
+# and firmware (-L; the system's ipxe ROMs are found on QEMU's default path) and at its own modules.
+launcher="$PREFIX/bin/qemu-system-x86_64"
+if ! "$launcher" --version 2>/dev/null | grep -q "version $WANT_QEMU"; then
+  echo "test-stack: unpacking QEMU $WANT_QEMU into $PREFIX"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && apt-get download -qq -o APT::Sandbox::User=root "${QEMU_DEBS[@]/%//bookworm-backports}")
+  rm -rf "$PREFIX"
+  mkdir -p "$PREFIX/bin" "$PREFIX/root"
+  for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$PREFIX/root"; done
+  cat >"$launcher" <<EOF
+#!/bin/sh
+# QEMU $WANT_QEMU from Debian's bookworm-backports, unpacked by kvmio's scripts/test-stack.sh.
+export QEMU_MODULE_DIR=$PREFIX/root/usr/lib/x86_64-linux-gnu/qemu
+exec $PREFIX/root/usr/bin/qemu-system-x86_64 -L $PREFIX/root/usr/share/qemu -L $PREFIX/root/usr/share/seabios "\$@"
+EOF
+  chmod 0755 "$launcher"
+  "$launcher" --version | head -1
+fi
+
+# libvirt 11.3 as the system libvirt. The system's running libvirtd (and virtlogd), found by their
+# default pid files (other instances with pid files of their own are left alone), are restarted once,
+# after the upgrade; running domains survive (libvirtd reconnects to them, virtlogd re-executes in place).
+have_libvirt=$(libvirtd --version 2>/dev/null | awk '{print $NF}')
+if [ "${have_libvirt%.*}" != "$WANT_LIBVIRT" ]; then
+  echo "test-stack: installing libvirt $WANT_LIBVIRT from bookworm-backports (was ${have_libvirt:-none})"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${LIBVIRT_PACKAGES[@]/%//bookworm-backports}" >/dev/null
+  pid_of() { [ -f "$1" ] && [ "$(cat "/proc/$(cat "$1")/comm" 2>/dev/null)" = "$2" ] && cat "$1"; }
+  if pid=$(pid_of /run/virtlogd.pid virtlogd); then kill -USR1 "$pid" || true; fi
+  if pid=$(pid_of /run/libvirtd.pid libvirtd); then
+    kill "$pid" || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  libvirtd --version
+fi
