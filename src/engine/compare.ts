@@ -105,8 +105,7 @@ export function compareRuns(
   });
   return lines.map((l) => ({
     ...l,
-    verdict:
-      verdicts.get(l)?.phrase ??
-      `no test: ${Math.min(l.a.length, l.b.length)} repetition(s) (need 2 on each side)`,
+    // The statistics module's words for every line, so compare and the report say the same thing.
+    verdict: (verdicts.get(l) ?? compareSamples(l.a, l.b, { metric: l.metric })).phrase,
   }));
 }

@@ -1,5 +1,6 @@
 import { HOST_VARIANT_ID, type Variant } from '../study/types.js';
 import type { ReportData } from './data.js';
+import { slug } from './escape.js';
 import { getOr, PointIndex, type Step } from './points.js';
 import { buildSeries, type Series } from './series.js';
 import {
@@ -413,7 +414,19 @@ export function buildCharts(m: ReportModel): Chart[] {
   charts.push(...iothreadCharts(m, qd1, iops));
   charts.push(...pairCharts(m, 'bus', 'virtio-blk vs virtio-scsi', qd1, iops, sweeps));
   charts.push(...pairCharts(m, 'memory', 'Huge pages vs 4k pages', qd1, iops, []));
-  return charts.filter((c): c is Chart => c !== undefined);
+  return withFileSafeIds(charts.filter((c): c is Chart => c !== undefined));
+}
+
+/** Chart ids name files (charts/ID.svg): a slug of the names in them, unique within the report. */
+function withFileSafeIds(charts: Chart[]): Chart[] {
+  const taken = new Set<string>();
+  return charts.map((c) => {
+    const base = slug(c.id);
+    let id = base;
+    for (let n = 2; taken.has(id); n++) id = `${base}-${n}`;
+    taken.add(id);
+    return id === c.id ? c : { ...c, id };
+  });
 }
 
 function pgbenchChart(

@@ -3,6 +3,7 @@ import { HOST_VARIANT_ID } from '../study/types.js';
 import type { ReportModel } from './charts.js';
 import { pairsDifferingIn } from './charts.js';
 import type { ReportRun } from './data.js';
+import { escapeMarkdown as esc } from './escape.js';
 import type { Step } from './points.js';
 import type { Series } from './series.js';
 import type { WorkloadInfo } from './workloads.js';
@@ -171,7 +172,7 @@ function reference(list: Series[]): Series | undefined {
   return (
     list.find((s) => isBase(s) && s.def?.aio === 'native' && s.def.iothreads === 1) ??
     list.find((s) => s.def?.aio === 'native' && (s.def?.iothreads ?? 0) >= 1) ??
-    list.find((s) => s.variant !== HOST_VARIANT_ID)
+    list.find((s) => s.variant !== HOST_VARIANT_ID && s.def !== undefined)
   );
 }
 
@@ -271,7 +272,7 @@ export function libvirtLines(s: Series): string[] {
 }
 
 const claimLine = (c: Claim) =>
-  `- ${c.measure}: **${c.b.label}** ${fmt(c.meanB)} ${c.unit} vs **${c.a.label}** ${fmt(c.meanA)} ${c.unit} (n = ${c.comparison.nB}/${c.comparison.nA}): ${c.comparison.phrase}`;
+  `- ${esc(c.measure)}: **${esc(c.b.label)}** ${fmt(c.meanB)} ${c.unit} vs **${esc(c.a.label)}** ${fmt(c.meanA)} ${c.unit} (n = ${c.comparison.nB}/${c.comparison.nA}): ${c.comparison.phrase}`;
 
 function headline(cs: Claim[], subject: string): string {
   if (cs.length === 0) return '';
@@ -303,12 +304,12 @@ export function buildConclusion(m: ReportModel): Conclusion {
   const claims = raw.map((c, i) => ({ ...c, comparison: adjusted[i] as Comparison }));
   const recommended = new Map<string, Series | undefined>();
   const md: string[] = [];
-  const title = m.data.runs.map((r) => `${r.name} (${r.id})`).join(', ');
+  const title = m.data.runs.map((r) => `${esc(r.name)} (${esc(r.id)})`).join(', ');
   md.push(`# kvmio report: ${title}`, '');
   for (const r of m.data.runs) {
     if (r.accelerator === 'tcg') {
       md.push(
-        `> **${m.data.runs.length > 1 ? `Run ${r.label}` : 'This run'} ran under TCG (software emulation), not KVM**${r.acceleratorReason ? `: ${r.acceleratorReason}` : ''}. Its absolute figures say nothing about KVM performance, and differences between variants may not carry over.`,
+        `> **${m.data.runs.length > 1 ? `Run ${esc(r.label)}` : 'This run'} ran under TCG (software emulation), not KVM**${r.acceleratorReason ? `: ${esc(r.acceleratorReason)}` : ''}. Its absolute figures say nothing about KVM performance, and differences between variants may not carry over.`,
         '',
       );
     }
@@ -318,7 +319,7 @@ export function buildConclusion(m: ReportModel): Conclusion {
     '',
   );
   for (const run of m.data.runs) {
-    if (m.data.runs.length > 1) md.push(`## Run ${run.label}: ${run.name} (${run.id})`, '');
+    if (m.data.runs.length > 1) md.push(`## Run ${esc(run.label)}: ${esc(run.name)} (${esc(run.id)})`, '');
     const mine = claims.filter((c) => c.run === run.id && c.question !== 'runs');
     for (const [q, heading] of QUESTIONS.slice(0, 5)) {
       const cs = mine.filter((c) => c.question === q);
@@ -327,7 +328,7 @@ export function buildConclusion(m: ReportModel): Conclusion {
       for (const b of [...new Set(cs.map((c) => c.b))]) {
         const sub = cs.filter((c) => c.b === b);
         md.push(
-          headline(sub, `**${b.label}** against **${sub[0]?.a.label}**`),
+          headline(sub, `**${esc(b.label)}** against **${esc(sub[0]?.a.label ?? '')}**`),
           '',
           ...sub.map(claimLine),
           '',
@@ -341,14 +342,21 @@ export function buildConclusion(m: ReportModel): Conclusion {
       md.push(`${fails.length} point(s) failed — a crashed QEMU is a finding, not noise:`, '');
       for (const f of fails)
         md.push(
-          `- ${f.variant}, ${f.workload}${f.step !== null && f.step !== undefined ? ` step ${f.step}` : ''}${f.rep !== undefined ? ` rep ${f.rep}` : ''}: ${f.reason}${f.retried ? ' (a later attempt succeeded)' : ''}`,
+          `- ${esc(f.variant)}, ${esc(f.workload)}${f.step !== null && f.step !== undefined ? ` step ${esc(String(f.step))}` : ''}${f.rep !== undefined ? ` rep ${f.rep}` : ''}: ${esc(f.reason)}${f.retried ? ' (a later attempt succeeded)' : ''}`,
         );
       md.push('');
     }
     const rec = recommend(m, run, claims);
     recommended.set(run.id, rec);
     md.push(`${m.data.runs.length > 1 ? '###' : '##'} Recommended configuration`, '');
-    if (!rec)
+    if (!m.ordered.some((s) => s.run === run.id && s.def !== undefined))
+      md.push(
+        run.imported
+          ? "Imported fio results: fio's own figures, measured outside kvmio. They come with no VM configuration, so there is none to recommend."
+          : 'No variant of this run has a VM disk configuration kvmio knows: there is none to recommend.',
+        '',
+      );
+    else if (!rec)
       md.push(
         'No variant can be recommended from this run (no guest variant completed without failures).',
         '',
@@ -363,12 +371,12 @@ export function buildConclusion(m: ReportModel): Conclusion {
       );
       const why =
         rec !== ref
-          ? `It measured better than ${ref?.label ?? 'the reference'} on some measures and worse on none`
+          ? `It measured better than ${esc(ref?.label ?? 'the reference')} on some measures and worse on none`
           : decided
             ? 'No variant beat it on some measure without losing on another'
             : "This run does not separate the variants: this is the study's recommendation, which nothing here contradicts, not a finding of this run";
       md.push(
-        `**${rec.label}** (\`${rec.variant}\`). ${why}.`,
+        `**${esc(rec.label)}** (variant ${esc(rec.variant)}). ${why}.`,
         '',
         '```xml',
         ...libvirtLines(rec),
@@ -382,7 +390,12 @@ export function buildConclusion(m: ReportModel): Conclusion {
     md.push('## Runs compared', '');
     for (const b of [...new Set(cross.map((c) => c.b))]) {
       const sub = cross.filter((c) => c.b === b);
-      md.push(headline(sub, `**${b.label}** against **${sub[0]?.a.label}**`), '', ...sub.map(claimLine), '');
+      md.push(
+        headline(sub, `**${esc(b.label)}** against **${esc(sub[0]?.a.label ?? '')}**`),
+        '',
+        ...sub.map(claimLine),
+        '',
+      );
     }
   }
   return { claims, recommended, markdown: `${md.join('\n').trimEnd()}\n` };

@@ -15,6 +15,8 @@ export interface ReportRun {
   hostName?: string;
   study?: Study;
   variants: Variant[];
+  /** Results imported from elsewhere (`kvmio import fio`): figures without a VM configuration. */
+  imported: boolean;
 }
 
 export interface ReportFailure {
@@ -151,6 +153,7 @@ function runFromMeta(meta: Record<string, unknown>, variants: Variant[]): Report
     hostName: meta.hostName === undefined ? undefined : String(meta.hostName),
     study,
     variants: variants.length > 0 ? variants : (study?.variants ?? []),
+    imported: String(meta.source ?? '').startsWith('import:'),
   };
 }
 

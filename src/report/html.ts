@@ -1,14 +1,21 @@
 import type { Chart } from './charts.js';
 import type { ReportData } from './data.js';
+import { escapeHtml } from './escape.js';
 
-export function escapeHtml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
+export { escapeHtml };
 
+// Private-use characters stand in for backslash-escaped punctuation while emphasis and code are found.
+const ESCAPED = /\\([!-/:-@[-`{-~])/g;
+const PLACEHOLDER = /\uE000(\d+)\uE001/g;
+
+/** One line of the Markdown subset: `\x` escapes, **bold** and `code`; everything else is text. */
 function inline(s: string): string {
-  return escapeHtml(s)
+  const escaped: string[] = [];
+  const marked = s.replace(ESCAPED, (_m, c: string) => `\uE000${escaped.push(c) - 1}\uE001`);
+  return escapeHtml(marked)
     .replace(/\*\*([^*]+)\*\*/g, '<strong>$1</strong>')
-    .replace(/`([^`]+)`/g, '<code>$1</code>');
+    .replace(/`([^`]+)`/g, '<code>$1</code>')
+    .replace(PLACEHOLDER, (_m, i: string) => escapeHtml(escaped[Number(i)] ?? ''));
 }
 
 /**
@@ -92,6 +99,7 @@ export function reportHtml(data: ReportData, charts: RenderedChart[], conclusion
       const bits = [
         `run <code>${escapeHtml(r.id)}</code>`,
         escapeHtml(r.name),
+        r.imported ? 'imported fio results (no VM configuration)' : '',
         `status ${escapeHtml(r.status)}`,
         r.accelerator ? `accelerator <strong>${escapeHtml(r.accelerator)}</strong>` : '',
         facts.hostname ? `host ${escapeHtml(facts.hostname)}` : '',
@@ -110,7 +118,7 @@ export function reportHtml(data: ReportData, charts: RenderedChart[], conclusion
       .filter((c) => c.chart.section === section)
       .map(
         (c) =>
-          `<figure class="chart" id="chart-${c.chart.id}" data-chart="${c.chart.id}" data-kind="${c.chart.kind}">${c.svg}<figcaption>${escapeHtml(c.chart.title)} — <a href="charts/${c.chart.id}.svg">SVG</a> · <a href="charts/${c.chart.id}.png">PNG</a></figcaption></figure>`,
+          `<figure class="chart" id="chart-${escapeHtml(c.chart.id)}" data-chart="${escapeHtml(c.chart.id)}" data-kind="${escapeHtml(c.chart.kind)}">${c.svg}<figcaption>${escapeHtml(c.chart.title)} — <a href="charts/${encodeURIComponent(c.chart.id)}.svg">SVG</a> · <a href="charts/${encodeURIComponent(c.chart.id)}.png">PNG</a></figcaption></figure>`,
       );
     sections.push(`<h2>${escapeHtml(section)}</h2>\n<div class="charts">\n${figs.join('\n')}\n</div>`);
   }

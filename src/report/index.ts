@@ -1,5 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { prepareOutputDir, prepareSubdir, writeFileNoFollow } from '../util/files.js';
 import { buildCharts, buildModel, type Chart } from './charts.js';
 import { buildConclusion, type Conclusion } from './conclusion.js';
 import { loadReportData, type ReportData, type ReportStore } from './data.js';
@@ -36,30 +36,30 @@ export async function writeReport(
   const model = buildModel(data);
   const charts = buildCharts(model);
   const conclusion = buildConclusion(model);
-  const chartDir = join(outDir, 'charts');
-  mkdirSync(chartDir, { recursive: true });
+  const out = prepareOutputDir(outDir, '--out');
+  const chartDir = prepareSubdir(out, 'charts', '--out');
   const files: string[] = [];
   const rendered: RenderedChart[] = [];
   const pngs: Promise<void>[] = [];
   for (const chart of charts) {
     const svg = await specToSvg(chart.spec);
     const svgPath = join(chartDir, `${chart.id}.svg`);
-    writeFileSync(svgPath, svg);
+    writeFileNoFollow(svgPath, svg, '--out');
     files.push(svgPath);
     if (opts.png !== false) {
       const pngPath = join(chartDir, `${chart.id}.png`);
-      pngs.push(svgToPng(svg).then((png) => writeFileSync(pngPath, png)));
+      pngs.push(svgToPng(svg).then((png) => writeFileNoFollow(pngPath, png, '--out')));
       files.push(pngPath);
     }
     rendered.push({ chart, svg: scopeSvgIds(svg, `c-${chart.id}`) });
   }
   await Promise.all(pngs);
-  const summary = join(outDir, 'summary.md');
-  writeFileSync(summary, conclusion.markdown);
-  const index = join(outDir, 'index.html');
-  writeFileSync(index, reportHtml(data, rendered, conclusion.markdown));
+  const summary = join(out, 'summary.md');
+  writeFileNoFollow(summary, conclusion.markdown, '--out');
+  const index = join(out, 'index.html');
+  writeFileNoFollow(index, reportHtml(data, rendered, conclusion.markdown), '--out');
   files.push(summary, index);
-  return { outDir, index, summary, charts, conclusion, files, millis: performance.now() - t0 };
+  return { outDir: out, index, summary, charts, conclusion, files, millis: performance.now() - t0 };
 }
 
 /** The library entry of `kvmio report`: runs from the store → the report files. */

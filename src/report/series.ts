@@ -1,4 +1,11 @@
-import { HOST_VARIANT_ID, type Variant } from '../study/types.js';
+import {
+  AIO_MODES,
+  BUSES,
+  CACHE_MODES,
+  HOST_VARIANT_ID,
+  MEMORY_BACKINGS,
+  type Variant,
+} from '../study/types.js';
 import type { ReportData } from './data.js';
 
 /** One line/bar family of the report: a variant of a run. */
@@ -16,17 +23,19 @@ export interface Series {
 
 export const HOST_GREY = '#8c8c8c';
 
-/** The study's four backends keep their colours in every report. */
-const CANONICAL: Record<string, string> = {
-  threads: '#f58518',
-  'native (no iothread)': '#72b7b2',
-  'native (iothread)': '#4c78a8',
-  io_uring: '#54a24b',
-  // When a report has both iothread forms of threads or io_uring, each keeps its family's hue.
-  'threads (iothread)': '#f58518',
-  'threads (no iothread)': '#ffbf79',
-  'io_uring (iothread)': '#54a24b',
-  'io_uring (no iothread)': '#88d27a',
+/**
+ * The study's four backends keep their colours in every report ("threads" is the study's threads in
+ * the main loop, "io_uring" its io_uring in an iothread); the other iothread form of a family takes
+ * the family's second shade.
+ */
+const CANONICAL: Record<string, readonly string[]> = {
+  threads: ['#f58518', '#ffbf79'],
+  'threads (no iothread)': ['#f58518', '#ffbf79'],
+  'threads (iothread)': ['#f58518', '#ffbf79'],
+  'native (no iothread)': ['#72b7b2'],
+  'native (iothread)': ['#4c78a8'],
+  'io_uring (iothread)': ['#54a24b', '#88d27a'],
+  'io_uring (no iothread)': ['#54a24b', '#88d27a'],
 };
 const PALETTE = [
   '#b279a2',
@@ -52,10 +61,10 @@ function isBaseForm(v: Variant): boolean {
 }
 
 /**
- * Knobs named in a label when they vary. `threads-iothreads` / `io_uring-iothreads`: the study's short
- * "threads" and "io_uring" leave the iothread out, which is ambiguous once a report has both forms.
+ * Knobs named in a label when they vary. `threads-iothreads`: the study's short "threads" (no
+ * iothread) is ambiguous once a report also has threads in an iothread.
  */
-export type LabelKnob = 'bus' | 'memory' | 'queues' | 'cache' | 'threads-iothreads' | 'io_uring-iothreads';
+export type LabelKnob = 'bus' | 'memory' | 'queues' | 'cache' | 'threads-iothreads';
 const ALL_KNOBS: ReadonlySet<'bus' | 'memory' | 'queues' | 'cache'> = new Set([
   'bus',
   'memory',
@@ -67,16 +76,34 @@ const ALL_KNOBS: ReadonlySet<'bus' | 'memory' | 'queues' | 'cache'> = new Set([
 export function varyingKnobs(variants: readonly Variant[]): Set<LabelKnob> {
   const out = new Set<LabelKnob>();
   for (const k of ALL_KNOBS) if (new Set(variants.map((v) => v[k])).size > 1) out.add(k);
-  for (const aio of ['threads', 'io_uring'] as const) {
-    const counts = new Set(variants.filter((v) => v.aio === aio).map((v) => Math.min(v.iothreads, 2)));
-    if (counts.size > 1) out.add(`${aio}-iothreads`);
-  }
+  const threads = new Set(variants.filter((v) => v.aio === 'threads').map((v) => Math.min(v.iothreads, 2)));
+  if (threads.size > 1) out.add('threads-iothreads');
   return out;
 }
 
 /**
- * The study's legend wording for a variant ("native (iothread)", "io_uring", "threads", "host");
- * knobs that vary in the report are appended ("· scsi", "· hugepages").
+ * A run's variant as kvmio measured it: a VM disk configuration with every knob in its allowed set.
+ * Anything else (an imported fio file or job, a store edited by hand) has no VM configuration.
+ */
+export function vmVariant(v: unknown): Variant | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const x = v as Partial<Variant>;
+  const count = (n: unknown) => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 1024;
+  const ok =
+    typeof x.id === 'string' &&
+    AIO_MODES.includes(x.aio as never) &&
+    BUSES.includes(x.bus as never) &&
+    MEMORY_BACKINGS.includes(x.memory as never) &&
+    CACHE_MODES.includes(x.cache as never) &&
+    count(x.iothreads) &&
+    count(x.queues);
+  return ok ? (x as Variant) : undefined;
+}
+
+/**
+ * The study's legend wording for a variant ("native (iothread)", "io_uring (iothread)", "threads",
+ * "host"); an iothread is named for every aio mode alike; knobs that vary in the report are appended
+ * ("· scsi", "· hugepages"). A variant without a VM configuration is labelled by its id.
  */
 export function variantLabel(
   v: Variant | undefined,
@@ -86,12 +113,11 @@ export function variantLabel(
   if (id === HOST_VARIANT_ID) return 'host';
   if (!v) return id;
   let label: string;
-  if ((v.aio === 'threads' || v.aio === 'io_uring') && v.iothreads <= 1 && varying.has(`${v.aio}-iothreads`))
-    label = `${v.aio} (${v.iothreads === 0 ? 'no iothread' : 'iothread'})`;
-  else if (v.aio === 'threads') label = v.iothreads > 1 ? `threads (${v.iothreads} iothreads)` : 'threads';
-  else if (v.iothreads === 0) label = `${v.aio} (no iothread)`;
-  else if (v.iothreads === 1) label = v.aio === 'io_uring' ? 'io_uring' : `${v.aio} (iothread)`;
-  else label = `${v.aio} (${v.iothreads} iothreads)`;
+  if (v.iothreads === 1) label = `${v.aio} (iothread)`;
+  else if (v.iothreads > 1) label = `${v.aio} (${v.iothreads} iothreads)`;
+  // The study's "threads" runs in the main loop; the others name it.
+  else if (v.aio === 'threads' && !varying.has('threads-iothreads')) label = 'threads';
+  else label = `${v.aio} (no iothread)`;
   const extra: string[] = [];
   if (v.bus === 'virtio-scsi') extra.push('scsi');
   if (v.memory === 'hugepages') extra.push('hugepages');
@@ -134,9 +160,11 @@ export function buildSeries(data: ReportData): Map<string, Series> {
   const defs = new Map<string, Variant>();
   const variantOrder = new Map<string, number>();
   for (const run of data.runs) {
-    for (const v of run.variants) {
-      defs.set(v.id, v);
-      if (!variantOrder.has(v.id)) variantOrder.set(v.id, variantOrder.size);
+    for (const spec of run.variants) {
+      const v = vmVariant(spec);
+      if (v) defs.set(v.id, v);
+      const id = String((spec as { id?: unknown }).id);
+      if (!variantOrder.has(id)) variantOrder.set(id, variantOrder.size);
     }
   }
   const varying = varyingKnobs([...defs.values()].filter((v) => present0(data).has(v.id)));
@@ -153,8 +181,9 @@ export function buildSeries(data: ReportData): Map<string, Series> {
     if (id === HOST_VARIANT_ID) continue;
     const def = defs.get(id);
     const label = variantLabel(def, id, varying);
-    const canonical = def && isBaseForm(def) ? CANONICAL[label] : undefined;
-    if (canonical && !used.has(canonical)) {
+    const shades = def && isBaseForm(def) ? CANONICAL[label] : undefined;
+    const canonical = shades?.find((c) => !used.has(c));
+    if (canonical) {
       baseColor.set(id, canonical);
       used.add(canonical);
     }

@@ -1,5 +1,5 @@
-import type { Workload } from '../study/types.js';
-import { formatSizeForTool } from '../util/units.js';
+import type { FioWorkload, Workload } from '../study/types.js';
+import { formatSizeForTool, parseSize } from '../util/units.js';
 import { type ReportData, workloadOf } from './data.js';
 import { getOr } from './points.js';
 
@@ -66,6 +66,60 @@ export function classify(
   return { name, cls: 'other', dirs: [...dirs], rwLabel: name, params: '', def };
 }
 
+const FIO_RW: readonly FioWorkload['rw'][] = [
+  'read',
+  'write',
+  'randread',
+  'randwrite',
+  'rw',
+  'randrw',
+  'readwrite',
+  'randtrim',
+  'trim',
+];
+
+/** A positive integer option of fio's, or the default when absent or not one. */
+function count(value: string | undefined, fallback: number): number {
+  const n = Number(value);
+  return value !== undefined && Number.isInteger(n) && n >= 1 ? n : fallback;
+}
+
+/**
+ * An imported fio job's workload as a study would define it, read from the job options fio recorded
+ * (values checked, never trusted), so imported results are classified and charted like measured ones.
+ */
+export function importedWorkload(data: ReportData, name: string): FioWorkload | undefined {
+  const row = data.rows.find((r) => r.workload === name);
+  const run = data.runs.find((r) => r.id === row?.run);
+  const spec = run?.variants.find((v) => v.id === row?.variant) as
+    | { source?: unknown; options?: unknown }
+    | undefined;
+  if (spec?.source !== 'fio' || typeof spec.options !== 'object' || spec.options === null) return undefined;
+  const o = spec.options as Record<string, string | undefined>;
+  const rw = (o.rw ?? o.readwrite ?? 'read') as FioWorkload['rw'];
+  if (!FIO_RW.includes(rw)) return undefined;
+  let bs: number;
+  try {
+    bs = parseSize((o.bs ?? o.blocksize ?? '4k').split(',')[0] ?? '4k');
+  } catch {
+    return undefined;
+  }
+  const rate = count(o.rate_iops, 0);
+  return {
+    kind: 'fio',
+    name,
+    rw,
+    bs,
+    iodepth: count(o.iodepth, 1),
+    numjobs: count(o.numjobs, 1),
+    runtimeSeconds: 0,
+    rampSeconds: 0,
+    ioengine: typeof o.ioengine === 'string' ? o.ioengine : '',
+    extra: {},
+    ...(rate > 0 ? { rateIops: rate } : {}),
+  };
+}
+
 /** Every workload that has rows, classified (the first run defining a name wins). */
 export function workloadInfos(data: ReportData): WorkloadInfo[] {
   const metricsOf = new Map<string, Set<string>>();
@@ -80,7 +134,8 @@ export function workloadInfos(data: ReportData): WorkloadInfo[] {
     (a, b) => (studyOrder.get(a) ?? 1e9) - (studyOrder.get(b) ?? 1e9) || a.localeCompare(b),
   );
   return names.map((name) => {
-    const def = data.runs.map((r) => workloadOf(r, name)).find((w) => w !== undefined);
+    const def =
+      data.runs.map((r) => workloadOf(r, name)).find((w) => w !== undefined) ?? importedWorkload(data, name);
     return classify(name, def, metricsOf.get(name) ?? new Set());
   });
 }

@@ -38,12 +38,20 @@ export function exportJson(store: Store, runId: string): RunExportDoc {
   };
 }
 
+/** Text a spreadsheet would run as a formula (=, +, -, @, or a tab or CR before one). */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
 function csvCell(v: unknown): string {
   if (v === null || v === undefined) return '';
   // Numbers in their shortest exact form, so that parsing the CSV gives back the stored double.
-  const s = typeof v === 'number' ? String(v) : String(v);
+  if (typeof v === 'number') return String(v);
+  // Names come from studies and imported files: a leading ' keeps a spreadsheet from evaluating them.
+  const s = FORMULA_START.test(String(v)) ? `'${String(v)}` : String(v);
   return /[",\n\r]/.test(s) || s !== s.trim() ? `"${s.replace(/"/g, '""')}"` : s;
 }
+
+/** A text cell as written: the ' that neutralised a formula removed. */
+const cellText = (s: string) => (s.startsWith("'") && FORMULA_START.test(s.slice(1)) ? s.slice(1) : s);
 
 export function rowsToCsv(rows: readonly MetricRow[]): string {
   const lines = [CSV_COLUMNS.join(',')];
@@ -90,17 +98,17 @@ export function csvToRows(text: string): MetricRow[] {
   if (!header || header.join(',') !== CSV_COLUMNS.join(',')) {
     throw new Error(`not a kvmio export: the header must be ${CSV_COLUMNS.join(',')}`);
   }
-  const numOrText = (s: string) => (s !== '' && Number.isFinite(Number(s)) ? Number(s) : s);
+  const numOrText = (s: string) => (s !== '' && Number.isFinite(Number(s)) ? Number(s) : cellText(s));
   return records.map((f) => ({
-    run: f[0] ?? '',
-    host: f[1] ?? '',
-    variant: f[2] ?? '',
+    run: cellText(f[0] ?? ''),
+    host: cellText(f[1] ?? ''),
+    variant: cellText(f[2] ?? ''),
     guest: numOrText(f[3] ?? ''),
-    workload: f[4] ?? '',
+    workload: cellText(f[4] ?? ''),
     step: f[5] === '' || f[5] === undefined ? null : numOrText(f[5]),
     rep: Number(f[6]),
-    metric: f[7] ?? '',
+    metric: cellText(f[7] ?? ''),
     value: Number(f[8]),
-    unit: f[9] ?? '',
+    unit: cellText(f[9] ?? ''),
   }));
 }

@@ -30,6 +30,8 @@ interface ImportedJob {
   job: FioJob;
   variant: string;
   workload: string;
+  /** fio's global options with the job's own over them: what the job ran with. */
+  options: Record<string, string>;
   raw: string;
 }
 
@@ -93,6 +95,7 @@ export function importFio(
         job,
         variant: unique(list.length === 1 ? stem : `${stem}:${job.jobname}`),
         workload: workloadName(job, globals),
+        options: { ...globals, ...(job['job options'] ?? {}) },
         raw,
       });
     }
@@ -118,7 +121,7 @@ export function importFio(
           file: j.file,
           job: j.job.jobname,
           fioVersion: j.report.version,
-          options: j.job['job options'] ?? {},
+          options: j.options,
         })),
       );
       const hosts = new Set<string>();

@@ -22,8 +22,13 @@ const v = (over: Partial<Variant>): Variant => ({
 test("legends use the study's wording", () => {
   assert.equal(variantLabel(v({}), 'x'), 'native (iothread)');
   assert.equal(variantLabel(v({ iothreads: 0 }), 'x'), 'native (no iothread)');
-  assert.equal(variantLabel(v({ aio: 'io_uring' }), 'x'), 'io_uring');
+  // An iothread is named alike for every aio mode; the study's "threads" runs in the main loop.
+  assert.equal(variantLabel(v({ aio: 'io_uring' }), 'x'), 'io_uring (iothread)');
+  assert.equal(variantLabel(v({ aio: 'threads' }), 'x'), 'threads (iothread)');
+  assert.equal(variantLabel(v({ aio: 'io_uring', iothreads: 0 }), 'x'), 'io_uring (no iothread)');
   assert.equal(variantLabel(v({ aio: 'threads', iothreads: 0 }), 'x'), 'threads');
+  const bothThreads = varyingKnobs([v({ aio: 'threads' }), v({ aio: 'threads', iothreads: 0 })]);
+  assert.equal(variantLabel(v({ aio: 'threads', iothreads: 0 }), 'x', bothThreads), 'threads (no iothread)');
   assert.equal(variantLabel(v({ iothreads: 4 }), 'x'), 'native (4 iothreads)');
   assert.equal(variantLabel(undefined, 'host'), 'host');
   const varying = varyingKnobs([v({}), v({ bus: 'virtio-scsi' }), v({ memory: 'hugepages' })]);

@@ -257,7 +257,7 @@ test('colours are fixed per variant across all charts, host is grey', () => {
     }
   }
   assert.equal(colorOf.get('host'), '#8c8c8c');
-  for (const l of ['threads', 'native (no iothread)', 'native (iothread)', 'io_uring'])
+  for (const l of ['threads (iothread)', 'native (no iothread)', 'native (iothread)', 'io_uring (iothread)'])
     assert.ok(colorOf.has(l), `legend "${l}"`);
 });
 

@@ -1,8 +1,8 @@
-import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { exportJson, rowsToCsv } from '../../store/export.js';
 import { Store } from '../../store/store.js';
 import { UserError } from '../../util/errors.js';
+import { writeFileNoFollow } from '../../util/files.js';
 import { withDb } from '../common.js';
 
 export function registerExport(program: Command): void {
@@ -23,8 +23,9 @@ export function registerExport(program: Command): void {
     try {
       const doc = exportJson(store, runArg);
       const text = flags.format === 'csv' ? rowsToCsv(doc.rows) : `${JSON.stringify(doc, null, 2)}\n`;
-      if (flags.out) {
-        writeFileSync(flags.out, text, { mode: 0o644 });
+      if (flags.out !== undefined) {
+        if (flags.out.trim() === '') throw new UserError("--out '': give the file to write to");
+        writeFileNoFollow(flags.out, text, '--out');
         process.stderr.write(`kvmio: ${doc.rows.length} rows of run ${doc.run.id} written to ${flags.out}\n`);
       } else process.stdout.write(text);
     } finally {

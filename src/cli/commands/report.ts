@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { loadReportData } from '../../report/data.js';
 import { writeReport } from '../../report/index.js';
@@ -18,9 +18,9 @@ export function registerReport(program: Command): void {
     try {
       for (const id of runIds) store.requireRun(id);
       const data = loadReportData(store, runIds);
-      const result = await writeReport(data, resolve(opts.out), { png: opts.png });
+      const result = await writeReport(data, opts.out, { png: opts.png });
       process.stdout.write(
-        `${result.index}\n${result.summary}\n${result.charts.length} charts in ${resolve(opts.out, 'charts')} (${(result.millis / 1000).toFixed(1)} s)\n`,
+        `${result.index}\n${result.summary}\n${result.charts.length} charts in ${join(result.outDir, 'charts')} (${(result.millis / 1000).toFixed(1)} s)\n`,
       );
     } finally {
       store.close();
