@@ -1,15 +1,21 @@
+import { readFileSync } from 'node:fs';
 import { UserError } from '../util/errors.js';
 
 /** Parses a cpuset list like "0-1,4" into CPU numbers, in the order given; undefined when malformed. */
 export function parseCpuset(text: string): number[] | undefined {
   const cpus: number[] = [];
+  const seen = new Set<number>();
   for (const part of text.split(',')) {
     const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
     if (!m) return undefined;
     const from = Number(m[1]);
     const to = m[2] === undefined ? from : Number(m[2]);
     if (to < from || to > 4095) return undefined;
-    for (let cpu = from; cpu <= to; cpu++) if (!cpus.includes(cpu)) cpus.push(cpu);
+    for (let cpu = from; cpu <= to; cpu++) {
+      if (seen.has(cpu)) continue;
+      seen.add(cpu);
+      cpus.push(cpu);
+    }
   }
   return cpus;
 }
@@ -19,4 +25,13 @@ export function parseCpuList(list: string, what = 'cpuset'): number[] {
   const cpus = parseCpuset(list);
   if (!cpus) throw new UserError(`${what}: "${list}" is not a CPU list (use e.g. "0-3,8")`);
   return cpus;
+}
+
+/** The CPUs this host has online (/sys/devices/system/cpu/online); undefined where that cannot be read. */
+export function onlineCpus(): number[] | undefined {
+  try {
+    return parseCpuset(readFileSync('/sys/devices/system/cpu/online', 'utf8').trim());
+  } catch {
+    return undefined;
+  }
 }

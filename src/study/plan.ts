@@ -62,6 +62,11 @@ export const PLAN_COSTS = {
   rsyncBytesPerSecond: 50e6,
 } as const;
 
+/** The host baseline is fio against the disk itself; pgbench and rsync need the guest's filesystem. */
+export function hostCanRun(workload: Workload): boolean {
+  return workload.kind === 'fio' || workload.kind === 'sweep';
+}
+
 /** Measured seconds of one point of this workload. */
 export function workloadSeconds(w: Workload): number {
   switch (w.kind) {
@@ -148,7 +153,14 @@ function planNotes(study: Study, plan: Pick<Plan, 'variants' | 'baseline'>, only
     notes.push(
       `${study.guest.count} guests per variant, booted together, each on its own disk file (disk.path, then disk.path.guest1, …); fio workloads drive them at once (fio client/server), other workloads run on each guest in turn`,
     );
-  if (plan.baseline) notes.push('host points run on the bare host; a running VM is kept (idle) through them');
+  if (plan.baseline) {
+    notes.push('host points run on the bare host; a running VM is kept (idle) through them');
+    const guestOnly = study.workloads.filter((w) => !hostCanRun(w)).map((w) => w.name);
+    if (guestOnly.length > 0)
+      notes.push(
+        `baseline: ${guestOnly.join(', ')} run${guestOnly.length === 1 ? 's' : ''} in the guest only (pgbench and rsync need the guest's filesystem): no host point`,
+      );
+  }
   if (study.adaptive) {
     const extra = study.adaptive.maxRepetitions - study.repetitions;
     if (extra > 0) {
@@ -181,7 +193,8 @@ export function planStudy(study: Study, opts: PlanOptions = {}): Plan {
     variantId: string,
     first: { boot: boolean; switchLive: boolean },
   ) => {
-    study.workloads.forEach((w, i) => {
+    const workloads = variantId === HOST_VARIANT_ID ? study.workloads.filter(hostCanRun) : study.workloads;
+    workloads.forEach((w, i) => {
       points.push({
         index: points.length,
         round,

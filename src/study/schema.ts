@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { DEFAULT_GUEST_RELEASE, GUEST_MIN_MEMORY_MIB, GUEST_RELEASES } from '../guest/recipe.js';
 import { formatBytes } from '../util/units.js';
-import { parseCpuset } from './cpuset.js';
+import { onlineCpus, parseCpuset } from './cpuset.js';
 import {
   describe,
   isPlainMap,
@@ -15,6 +15,7 @@ import {
   readSize,
   readString,
 } from './fields.js';
+import { isLocalLibvirtUri, libvirtUriProblem } from './libvirt-uri.js';
 import {
   AIO_MODES,
   BACKENDS,
@@ -190,24 +191,71 @@ function readCpuset(src: YamlSource, path: KeyPath, value: unknown): string {
   return text.replace(/\s+/g, '');
 }
 
-function readPinning(src: YamlSource, value: unknown, vcpus: number): Pinning | undefined {
+/**
+ * Pinning names CPUs of the machine the VMs run on: checked against this host's online CPUs when
+ * the study runs here (`hostCpus`), since taskset and libvirt refuse the others only at boot.
+ */
+function readPinning(
+  src: YamlSource,
+  value: unknown,
+  vcpus: number,
+  hostCpus: number[] | undefined,
+): Pinning | undefined {
   if (value === undefined) return undefined;
   const p = readMap(src, ['pinning'], value, ['vcpus', 'emulator', 'iothreads']);
   const out: Pinning = {};
-  if (p.vcpus !== undefined) {
-    out.vcpus = readCpuset(src, ['pinning', 'vcpus'], p.vcpus);
-    const count = parseCpuset(out.vcpus)!.length;
-    if (count < vcpus) {
+  const readCpus = (key: 'vcpus' | 'emulator' | 'iothreads') => {
+    const set = readCpuset(src, ['pinning', key], p[key]);
+    const count = parseCpuset(set)!.length;
+    if (key === 'vcpus' && count < vcpus) {
       src.fail(
         ['pinning', 'vcpus'],
         `lists ${count} CPU(s) but guest.vcpus is ${vcpus}: vCPU i is pinned to the i-th CPU of the list`,
       );
     }
+    const missing = hostCpus && parseCpuset(set)!.filter((cpu) => !hostCpus.includes(cpu));
+    if (missing && missing.length > 0)
+      src.fail(
+        ['pinning', key],
+        `names CPU ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', …' : ''}, which this host does not have (online: ${formatCpus(hostCpus!)})`,
+      );
+    return set;
+  };
+  if (p.vcpus !== undefined) {
+    out.vcpus = readCpus('vcpus');
   }
-  if (p.emulator !== undefined) out.emulator = readCpuset(src, ['pinning', 'emulator'], p.emulator);
-  if (p.iothreads !== undefined) out.iothreads = readCpuset(src, ['pinning', 'iothreads'], p.iothreads);
+  if (p.emulator !== undefined) out.emulator = readCpus('emulator');
+  if (p.iothreads !== undefined) out.iothreads = readCpus('iothreads');
   return out;
 }
+
+/** "0-3,8": a CPU list in its short form. */
+function formatCpus(cpus: number[]): string {
+  const sorted = [...cpus].sort((a, b) => a - b);
+  const ranges: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    ranges.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return ranges.join(',');
+}
+
+function readLibvirtUri(src: YamlSource, path: KeyPath, value: unknown): string {
+  const uri = readString(src, path, value);
+  const problem = libvirtUriProblem(uri);
+  if (problem) src.fail(path, `${describe(uri)} ${problem}`);
+  return uri;
+}
+
+/**
+ * Characters a disk path may hold. fio splits `--filename=` at ":" and expands `$` names, and QEMU
+ * and libvirt options give "," and quotes meaning: a path of plain characters reaches every tool
+ * as the same file, the one the data guard checked.
+ */
+const DISK_PATH = /^\/[A-Za-z0-9._+@%~/-]*$/;
+const DISK_PATH_HELP = 'letters, digits and / . _ + @ % ~ - (no spaces, ":", ",", "$" or quotes)';
 
 function readDiskPath(src: YamlSource, path: KeyPath, value: unknown): string {
   const p = readString(src, path, value);
@@ -216,6 +264,8 @@ function readDiskPath(src: YamlSource, path: KeyPath, value: unknown): string {
       path,
       `${describe(value)} is not an absolute path: give a raw file or a block device, e.g. /var/tmp/kvmio.raw`,
     );
+  if (!DISK_PATH.test(p)) src.fail(path, `${describe(value)} is not allowed: ${DISK_PATH_HELP}`);
+  if (p.split('/').includes('..')) src.fail(path, `${describe(value)} is not allowed: no ".." components`);
   return p;
 }
 
@@ -231,8 +281,13 @@ function readDisk(src: YamlSource, path: KeyPath, value: unknown, fallback: Disk
   };
 }
 
-function readHosts(src: YamlSource, value: unknown, disk: DiskSpec): HostSpec[] {
+function readHosts(src: YamlSource, value: unknown, disk: DiskSpec, backend: string): HostSpec[] {
   if (value === undefined) return [];
+  if (backend !== 'libvirt')
+    src.fail(
+      ['hosts'],
+      `needs backend: libvirt (hosts are libvirt URIs; backend: ${backend} runs on this machine only)`,
+    );
   const hosts = readList(src, ['hosts'], value, (path, item) => {
     const h = readMap(src, path, item, ['name', 'uri', 'disk']);
     if (h.name === undefined) src.fail([...path, 'name'], 'missing: every host needs a name');
@@ -240,13 +295,7 @@ function readHosts(src: YamlSource, value: unknown, disk: DiskSpec): HostSpec[] 
       src.fail([...path, 'uri'], 'missing: a libvirt URI such as qemu+ssh://root@host/system');
     const host: HostSpec = {
       name: readString(src, [...path, 'name'], h.name, NAME_PATTERN, NAME_HELP),
-      uri: readString(
-        src,
-        [...path, 'uri'],
-        h.uri,
-        /^[a-z][a-z0-9+.-]*:\/\//i,
-        'a libvirt URI such as qemu:///system or qemu+ssh://root@host/system',
-      ),
+      uri: readLibvirtUri(src, [...path, 'uri'], h.uri),
     };
     if (h.disk !== undefined) host.disk = readDisk(src, [...path, 'disk'], h.disk, disk);
     return host;
@@ -281,13 +330,7 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
   if (top.libvirt !== undefined) {
     const l = readMap(src, ['libvirt'], top.libvirt, ['uri']);
     if (l.uri !== undefined) {
-      uri = readString(
-        src,
-        ['libvirt', 'uri'],
-        l.uri,
-        /^[a-z][a-z0-9+.-]*:\/\//i,
-        'a libvirt URI such as qemu:///system or qemu+ssh://root@host/system',
-      );
+      uri = readLibvirtUri(src, ['libvirt', 'uri'], l.uri);
     }
   }
 
@@ -359,11 +402,13 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
       top.baseline === undefined ? STUDY_DEFAULTS.baseline : readBool(src, ['baseline'], top.baseline),
     repetitions,
     workloads: readWorkloads(src, top.workloads),
-    hosts: readHosts(src, top.hosts, disk),
+    hosts: readHosts(src, top.hosts, disk, backend),
     notes,
   };
   if (top.description !== undefined) study.description = readString(src, ['description'], top.description);
-  const pinning = readPinning(src, top.pinning, guest.vcpus);
+  // The VMs run on this machine unless hosts or a remote libvirt URI name other machines.
+  const runsHere = study.hosts.length === 0 && (backend === 'qemu' || isLocalLibvirtUri(uri));
+  const pinning = readPinning(src, top.pinning, guest.vcpus, runsHere ? onlineCpus() : undefined);
   if (pinning) study.pinning = pinning;
   if (top.adaptive !== undefined) {
     const a = readMap(src, ['adaptive'], top.adaptive, ['ci', 'max']);

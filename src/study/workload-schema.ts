@@ -1,4 +1,5 @@
 import {
+  closest,
   describe,
   isPlainMap,
   readBool,
@@ -11,6 +12,7 @@ import {
   readSize,
   readString,
 } from './fields.js';
+import { FIO_EXTRA_OPTIONS, FIO_IOENGINES, FIO_VALUE_HELP, FIO_VALUE_PATTERN } from './fio-options.js';
 import type { FioWorkload, PgbenchWorkload, RsyncWorkload, SweepWorkload, Workload } from './types.js';
 import type { KeyPath, YamlSource } from './yaml-source.js';
 
@@ -100,13 +102,7 @@ function readFio(src: YamlSource, path: KeyPath, w: Record<string, unknown>, nam
     runtimeSeconds: c.runtime ?? d.runtime,
     rampSeconds: c.ramp ?? d.ramp,
     ioengine: has(w, 'ioengine')
-      ? readString(
-          src,
-          [...path, 'ioengine'],
-          w.ioengine,
-          /^[a-z0-9_]+$/,
-          'an fio ioengine name such as libaio, io_uring, psync',
-        )
+      ? readEnum(src, [...path, 'ioengine'], w.ioengine, FIO_IOENGINES)
       : d.ioengine,
     extra: {},
   };
@@ -122,14 +118,22 @@ function readFio(src: YamlSource, path: KeyPath, w: Record<string, unknown>, nam
     const extra = readMap(src, [...path, 'extra'], w.extra, Object.keys(w.extra ?? {}));
     for (const [key, value] of Object.entries(extra)) {
       const keyPath = [...path, 'extra', key];
-      if (!/^[a-z0-9_]+$/.test(key))
-        src.fail(keyPath, 'is not an fio option name: lower-case letters, digits and "_"');
       const owned = FIO_OWNED_OPTIONS[key];
       if (owned) src.fail(keyPath, `cannot be set in extra: ${owned}`);
+      if (!(FIO_EXTRA_OPTIONS as readonly string[]).includes(key)) {
+        const hint = closest(key, FIO_EXTRA_OPTIONS);
+        src.fail(
+          keyPath,
+          `is not an fio option kvmio passes on${hint ? ` (did you mean "${hint}"?)` : ''}; allowed (README, Safety): ${FIO_EXTRA_OPTIONS.join(', ')}`,
+        );
+      }
       if (!['string', 'number', 'boolean'].includes(typeof value)) {
         src.fail(keyPath, 'expected a text, a number or true/false (passed to fio as --key=value)');
       }
-      out.extra[key] = typeof value === 'boolean' ? (value ? '1' : '0') : String(value);
+      const text = typeof value === 'boolean' ? (value ? '1' : '0') : String(value);
+      if (!FIO_VALUE_PATTERN.test(text))
+        src.fail(keyPath, `${describe(text)} is not allowed: ${FIO_VALUE_HELP}`);
+      out.extra[key] = text;
     }
   }
   return out;

@@ -1,3 +1,4 @@
+import { hostCanRun } from '../study/plan.js';
 import type { Workload } from '../study/types.js';
 import { UserError } from '../util/errors.js';
 import { fioRunTimeoutMs, type RunContext, runFioJob } from './fio.js';
@@ -53,11 +54,6 @@ export async function runWorkload(
     case 'rsync':
       return runRsync(guestOf(target), workload, ctx);
   }
-}
-
-/** The host baseline is fio against the disk itself; pgbench and rsync need the guest's filesystem. */
-export function hostCanRun(workload: Workload): boolean {
-  return workload.kind === 'fio' || workload.kind === 'sweep';
 }
 
 function guestOf(target: WorkloadTarget) {

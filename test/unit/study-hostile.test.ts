@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { libvirtUriProblem } from '../../src/study/libvirt-uri.js';
 import { parseStudy } from '../../src/study/load.js';
+import { planStudy } from '../../src/study/plan.js';
 import { ConfigError } from '../../src/util/errors.js';
 
 /** The error a study text raises, or a failure when it loads. */
@@ -26,4 +28,80 @@ test('a 10 MB value is cut in the message', () => {
   const e = refusal(`backend: "${'q'.repeat(10_000_000)}"\nworkloads: [ { kind: fio } ]\n`);
   assert.ok(e.message.length < 500, `message of ${e.message.length} characters`);
   assert.match(e.message, /more characters/);
+});
+
+test('libvirt URIs: the QEMU driver over local, ssh, tls, tcp; no ext, no file- or command-naming parameters', () => {
+  for (const uri of [
+    'qemu:///system',
+    'qemu:///session',
+    'qemu+unix:///system',
+    'qemu+ssh://root@hv1/system',
+    'qemu+ssh://hv1.example.org:2222/system?no_verify=1&no_tty=1',
+    'qemu+tcp://127.0.0.1:16509/system',
+    'qemu+tls://[fe80::1]/system',
+  ])
+    assert.equal(libvirtUriProblem(uri), undefined, uri);
+  for (const [uri, want] of [
+    ['qemu+ext:///system?command=/tmp/x', /transport "ext"/],
+    ['qemu+ssh://h/system?keyfile=/root/.ssh/id_rsa', /parameter "keyfile"/],
+    ['qemu+ssh://h/system?command=/bin/sh', /parameter "command"/],
+    ['qemu+unix:///system?socket=/tmp/s', /parameter "socket"/],
+    ['qemu+tls://h/system?pkipath=/tmp', /parameter "pkipath"/],
+    ['qemu+ssh://h/system?known_hosts=/tmp/k', /parameter "known_hosts"/],
+    ['xen:///system', /not an allowed libvirt URI/],
+    ['qemu+ssh://-oProxyCommand=x/system', /not an allowed|not a host name/],
+    ['qemu://host/system', /a local URI/],
+  ] as const)
+    assert.match(libvirtUriProblem(uri) ?? 'accepted', want, uri);
+});
+
+test('fio extra: the allow-listed options pass, and values stay one option', () => {
+  const s = parseStudy(
+    'workloads:\n  - { kind: fio, rw: randrw, ioengine: io_uring, extra: { norandommap: true, bssplit: "4k/50:8k/50", random_distribution: "zipf:1.2", hipri: 1 } }\n',
+    'ok.yaml',
+  );
+  const w = s.workloads[0]!;
+  assert.equal(w.kind, 'fio');
+  if (w.kind === 'fio')
+    assert.deepEqual(w.extra, {
+      norandommap: '1',
+      bssplit: '4k/50:8k/50',
+      random_distribution: 'zipf:1.2',
+      hipri: '1',
+    });
+  for (const option of [
+    'exec_prerun',
+    'exec_postrun',
+    'trigger',
+    'write_lat_log',
+    'read_iolog',
+    'unlink',
+    'directory',
+    'mem',
+    'ioscheduler',
+    'verify_state_save',
+  ])
+    assert.match(
+      refusal(`workloads: [ { kind: fio, extra: { ${option}: x } } ]\n`).message,
+      /is not an fio option kvmio passes on/,
+      option,
+    );
+});
+
+test('baseline with pgbench and rsync: the host runs fio only, and the plan says why', () => {
+  const s = parseStudy(
+    'baseline: true\nrepetitions: 1\nworkloads:\n  - { kind: fio, runtime: 2s }\n  - { kind: pgbench, clients: 1, runtime: 2s }\n  - { kind: rsync, files: 10 }\n',
+    'apps.yaml',
+  );
+  const plan = planStudy(s);
+  const hostPoints = plan.points.filter((p) => p.variantId === 'host');
+  assert.deepEqual(
+    hostPoints.map((p) => p.workload),
+    ['randread-4k-qd1'],
+  );
+  assert.equal(plan.points.filter((p) => p.variantId !== 'host').length, 3);
+  assert.ok(
+    plan.notes.some((n) => /baseline: pgbench, rsync run in the guest only/.test(n)),
+    plan.notes.join('\n'),
+  );
 });
