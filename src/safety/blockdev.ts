@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, type Stats, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/proc.js';
@@ -244,18 +244,69 @@ export function blockDeviceSize(devPath: string): number {
   return Number(sectors) * 512;
 }
 
-/** Loop devices whose backing file is `path` (writing the file changes what the loop device holds). */
-export function loopDevicesBackedBy(path: string): string[] {
+/** A loop device and the identity of its backing file, from sysfs and a stat of that file. */
+interface LoopDevice {
+  devPath: string;
+  backingFile: string;
+  /** Device and inode of the backing file; undefined when it cannot be stat'ed (deleted, renamed). */
+  backing?: { dev: number; ino: number };
+}
+
+function loopDevices(): LoopDevice[] {
   let names: string[] = [];
   try {
     names = readdirSync('/sys/block').filter((n) => n.startsWith('loop'));
   } catch {
     return [];
   }
-  return names
-    .filter((n) => {
-      const backing = readTrimmed(join('/sys/block', n, 'loop', 'backing_file'));
-      return backing !== undefined && safeRealpath(backing.replace(/ \(deleted\)$/, '')) === path;
-    })
-    .map((n) => `/dev/${n}`);
+  const out: LoopDevice[] = [];
+  for (const n of names) {
+    const backingFile = readTrimmed(join('/sys/block', n, 'loop', 'backing_file'));
+    if (backingFile === undefined) continue;
+    const path = backingFile.replace(/ \(deleted\)$/, '');
+    let backing: LoopDevice['backing'];
+    try {
+      const st = statSync(path);
+      backing = { dev: st.dev, ino: st.ino };
+    } catch {
+      // deleted or renamed: no identity to compare
+    }
+    out.push({ devPath: `/dev/${n}`, backingFile: path, backing });
+  }
+  return out;
+}
+
+/**
+ * Loop devices over the file `st` is (writing the file changes what they hold). Compared by device and
+ * inode, so a hard link or another path to the same file is found too.
+ */
+export function loopDevicesBackedBy(st: Stats): string[] {
+  return loopDevices()
+    .filter((l) => l.backing?.dev === st.dev && l.backing.ino === st.ino)
+    .map((l) => l.devPath);
+}
+
+/**
+ * For a loop device: the other loop devices over the same backing file, and what uses them. Two loop
+ * devices over one image are one disk; writing either corrupts a filesystem mounted from the other.
+ */
+export function siblingLoopFindings(devPath: string): Finding[] {
+  const loops = loopDevices();
+  const self = loops.find((l) => l.devPath === `/dev/${kernelName(devPath)}`);
+  if (!self?.backing) return [];
+  const found: Finding[] = [];
+  for (const other of loops) {
+    if (other === self || other.backing?.dev !== self.backing.dev || other.backing.ino !== self.backing.ino)
+      continue;
+    const nodes = nodesOf(other.devPath);
+    const uses = [...mountFindings(nodes), ...holderFindings(nodes), ...swapFindings(nodes)];
+    for (const use of uses)
+      found.push({
+        text: `shares its backing file ${self.backingFile} with ${other.devPath}, which ${use.text}`,
+        inUse: true,
+      });
+  }
+  if (activeSwaps().some((p) => p === safeRealpath(self.backingFile)))
+    found.push({ text: `is backed by ${self.backingFile}, which is active swap`, inUse: true });
+  return found;
 }

@@ -87,7 +87,7 @@ export async function prepareDiskFile(spec: DiskSpec, opts: PrepareOptions = {})
   if (info.kind === 'block') {
     if (spec.sizeBytes > info.sizeBytes)
       throw new UserError(
-        `${spec.path} is ${formatBytes(info.sizeBytes)}, smaller than the disk size asked for (${formatBytes(spec.sizeBytes)})`,
+        `${spec.path} is ${formatBytes(info.sizeBytes)}, smaller than the disk size asked for (${formatBytes(spec.sizeBytes)}); give disk.size no larger than the device, or leave it out to use the whole device`,
       );
     return info;
   }

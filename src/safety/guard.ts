@@ -10,6 +10,7 @@ import {
   describeSignature,
   type Finding,
   loopDevicesBackedBy,
+  siblingLoopFindings,
 } from './blockdev.js';
 import { qemuUsers } from './inuse.js';
 import { isKvmioFile } from './registry.js';
@@ -37,12 +38,16 @@ export interface GuardOptions {
   destroyData?: string[];
 }
 
-function resolvedOrAbsolute(p: string): string {
+/** Whether `p` is the disk `target` is: the same block device, or the same file (device and inode). */
+function sameDisk(p: string, target: Stats): boolean {
+  let st: Stats;
   try {
-    return realpathSync(p);
+    st = statSync(p);
   } catch {
-    return resolve(p);
+    return false;
   }
+  if (target.isBlockDevice()) return st.isBlockDevice() && st.rdev === target.rdev;
+  return st.isFile() && st.dev === target.dev && st.ino === target.ino;
 }
 
 /** A file that does not exist yet: its directory must exist and be writable (kvmio creates no directories for data). */
@@ -100,8 +105,7 @@ async function fileContent(path: string): Promise<string> {
 async function fileFindings(path: string, st: Stats): Promise<{ findings: Finding[]; ours: boolean }> {
   const findings: Finding[] = [];
   if (activeSwaps().includes(path)) findings.push({ text: 'is active swap', inUse: true });
-  for (const loop of loopDevicesBackedBy(path))
-    findings.push({ text: `is attached to ${loop}`, inUse: true });
+  for (const loop of loopDevicesBackedBy(st)) findings.push({ text: `is attached to ${loop}`, inUse: true });
   findings.push(...qemuUsers(st));
   const ours = isKvmioFile(path);
   if (!ours)
@@ -127,7 +131,10 @@ export async function guardTarget(path: string, opts: GuardOptions = {}): Promis
   let findings: Finding[];
   let info: TargetInfo;
   if (st.isBlockDevice()) {
-    findings = [...(await blockDeviceFindings(real)), ...qemuUsers(st)];
+    findings = [...(await blockDeviceFindings(real)), ...siblingLoopFindings(real), ...qemuUsers(st)];
+    // Whatever it holds or lacks, a device is someone's disk: writing it needs --destroy-data naming it.
+    if (!findings.some((f) => !f.inUse))
+      findings.push({ text: 'is a block device (no signature found)', inUse: false });
     info = {
       path: real,
       kind: 'block',
@@ -156,8 +163,8 @@ export async function guardTarget(path: string, opts: GuardOptions = {}): Promis
     );
   const data = findings.filter((f) => !f.inUse);
   if (data.length === 0) return info;
-  const allowed = (opts.destroyData ?? []).map(resolvedOrAbsolute);
-  if (allowed.includes(real)) return info;
+  // --destroy-data names a disk: compared by identity, so any path to it (a link, a hard link) counts.
+  if ((opts.destroyData ?? []).some((p) => sameDisk(p, st))) return info;
   const others = opts.destroyData?.length
     ? ` (--destroy-data names ${opts.destroyData.join(', ')}, not this disk)`
     : '';

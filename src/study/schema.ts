@@ -272,11 +272,16 @@ function readDiskPath(src: YamlSource, path: KeyPath, value: unknown): string {
 function readDisk(src: YamlSource, path: KeyPath, value: unknown, fallback: DiskSpec): DiskSpec {
   if (value === undefined) return { ...fallback };
   const d = readMap(src, path, value, ['path', 'size']);
+  const diskPath = d.path === undefined ? fallback.path : readDiskPath(src, [...path, 'path'], d.path);
+  // A device's size is its own unless a smaller one is asked for: 0 stands for the whole device.
+  const wholeDevice = d.path !== undefined && diskPath.startsWith('/dev/');
   return {
-    path: d.path === undefined ? fallback.path : readDiskPath(src, [...path, 'path'], d.path),
+    path: diskPath,
     sizeBytes:
       d.size === undefined
-        ? fallback.sizeBytes
+        ? wholeDevice
+          ? 0
+          : fallback.sizeBytes
         : readSize(src, [...path, 'size'], d.size, { min: 16 * MIB, max: 64 * TIB }),
   };
 }
@@ -462,7 +467,8 @@ function checkSizes(src: YamlSource, study: Study): void {
           ? 0
           : (w.sizeBytes ?? 0);
     for (const { path, disk } of disks) {
-      if (needed > disk.sizeBytes) {
+      // A whole device (size 0) is measured at run time, against its real size.
+      if (disk.sizeBytes > 0 && needed > disk.sizeBytes) {
         const key = w.kind === 'rsync' ? 'files' : 'size';
         src.fail(
           ['workloads', i, key],

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import {
   closeSync,
   createReadStream,
+  linkSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import { after, before, type TestContext, test } from 'node:test';
 import { prepareDiskFile } from '../../src/safety/disk.js';
 import { guardTarget } from '../../src/safety/guard.js';
+import { parseStudy } from '../../src/study/load.js';
 import { run, sleep } from '../../src/util/proc.js';
 
 /**
@@ -158,8 +160,8 @@ test('a partition table is refused', { skip: !isRoot }, async (t) => {
 
 test('a device open by a running QEMU is refused even with --destroy-data', { skip: !isRoot }, async (t) => {
   const dev = await loopDevice(t, 'vm');
-  // An empty device passes...
-  assert.equal((await guardTarget(dev, {})).kind, 'block');
+  // An empty device named with --destroy-data passes...
+  assert.equal((await guardTarget(dev, { destroyData: [dev] })).kind, 'block');
   // ...until a VM (stopped before its first instruction, no machine needed) has it open.
   const qemu = spawn(
     'qemu-system-x86_64',
@@ -194,9 +196,86 @@ test('a device open by a running QEMU is refused even with --destroy-data', { sk
 
 test('a block device smaller than the disk size asked for is refused', { skip: !isRoot }, async (t) => {
   const dev = await loopDevice(t, 'small');
+  const destroyData = [dev];
   await assert.rejects(
-    prepareDiskFile({ path: dev, sizeBytes: 1 << 30 }, {}),
+    prepareDiskFile({ path: dev, sizeBytes: 1 << 30 }, { destroyData }),
     /smaller than the disk size asked for/,
   );
-  assert.equal((await prepareDiskFile({ path: dev, sizeBytes: 8 << 20 }, {})).sizeBytes, 16 << 20);
+  assert.equal(
+    (await prepareDiskFile({ path: dev, sizeBytes: 8 << 20 }, { destroyData })).sizeBytes,
+    16 << 20,
+  );
+});
+
+test('a block device with no size in the study is used whole, not at the 4 GiB default', {
+  skip: !isRoot,
+}, async (t) => {
+  const dev = await loopDevice(t, 'whole');
+  const study = parseStudy(
+    `disk: { path: ${dev} }\nworkloads: [ { kind: fio, runtime: 2s } ]\n`,
+    'whole.yaml',
+  );
+  assert.equal(study.disk.sizeBytes, 0);
+  const info = await prepareDiskFile(study.disk, { destroyData: [dev] });
+  assert.equal(info.sizeBytes, 16 << 20);
+});
+
+test('a block device without any signature still needs --destroy-data naming it', {
+  skip: !isRoot,
+}, async (t) => {
+  const dev = await loopDevice(t, 'raw');
+  const before = await sha256(dev);
+  await assert.rejects(
+    prepareDiskFile({ path: dev, sizeBytes: 0 }, {}),
+    new RegExp(
+      `^UserError: ${dev} is a block device \\(no signature found\\); kvmio will not write to it\\. To allow it, pass --destroy-data ${dev}$`,
+    ),
+  );
+  assert.equal(await sha256(dev), before);
+  assert.equal((await guardTarget(dev, { destroyData: [dev] })).kind, 'block');
+});
+
+/** An ext4 image on a loop device, mounted: the disk in use that the next two tests reach by other names. */
+async function mountedImage(t: TestContext, name: string): Promise<{ image: string; dev: string }> {
+  const dev = await ext4Loop(t, name);
+  const mnt = join(work, `mnt-${name}`);
+  mkdirSync(mnt);
+  await run(['mount', dev, mnt]);
+  t.after(async () => {
+    await run(['umount', mnt], { allowFailure: true });
+  });
+  return { image: join(work, `${name}.img`), dev };
+}
+
+test('a hard link to the image of a mounted loop device is refused even with --destroy-data naming it', {
+  skip: !isRoot,
+}, async (t) => {
+  const { image, dev } = await mountedImage(t, 'linked');
+  const link = join(work, 'link.raw');
+  linkSync(image, link);
+  t.after(() => rmSync(link, { force: true }));
+  const before = await sha256(image);
+  await assert.rejects(
+    prepareDiskFile({ path: link, sizeBytes: 16 << 20 }, { destroyData: [link] }),
+    new RegExp(`${link} is attached to ${dev}; kvmio will not write to a disk in use`),
+  );
+  assert.equal(await sha256(image), before);
+});
+
+test('a second loop device over the image of a mounted one is refused even with --destroy-data', {
+  skip: !isRoot,
+}, async (t) => {
+  const { image, dev } = await mountedImage(t, 'twice');
+  const second = (await run(['losetup', '-f', '--show', image])).stdout.trim();
+  t.after(async () => {
+    await run(['losetup', '-d', second], { allowFailure: true });
+  });
+  const before = await sha256(image);
+  await assert.rejects(
+    prepareDiskFile({ path: second, sizeBytes: 0 }, { destroyData: [second] }),
+    new RegExp(
+      `${second} shares its backing file ${image} with ${dev}, which is mounted at .*; kvmio will not write to a disk in use`,
+    ),
+  );
+  assert.equal(await sha256(image), before);
 });
