@@ -44,3 +44,13 @@ export function withOnly(cmd: Command): Command {
     [] as string[],
   );
 }
+
+/** `--race` and `--budget DURATION`, shared by `plan` and `run` (see study/budget.ts shapeForRun). */
+export function withRaceAndBudget(cmd: Command): Command {
+  return cmd
+    .option('--race', 'stop repeating a variant once every comparison the report makes with it is decided')
+    .option(
+      '--budget <duration>',
+      'fit the plan into this time (e.g. 2h): races, fewer repetitions, shorter windows, fewer variants',
+    );
+}

@@ -56,6 +56,9 @@ class Tracker {
     } else if (e.event === 'adaptive-round') {
       this.total += e.points;
       this.left += e.points;
+    } else if (e.event === 'race-round') {
+      this.total -= e.skipped;
+      this.left -= e.skipped;
     }
   }
 
@@ -129,6 +132,8 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
           );
         } else if (e.event === 'adaptive-round') {
           write(`kvmio: adaptive round ${e.round + 1}: ${e.points} more point(s) (${e.reasons.join('; ')})`);
+        } else if (e.event === 'race-round' && e.skipped > 0) {
+          write(raceLine(e));
         } else if (e.event === 'interrupted') {
           write(`kvmio: interrupted by ${e.signal}; resume with: ${e.resume}`);
         } else if (e.event === 'run-end') {
@@ -166,6 +171,9 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
       } else if (e.event === 'adaptive-round') {
         live.clear();
         write(`kvmio: adaptive round ${e.round + 1}: ${e.points} more point(s)`);
+      } else if (e.event === 'race-round' && e.skipped > 0) {
+        live.clear();
+        write(raceLine(e));
       } else if (e.event === 'interrupted') {
         clearInterval(timer);
         live.done();
@@ -185,4 +193,9 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
       live.done();
     },
   };
+}
+
+function raceLine(e: Extract<RunEvent, { event: 'race-round' }>): string {
+  const why = e.reason ?? `${e.decided} comparison(s) decided, ${e.open} open`;
+  return `kvmio: race round ${e.round + 1}: ${e.points} point(s), ${e.skipped} left out (${why})`;
 }

@@ -40,6 +40,19 @@ export type RunEvent =
       error?: string;
     }
   | { event: 'adaptive-round'; run: string; round: number; points: number; reasons: string[] }
+  | {
+      event: 'race-round';
+      run: string;
+      /** The round about to run (0-based), and its points racing runs and leaves out. */
+      round: number;
+      points: number;
+      skipped: number;
+      /** Comparisons decided and still open after the last look. */
+      decided: number;
+      open: number;
+      /** Why points are left out beyond decided comparisons (the time budget). */
+      reason?: string;
+    }
   | { event: 'log'; run: string; line: string }
   | { event: 'interrupted'; run: string; signal: string; resume: string }
   | {

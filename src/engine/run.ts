@@ -1,5 +1,8 @@
 import type { GuestVm } from '../guest/vm.js';
 import { LibvirtUnreachableError, Virsh } from '../libvirt/virsh.js';
+import { pairKey, raceRules, replayLooks } from '../race/rule.js';
+import { raceComparisons } from '../report/conclusion.js';
+import { loadReportData } from '../report/data.js';
 import { lockDisk, prepareDiskFile } from '../safety/index.js';
 import type { Store, PointOutcome as StoredOutcome } from '../store/store.js';
 import { studyDiskSpecs } from '../study/disks.js';
@@ -32,6 +35,10 @@ export interface RunStudyOptions {
   onEvent?: RunEventSink;
   /** The accelerator to use instead of probing (tests, `doctor` already knows). */
   accelerator?: AccelChoice;
+  /** Racing: rounds beyond the minimum are not started when they would end after this many seconds. */
+  budgetSeconds?: number;
+  /** Flags of the run command that shaped the study (--race, --budget), for the resume command. */
+  resumeFlags?: string[];
 }
 
 export interface RunStudyResult {
@@ -325,6 +332,56 @@ function nextAdaptiveRound(
   return { points, reasons };
 }
 
+/**
+ * Racing: the planned rounds one at a time; after each round from the minimum on, the report's
+ * comparisons are judged (race/) and the (variant, workload) pairs whose comparisons are all decided
+ * leave the later rounds. Returns the indexes of the planned points left out.
+ */
+async function runRaced(
+  ctx: RunContext,
+  workers: HostWorker[],
+  todo: PlannedPoint[],
+  budgetSeconds: number | undefined,
+): Promise<Set<number>> {
+  const rules = raceRules(ctx.study);
+  const skipped = new Set<number>();
+  if (!rules) return skipped;
+  const started = Date.now();
+  let pointsRun = 0;
+  let racing: Set<string> | undefined;
+  let counts = { decided: 0, open: 0 };
+  let outOfTime = false;
+  for (let round = 0; round < ctx.study.repetitions && !ctx.interrupted(); round++) {
+    const planned = todo.filter((p) => p.round === round);
+    let points = racing ? planned.filter((p) => racing?.has(pairKey(p.variantId, p.workload))) : planned;
+    const elapsed = (Date.now() - started) / 1000;
+    // A round beyond the minimum is started only when it ends within the budget, at the pace so far.
+    if (budgetSeconds !== undefined && round >= rules.minRepetitions && pointsRun > 0) {
+      outOfTime ||= elapsed + (elapsed / pointsRun) * points.length > budgetSeconds;
+      if (outOfTime) points = [];
+    }
+    for (const p of planned) if (!points.includes(p)) skipped.add(p.index);
+    ctx.emit({
+      event: 'race-round',
+      run: ctx.runId,
+      round,
+      points: points.length,
+      skipped: planned.length - points.length,
+      ...counts,
+      ...(outOfTime ? { reason: 'the time budget is spent' } : {}),
+    });
+    await runOnHosts(workers, points, false);
+    pointsRun += points.length;
+    if (round + 1 < rules.minRepetitions) continue;
+    const data = loadReportData(ctx.store, [ctx.runId]);
+    const state = replayLooks(rules, round + 1, (n) => raceComparisons(data, n));
+    racing = state.racing;
+    const decided = [...state.verdicts.values()].filter((v) => v.decidedAt !== undefined).length;
+    counts = { decided, open: state.verdicts.size - decided };
+  }
+  return skipped;
+}
+
 /** Same study, same plan: a resume must not mix two different studies under one run id. */
 function checkResumable(
   store: Store,
@@ -411,7 +468,7 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
     for (const h of hosts) store.setHost(runId, h.name, h.uri, accelFacts);
 
     let interruptedBy: string | undefined;
-    const resume = resumeCommand(study, runId, store.path);
+    const resume = resumeCommand(study, runId, store.path, opts.resumeFlags);
     const offInterrupt = onInterrupt((signal) => {
       interruptedBy = signal;
       emit({ event: 'interrupted', run: runId, signal, resume });
@@ -436,6 +493,7 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
     const okBefore = store.okIndexes(runId);
     const todo = plan.points.filter((p) => !okBefore.has(p.index));
     const startedAt = Date.now();
+    let raced = new Set<number>();
     emit({
       event: 'run-start',
       run: runId,
@@ -454,7 +512,8 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
 
     try {
       await Promise.all(workers.map((w) => w.open()));
-      await runOnHosts(workers, todo, false);
+      if (study.race) raced = await runRaced(ctx, workers, todo, opts.budgetSeconds);
+      else await runOnHosts(workers, todo, false);
       // Adaptive rounds; their indexes continue after the plan's (and after earlier adaptive rounds').
       while (study.adaptive && !ctx.interrupted()) {
         const stored = store.points(runId);
@@ -492,7 +551,9 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
 
     const points = store.points(runId);
     const failed = points.filter((p) => p.status !== 'ok').length;
-    const missing = plan.points.filter((p) => !points.some((q) => q.index === p.index)).length;
+    const missing = plan.points.filter(
+      (p) => !raced.has(p.index) && !points.some((q) => q.index === p.index),
+    ).length;
     const failedHosts = workers.flatMap((w) => (w.failure ? [{ name: w.host.name, reason: w.failure }] : []));
     const status = failed + missing === 0 && failedHosts.length === 0 ? 'complete' : 'partial';
     store.setRunStatus(runId, status);

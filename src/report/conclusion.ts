@@ -1,8 +1,15 @@
+import {
+  type RaceComparison,
+  type RaceState,
+  type RaceVerdict,
+  raceRules,
+  replayLooks,
+} from '../race/rule.js';
 import { type Comparison, compareSamples, controlFamily } from '../stats/compare.js';
-import { HOST_VARIANT_ID } from '../study/types.js';
-import type { ReportModel } from './charts.js';
-import { pairsDifferingIn } from './charts.js';
-import type { ReportRun } from './data.js';
+import { HOST_VARIANT_ID, type Variant } from '../study/types.js';
+import { referenceVariant } from '../study/variants.js';
+import { buildModel, pairsDifferingIn, type ReportModel } from './charts.js';
+import type { ReportData, ReportRun } from './data.js';
 import { escapeMarkdown as esc } from './escape.js';
 import type { Step } from './points.js';
 import type { Series } from './series.js';
@@ -26,11 +33,15 @@ export interface Claim {
   run: string;
   a: Series;
   b: Series;
+  /** The workload the measure comes from (racing stops a variant's workload once its claims are decided). */
+  workload: string;
   measure: string;
   unit: string;
   meanA: number;
   meanB: number;
   comparison: Comparison;
+  /** In a raced run: after how many repetitions the stopping rule decided it, or that it stayed open. */
+  race?: RaceVerdict;
 }
 
 export interface Conclusion {
@@ -150,6 +161,7 @@ function compareOn(m: ReportModel, question: Question, a: Series, b: Series, ms:
       run: b.run,
       a,
       b,
+      workload: me.workload.name,
       measure: me.label,
       unit: me.unit,
       meanA: comparison.meanA * me.scale,
@@ -160,20 +172,11 @@ function compareOn(m: ReportModel, question: Question, a: Series, b: Series, ms:
   return out;
 }
 
-const isBase = (s: Series) =>
-  s.def !== undefined &&
-  s.def.bus === 'virtio-blk' &&
-  s.def.memory === '4k' &&
-  s.def.queues <= 1 &&
-  s.def.cache === 'none';
-
-/** native with one iothread, the study's recommendation, is the reference when the run has it. */
+/** The reference the report compares with: the study's recommendation when the run has it. */
 function reference(list: Series[]): Series | undefined {
-  return (
-    list.find((s) => isBase(s) && s.def?.aio === 'native' && s.def.iothreads === 1) ??
-    list.find((s) => s.def?.aio === 'native' && (s.def?.iothreads ?? 0) >= 1) ??
-    list.find((s) => s.variant !== HOST_VARIANT_ID && s.def !== undefined)
-  );
+  const withDef = list.filter((s) => s.def !== undefined && s.variant !== HOST_VARIANT_ID);
+  const ref = referenceVariant(withDef.map((s) => s.def as Variant));
+  return withDef.find((s) => s.def === ref);
 }
 
 function gatherClaims(m: ReportModel, run: ReportRun): Claim[] {
@@ -272,7 +275,7 @@ export function libvirtLines(s: Series): string[] {
 }
 
 const claimLine = (c: Claim) =>
-  `- ${esc(c.measure)}: **${esc(c.b.label)}** ${fmt(c.meanB)} ${c.unit} vs **${esc(c.a.label)}** ${fmt(c.meanA)} ${c.unit} (n = ${c.comparison.nB}/${c.comparison.nA}): ${c.comparison.phrase}`;
+  `- ${esc(c.measure)}: **${esc(c.b.label)}** ${fmt(c.meanB)} ${c.unit} vs **${esc(c.a.label)}** ${fmt(c.meanA)} ${c.unit} (n = ${c.comparison.nB}/${c.comparison.nA}): ${c.comparison.phrase}${raceNote(c)}`;
 
 function headline(cs: Claim[], subject: string): string {
   if (cs.length === 0) return '';
@@ -298,10 +301,62 @@ const QUESTIONS: [Question, string][] = [
   ['runs', 'Runs compared'],
 ];
 
+/**
+ * Every comparison the report makes, before multiple-comparison control: the one selection that
+ * the conclusion, and racing, judge.
+ */
+export function reportClaims(m: ReportModel): Claim[] {
+  return [...m.data.runs.flatMap((r) => gatherClaims(m, r)), ...runClaims(m)];
+}
+
+/** A comparison's identity across racing's looks: its run (and host), question, sides and measure. */
+function claimKey(c: Claim): string {
+  return JSON.stringify([c.run, c.question, c.a.variant, c.b.variant, c.measure]);
+}
+
+/** The report's comparisons on the rows of the first `repetitions` rounds: what racing judges. */
+export function raceComparisons(data: ReportData, repetitions: number): RaceComparison[] {
+  const rows = data.rows.filter((r) => r.rep < repetitions).map((r) => ({ ...r }));
+  return reportClaims(buildModel({ ...data, rows })).map((c) => ({
+    key: claimKey(c),
+    a: c.a.variant,
+    b: c.b.variant,
+    workload: c.workload,
+    nA: c.comparison.nA,
+    nB: c.comparison.nB,
+    means: c.comparison,
+  }));
+}
+
+/** A raced run's decisions, replayed from its own rows (its hosts together, no other run). */
+function raceOf(m: ReportModel, run: ReportRun): RaceState | undefined {
+  const rules = run.study ? raceRules(run.study) : undefined;
+  if (!rules) return undefined;
+  const base = run.id.replace(/@.*$/, '');
+  const mine = (id: string) => id === base || id.startsWith(`${base}@`);
+  const data: ReportData = {
+    runs: m.data.runs.filter((r) => mine(r.id)),
+    rows: m.data.rows.filter((r) => mine(r.run)),
+    failures: m.data.failures.filter((f) => mine(f.run)),
+  };
+  const rounds = data.rows.reduce((n, r) => Math.max(n, r.rep + 1), 0);
+  return replayLooks(rules, rounds, (n) => raceComparisons(data, n));
+}
+
+function raceNote(c: Claim): string {
+  if (!c.race) return '';
+  if (c.race.decidedAt === undefined) return ' — still open when the run ended';
+  return ` — decided (${c.race.decision}) after ${c.race.decidedAt} repetitions`;
+}
+
 export function buildConclusion(m: ReportModel): Conclusion {
-  const raw = [...m.data.runs.flatMap((r) => gatherClaims(m, r)), ...runClaims(m)];
+  const raw = reportClaims(m);
   const adjusted = controlFamily(raw.map((c) => c.comparison));
-  const claims = raw.map((c, i) => ({ ...c, comparison: adjusted[i] as Comparison }));
+  const races = new Map(m.data.runs.map((r) => [r.id, raceOf(m, r)]));
+  const claims: Claim[] = raw.map((c, i) => {
+    const race = c.question === 'runs' ? undefined : races.get(c.run)?.verdicts.get(claimKey(c));
+    return { ...c, comparison: adjusted[i] as Comparison, ...(race ? { race } : {}) };
+  });
   const recommended = new Map<string, Series | undefined>();
   const md: string[] = [];
   const title = m.data.runs.map((r) => `${esc(r.name)} (${esc(r.id)})`).join(', ');
@@ -321,6 +376,15 @@ export function buildConclusion(m: ReportModel): Conclusion {
   for (const run of m.data.runs) {
     if (m.data.runs.length > 1) md.push(`## Run ${esc(run.label)}: ${esc(run.name)} (${esc(run.id)})`, '');
     const mine = claims.filter((c) => c.run === run.id && c.question !== 'runs');
+    const race = races.get(run.id);
+    const rules = run.study ? raceRules(run.study) : undefined;
+    if (race && rules) {
+      const decided = mine.filter((c) => c.race?.decidedAt !== undefined).length;
+      md.push(
+        `Raced: ${rules.minRepetitions} to ${rules.maxRepetitions} repetitions. After every round from the ${rules.minRepetitions}th, each of the ${race.comparisons} comparisons was judged at its share of alpha (Pocock-type alpha spending over the rounds, Bonferroni over the comparisons), and a variant's workload stopped once all its comparisons were decided: ${decided} decided, ${mine.length - decided} still open when the run ended. The verdicts below are the fixed-sample analysis of what was measured.`,
+        '',
+      );
+    }
     for (const [q, heading] of QUESTIONS.slice(0, 5)) {
       const cs = mine.filter((c) => c.question === q);
       if (cs.length === 0) continue;

@@ -7,7 +7,7 @@ import { type RenderedChart, reportHtml } from './html.js';
 import { scopeSvgIds, specToSvg, svgToPng } from './render.js';
 
 export { buildCharts, buildModel, type Chart } from './charts.js';
-export { buildConclusion, type Claim, type Conclusion } from './conclusion.js';
+export { buildConclusion, type Claim, type Conclusion, reportClaims } from './conclusion.js';
 export {
   loadReportData,
   type ReportData,

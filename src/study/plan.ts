@@ -1,5 +1,5 @@
 import { UserError } from '../util/errors.js';
-import { formatBytes } from '../util/units.js';
+import { formatBytes, formatSeconds } from '../util/units.js';
 import { globToRegExp } from './glob.js';
 import { seededShuffle } from './shuffle.js';
 import { HOST_VARIANT_ID, type Study, type Variant, type Workload } from './types.js';
@@ -239,6 +239,13 @@ export function planStudy(study: Study, opts: PlanOptions = {}): Plan {
       boots * PLAN_COSTS.bootSeconds +
       liveSwitches * PLAN_COSTS.switchSeconds) /
     hosts.length;
+  const notes = planNotes(study, { variants, baseline }, opts.only);
+  if (study.race) {
+    const least = planStudy({ ...study, repetitions: study.race.minRepetitions, race: undefined }, opts);
+    notes.push(
+      `racing: ${study.race.minRepetitions} to ${study.repetitions} repetitions; a variant's workload stops once every comparison the report makes with it is decided, so the run takes between ${formatSeconds(least.estimatedSeconds)} and ${formatSeconds(estimatedSeconds)}`,
+    );
+  }
   return {
     study,
     variants,
@@ -248,6 +255,6 @@ export function planStudy(study: Study, opts: PlanOptions = {}): Plan {
     liveSwitches,
     measureSeconds: Math.round(measureSeconds),
     estimatedSeconds: Math.round(estimatedSeconds),
-    notes: planNotes(study, { variants, baseline }, opts.only),
+    notes,
   };
 }

@@ -77,6 +77,7 @@ const TOP_KEYS = [
   'baseline',
   'repetitions',
   'adaptive',
+  'race',
   'workloads',
   'hosts',
 ];
@@ -429,8 +430,30 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
       );
     study.adaptive = { ciShare, maxRepetitions };
   }
+  if (top.race !== undefined && top.race !== false) {
+    if (typeof top.race !== 'boolean' && !(top.race !== null && typeof top.race === 'object'))
+      src.fail(['race'], 'expected true, false or a map with keys: min');
+    const r = top.race === true ? {} : readMap(src, ['race'], top.race, ['min']);
+    const min = r.min === undefined ? RACE_MIN_DEFAULT : readInt(src, ['race', 'min'], r.min, 2, 1000);
+    study.race = { minRepetitions: min };
+    checkRace(study, (problem) => src.fail(['race'], problem));
+  }
   checkSizes(src, study);
   return study;
+}
+
+/** The fewest repetitions a raced comparison gets: protects against an early lucky round. */
+export const RACE_MIN_DEFAULT = 3;
+
+/** Racing stops rounds early within `repetitions`; adaptive adds rounds after them: one or the other. */
+export function checkRace(study: Study, fail: (problem: string) => never): void {
+  if (!study.race) return;
+  if (study.adaptive)
+    fail('racing stops repetitions early and adaptive adds more: use one of race or adaptive');
+  if (study.repetitions <= study.race.minRepetitions)
+    fail(
+      `racing needs repetitions (the maximum, now ${study.repetitions}) above its minimum of ${study.race.minRepetitions}`,
+    );
 }
 
 /** Extra test disks are files next to disk.path (PATH.1, PATH.2, …): a block device cannot have those. */

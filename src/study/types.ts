@@ -136,6 +136,14 @@ export interface AdaptiveSpec {
   maxRepetitions: number;
 }
 
+/**
+ * Racing: after every round from `minRepetitions` on, a variant's workload whose comparisons in the
+ * report are all decided stops repeating; `repetitions` is the maximum.
+ */
+export interface RaceSpec {
+  minRepetitions: number;
+}
+
 export interface Study {
   name: string;
   /** Free text from the study file, shown by `plan`. */
@@ -151,6 +159,7 @@ export interface Study {
   baseline: boolean;
   repetitions: number;
   adaptive?: AdaptiveSpec;
+  race?: RaceSpec;
   workloads: Workload[];
   hosts: HostSpec[];
   /** What validation decided on the user's behalf (e.g. impossible combinations left out); shown by `plan`. */

@@ -98,3 +98,23 @@ export function matchesRule(v: VariantKnobs, rule: ExcludeRule): boolean {
     (rule[k] as unknown[] | undefined)?.includes(k === 'disks' ? variantDisks(v) : v[k]),
   );
 }
+
+/**
+ * The variant a report compares the others with: native with one iothread on the base settings (the
+ * study's recommendation), else native with an iothread, else the first.
+ */
+export function referenceVariant<V extends Variant>(variants: readonly V[]): V | undefined {
+  const base = (v: Variant) =>
+    v.bus === 'virtio-blk' && v.memory === '4k' && v.queues <= 1 && v.cache === 'none';
+  return (
+    variants.find((v) => base(v) && v.aio === 'native' && v.iothreads === 1) ??
+    variants.find((v) => v.aio === 'native' && v.iothreads >= 1) ??
+    variants[0]
+  );
+}
+
+/** How many knobs two variants differ in: the report compares variants that differ in few. */
+export function knobDistance(a: Variant, b: Variant): number {
+  const knobs = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache', 'disks'] as const;
+  return knobs.filter((k) => (a[k] ?? 1) !== (b[k] ?? 1)).length;
+}

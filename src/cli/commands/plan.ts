@@ -1,22 +1,31 @@
 import type { Command } from 'commander';
+import { shapeForRun } from '../../study/budget.js';
 import { splitGlobs } from '../../study/glob.js';
 import { loadStudyArg } from '../../study/load.js';
 import { type Plan, type PlannedPoint, planStudy } from '../../study/plan.js';
 import { formatSeconds } from '../../util/units.js';
-import { printJson, withOnly, withStudyArg } from '../common.js';
+import { printJson, withOnly, withRaceAndBudget, withStudyArg } from '../common.js';
 import { formatTable } from '../table.js';
 
 interface PlanFlags {
   preset?: string;
   only?: string[];
   json?: boolean;
+  race?: boolean;
+  budget?: string;
 }
 
 /** The machine-readable plan: the contract of `kvmio plan --json`. */
 export function planJson(plan: Plan) {
   const { study } = plan;
   return {
-    study: { name: study.name, source: study.source, backend: study.backend, repetitions: study.repetitions },
+    study: {
+      name: study.name,
+      source: study.source,
+      backend: study.backend,
+      repetitions: study.repetitions,
+      ...(study.race ? { race: { minRepetitions: study.race.minRepetitions } } : {}),
+    },
     variants: plan.variants.map(({ id, aio, iothreads, bus, memory, queues, cache, disks }) => ({
       id,
       aio,
@@ -114,19 +123,26 @@ export function formatPlan(plan: Plan): string {
 }
 
 export function registerPlan(program: Command): void {
-  withOnly(
-    withStudyArg(
-      program
-        .command('plan')
-        .description(
-          'show the variants and points of a study in run order, the VM boots and the time it takes',
-        ),
+  withRaceAndBudget(
+    withOnly(
+      withStudyArg(
+        program
+          .command('plan')
+          .description(
+            'show the variants and points of a study in run order, the VM boots and the time it takes',
+          ),
+      ),
     ),
   )
     .option('--json', 'machine-readable output')
     .action((file: string | undefined, flags: PlanFlags) => {
-      const study = loadStudyArg(file, flags.preset);
-      const plan = planStudy(study, { only: splitGlobs(flags.only ?? []) });
+      const globs = splitGlobs(flags.only ?? []);
+      const { study, only } = shapeForRun(
+        loadStudyArg(file, flags.preset),
+        flags,
+        globs.length > 0 ? globs : undefined,
+      );
+      const plan = planStudy(study, { only });
       if (flags.json) printJson(planJson(plan));
       else process.stdout.write(formatPlan(plan));
     });

@@ -2,10 +2,11 @@ import type { Command } from 'commander';
 import { resumeCommand } from '../../engine/resume.js';
 import { runStudy } from '../../engine/run.js';
 import { Store } from '../../store/store.js';
+import { shapeForRun } from '../../study/budget.js';
 import { splitGlobs } from '../../study/glob.js';
 import { loadStudyArg } from '../../study/load.js';
 import { UserError } from '../../util/errors.js';
-import { withDb, withOnly, withStudyArg } from '../common.js';
+import { withDb, withOnly, withRaceAndBudget, withStudyArg } from '../common.js';
 import { createProgress, progressMode } from '../progress.js';
 import { variantTables } from '../summary.js';
 
@@ -17,40 +18,52 @@ interface RunFlags {
   destroyData: string[];
   quiet?: boolean;
   json?: boolean;
+  race?: boolean;
+  budget?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function registerRun(program: Command): void {
-  withDb(
-    withOnly(
-      withStudyArg(
-        program
-          .command('run')
-          .description(
-            'run a study on real VMs and store every figure; --resume finishes an interrupted run',
-          ),
-      ),
-    )
-      .option('--resume <run>', 'finish this run: measure its missing and failed points, keep the others')
-      .option(
-        '--destroy-data <path>',
-        'allow writing over data found on this exact disk path (repeatable); everything on it is lost',
-        collect,
-        [],
+  withRaceAndBudget(
+    withDb(
+      withOnly(
+        withStudyArg(
+          program
+            .command('run')
+            .description(
+              'run a study on real VMs and store every figure; --resume finishes an interrupted run',
+            ),
+        ),
       )
-      .option('--quiet', 'no progress and no table: only where the results are')
-      .option('--json', 'progress as JSON lines on stdout (one event per line)'),
+        .option('--resume <run>', 'finish this run: measure its missing and failed points, keep the others')
+        .option(
+          '--destroy-data <path>',
+          'allow writing over data found on this exact disk path (repeatable); everything on it is lost',
+          collect,
+          [],
+        )
+        .option('--quiet', 'no progress and no table: only where the results are')
+        .option('--json', 'progress as JSON lines on stdout (one event per line)'),
+    ),
   ).action(async (file: string | undefined, flags: RunFlags) => {
     if (flags.quiet && flags.json) throw new UserError('--quiet and --json exclude each other: choose one');
-    const study = loadStudyArg(file, flags.preset);
+    const shaped = shapeForRun(
+      loadStudyArg(file, flags.preset),
+      flags,
+      flags.only.length > 0 ? splitGlobs(flags.only) : undefined,
+    );
+    const { study } = shaped;
+    const runFlags = [...(flags.race ? ['--race'] : []), ...(flags.budget ? ['--budget', flags.budget] : [])];
     const store = Store.open(flags.db);
     const progress = createProgress(progressMode(flags, process.stderr), process.stderr);
     let warning: string | undefined;
     try {
       const result = await runStudy(study, {
         store,
-        only: flags.only.length > 0 ? splitGlobs(flags.only) : undefined,
+        only: shaped.only,
+        budgetSeconds: shaped.budgetSeconds,
+        resumeFlags: runFlags,
         resume: flags.resume,
         destroyData: flags.destroyData,
         onEvent: (e) => {
@@ -83,7 +96,7 @@ export function registerRun(program: Command): void {
       out(`report:  kvmio report --db ${flags.db} ${result.runId}`);
       out(`export:  kvmio export ${result.runId} --db ${flags.db} --format csv`);
       if (result.status === 'partial')
-        out(`retry the failed points: ${resumeCommand(study, result.runId, store.path)}`);
+        out(`retry the failed points: ${resumeCommand(study, result.runId, store.path, runFlags)}`);
     } finally {
       progress.done();
       store.close();
