@@ -15,6 +15,7 @@ import { run } from '../src/util/proc.js';
 import { formatBytes } from '../src/util/units.js';
 import { runWorkload, type WorkloadResult } from '../src/workloads/index.js';
 import { cpuAccounting } from './bench/cpu.js';
+import { racing } from './bench/racing.js';
 import { repetitionsNeeded } from './bench/reps.js';
 import {
   BENCH_DISK_BYTES,
@@ -307,6 +308,7 @@ const FIGURES: Figure[] = [
     title: '5. Repetitions needed to tell a 5% difference at QD1',
     run: repetitionsNeeded,
   },
+  { id: 'racing', title: '6. Racing: the stopping rule and a study fixed against raced', run: racing },
 ];
 
 // ---- BENCHMARKS.md: one section per figure, rewritten only for the figures that ran ---------------------
