@@ -1,7 +1,7 @@
 import { type LiveTestDisk, verifyQemu } from '../qemu/verify.js';
 import { TEST_DISK_SERIAL, testDiskPaths, testDiskSerial } from '../study/disks.js';
 import type { Variant } from '../study/types.js';
-import { variantDisks } from '../study/variants.js';
+import { iothreadQueues, variantDisks } from '../study/variants.js';
 import { PointFailure } from '../util/errors.js';
 import type { LiveContext } from './vm.js';
 import { testDiskIothread } from './xml.js';
@@ -91,6 +91,7 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
       device: qom(blk ? disk : controller),
       drive: qom(disk),
       iothread: own === null ? null : own ? `iothread${own}` : '',
+      vqMapping: iothreadQueues(v).map((vqs, k) => ({ iothread: `iothread${k + 1}`, vqs })),
     });
   }
 

@@ -12,6 +12,7 @@ import { runtimeDir } from '../util/paths.js';
 import { onCleanup, processAlive, sleep, waitFor } from '../util/proc.js';
 import { libvirtForwardPort } from './forward.js';
 import { ensureNetwork, guestAddress } from './network.js';
+import { type LibvirtStack, libvirtStack } from './stack.js';
 import { stageGuest } from './stage.js';
 import { verifyLive } from './verify.js';
 import { Virsh, VirshError } from './virsh.js';
@@ -46,7 +47,8 @@ export interface LibvirtVmOptions {
   /** The host's own test disk, overriding study.disk. */
   disk?: DiskSpec;
   network?: NetworkChoice;
-  iothreadVqMapping?: boolean;
+  /** What the host's libvirt and QEMU can do; default: asked of the host (libvirtStack). */
+  stack?: LibvirtStack;
   /** Under TCG the builtin guest needs a while; default 180 s. */
   bootTimeoutMs?: number;
   log?: (line: string) => void;
@@ -73,6 +75,8 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   await virsh.ensureReachable();
   await reapOrphans(virsh, log);
   const staged = await stageGuest(virsh, image);
+  const stack = opts.stack ?? (await libvirtStack(virsh));
+  opts = { ...opts, stack };
   const diskPath = opts.disk?.path ?? opts.study.disk.path;
   if (virsh.isLocal) checkReachable(diskPath, opts.study.source);
   // libvirt's log directory exists on every libvirt host and is readable by root.
@@ -87,7 +91,9 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
     network: opts.network,
     owner: { host: hostname(), pid: process.pid },
     diskPath,
-    iothreadVqMapping: opts.iothreadVqMapping,
+    iothreadVqMapping: stack.iothreadVqMapping,
+    scsiIothreadVqMapping: stack.scsiIothreadVqMapping,
+    emulator: stack.emulator,
   });
   const scratch = join(runtimeDir(), `libvirt-${opts.name}`);
   rmSync(scratch, { recursive: true, force: true });
@@ -353,12 +359,22 @@ class LibvirtGuest implements LibvirtVm {
     return { monitorMs, agentMs: performance.now() - t };
   }
 
+  /** The host's libvirt/QEMU abilities, found when the VM started. */
+  private get stack(): LibvirtStack {
+    const stack = this.opts.stack;
+    if (!stack) throw new Error('LibvirtGuest: started without its libvirt stack');
+    return stack;
+  }
+
   /** Only memory backing needs a new VM: disk knobs and iothread counts all change live under libvirt. */
   canSwitchLive(next: Variant): boolean {
     // Multi-disk variants boot a VM of their own: live switching moves one test disk only.
     if (next.memory !== this.variant.memory || (next.disks ?? 1) > 1 || (this.variant.disks ?? 1) > 1)
       return false;
-    if (next.iothreads > 1 && !this.opts.iothreadVqMapping) return false;
+    if (next.iothreads > 1 && (next.disks ?? 1) === 1) {
+      const can = next.bus === 'virtio-blk' ? this.stack.iothreadVqMapping : this.stack.scsiIothreadVqMapping;
+      if (!can) return false;
+    }
     return true;
   }
 
@@ -372,7 +388,8 @@ class LibvirtGuest implements LibvirtVm {
     const curDisk = diskXml({
       variant: cur,
       diskPath: this.diskPath,
-      iothreadVqMapping: this.opts.iothreadVqMapping,
+      iothreadVqMapping: this.stack.iothreadVqMapping,
+      scsiIothreadVqMapping: this.stack.scsiIothreadVqMapping,
     });
     this.markLog();
     await this.detach(curDisk, 'disk');
@@ -394,7 +411,12 @@ class LibvirtGuest implements LibvirtVm {
     }
     this.variant = next;
     await this.attach(
-      diskXml({ variant: next, diskPath: this.diskPath, iothreadVqMapping: this.opts.iothreadVqMapping }),
+      diskXml({
+        variant: next,
+        diskPath: this.diskPath,
+        iothreadVqMapping: this.stack.iothreadVqMapping,
+        scsiIothreadVqMapping: this.stack.scsiIothreadVqMapping,
+      }),
       'disk',
     );
     await this.testDisk();

@@ -1,7 +1,7 @@
 import { parseCpuList } from '../study/cpuset.js';
-import { testDiskPaths, testDiskSerial } from '../study/disks.js';
+import { studyMaxDisks, testDiskPaths, testDiskSerial } from '../study/disks.js';
 import type { CacheMode, Pinning, Study, Variant } from '../study/types.js';
-import { variantDisks } from '../study/variants.js';
+import { iothreadQueues, variantDisks } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 
 /**
@@ -33,6 +33,8 @@ export interface DiskXmlOptions {
   diskType?: 'file' | 'block';
   /** libvirt >= 10 with QEMU >= 9: one virtio-blk disk's queues spread over several iothreads. */
   iothreadVqMapping?: boolean;
+  /** libvirt >= 11.2 with QEMU >= 10: one virtio-scsi controller's queues over several iothreads. */
+  scsiIothreadVqMapping?: boolean;
   /** Which of a multi-disk variant's test disks (0 = the first; serial kvmio-test-<index> after it). */
   index?: number;
 }
@@ -54,6 +56,12 @@ export interface DomainXmlOptions {
   diskType?: 'file' | 'block';
   /** libvirt >= 10 with QEMU >= 9: one virtio-blk disk's queues spread over several iothreads. */
   iothreadVqMapping?: boolean;
+  /** libvirt >= 11.2 with QEMU >= 10: one virtio-scsi controller's queues over several iothreads. */
+  scsiIothreadVqMapping?: boolean;
+  /** The QEMU binary libvirt runs (`<emulator>`); default: libvirt's own choice. */
+  emulator?: string;
+  /** Machine type: q35 (the default, as the study's pc-q35) or pc (i440fx). */
+  machine?: 'q35' | 'pc';
 }
 
 export function escapeXml(value: string | number): string {
@@ -88,7 +96,11 @@ export function diskTarget(variant: Variant, index = 0): { dev: string; bus: 'vi
 }
 
 /** Throws a UserError when libvirt (or this libvirt) cannot express the variant. */
-export function checkVariant(variant: Variant, iothreadVqMapping = false): void {
+export function checkVariant(
+  variant: Variant,
+  iothreadVqMapping = false,
+  scsiIothreadVqMapping = false,
+): void {
   const where = `variant ${variant.id}`;
   if (variant.aio === 'native' && !DIRECT_CACHE_MODES.includes(variant.cache)) {
     throw new UserError(
@@ -108,12 +120,12 @@ export function checkVariant(variant: Variant, iothreadVqMapping = false): void 
     );
   }
   if (variant.iothreads > 1 && disks === 1) {
-    if (variant.bus === 'virtio-scsi') {
+    if (variant.bus === 'virtio-scsi' && !scsiIothreadVqMapping) {
       throw new UserError(
-        `${where}: libvirt serves a virtio-scsi controller from one iothread; ${variant.iothreads} iothreads for one disk need virtio-blk`,
+        `${where}: spreading one virtio-scsi controller over ${variant.iothreads} iothreads needs libvirt >= 11.2 with QEMU >= 10.0 (iothread-vq-mapping); this libvirt/QEMU binds a controller to one iothread. Use matrix disks: [${variant.iothreads}] for one iothread per disk`,
       );
     }
-    if (!iothreadVqMapping) {
+    if (variant.bus === 'virtio-blk' && !iothreadVqMapping) {
       throw new UserError(
         `${where}: spreading one virtio-blk disk over ${variant.iothreads} iothreads needs libvirt >= 10.0 with QEMU >= 9.0 (iothread-vq-mapping); this libvirt/QEMU binds a disk to one iothread. Use matrix disks: [${variant.iothreads}] for one iothread per disk`,
       );
@@ -140,17 +152,38 @@ export function testDiskIothread(variant: Variant, index = 0): number | undefine
  * variant; a multi-disk variant has one controller per disk (the iothread is per controller).
  */
 export function scsiControllerXml(variant: Variant, indent = '', index = 0): string {
+  const driver = attrs({ queues: variant.queues, iothread: testDiskIothread(variant, index) });
   return [
     `${indent}<controller type='scsi' index='${index}' model='virtio-scsi'>`,
-    `${indent}  <driver${attrs({ queues: variant.queues, iothread: testDiskIothread(variant, index) })}/>`,
+    ...driverXml(driver, variant, `${indent}  `),
     `${indent}</controller>`,
   ].join('\n');
+}
+
+/**
+ * `<driver …/>`, or with `<iothreads>` when one disk (or controller) is spread over several
+ * iothreads: each iothread with the queues it serves, as kvmio's direct backend maps them.
+ */
+function driverXml(driverAttrs: string, variant: Variant, indent: string): string[] {
+  const queues = iothreadQueues(variant);
+  if (queues.length === 0) return [`${indent}<driver${driverAttrs}/>`];
+  return [
+    `${indent}<driver${driverAttrs}>`,
+    `${indent}  <iothreads>`,
+    ...queues.flatMap((vqs, k) => [
+      `${indent}    <iothread id='${k + 1}'>`,
+      ...vqs.map((q) => `${indent}      <queue id='${q}'/>`),
+      `${indent}    </iothread>`,
+    ]),
+    `${indent}  </iothreads>`,
+    `${indent}</driver>`,
+  ];
 }
 
 /** The test disk alone (also what live attach/detach sends to libvirt). */
 export function diskXml(opts: DiskXmlOptions, indent = ''): string {
   const { variant, diskPath } = opts;
-  checkVariant(variant, opts.iothreadVqMapping);
+  checkVariant(variant, opts.iothreadVqMapping, opts.scsiIothreadVqMapping);
   const type = opts.diskType ?? diskTypeOf(diskPath);
   const index = opts.index ?? 0;
   const target = diskTarget(variant, index);
@@ -167,16 +200,7 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
   });
   const source =
     type === 'block' ? `<source dev='${escapeXml(diskPath)}'/>` : `<source file='${escapeXml(diskPath)}'/>`;
-  const driverLines =
-    blk && variant.iothreads > 1 && variantDisks(variant) === 1
-      ? [
-          `${indent}  <driver${driver}>`,
-          `${indent}    <iothreads>`,
-          ...Array.from({ length: variant.iothreads }, (_, i) => `${indent}      <iothread id='${i + 1}'/>`),
-          `${indent}    </iothreads>`,
-          `${indent}  </driver>`,
-        ]
-      : [`${indent}  <driver${driver}/>`];
+  const driverLines = blk ? driverXml(driver, variant, `${indent}  `) : [`${indent}  <driver${driver}/>`];
   return [
     `${indent}<disk type='${type}' device='disk'>`,
     ...driverLines,
@@ -229,8 +253,9 @@ function networkXml(network: NetworkChoice): string[] {
 
 export function domainXml(opts: DomainXmlOptions): string {
   const { study, variant, guest, accel, name } = opts;
-  checkVariant(variant, opts.iothreadVqMapping);
+  checkVariant(variant, opts.iothreadVqMapping, opts.scsiIothreadVqMapping);
   const diskPath = opts.diskPath ?? study.disk.path;
+  const machine = opts.machine ?? 'q35';
   const memoryKiB = Math.ceil(study.guest.memoryBytes / 1024);
   const lines: string[] = [
     `<domain type='${accel === 'kvm' ? 'kvm' : 'qemu'}'>`,
@@ -256,8 +281,7 @@ export function domainXml(opts: DomainXmlOptions): string {
   lines.push(...cputuneXml(study.pinning, study.guest.vcpus, variant.iothreads));
   lines.push(
     '  <os>',
-    // i440fx: ACPI PCI hot-plug switches the test disk at once (PCIe native hot-unplug waits 5 s in the guest).
-    `    <type arch='x86_64' machine='pc'>hvm</type>`,
+    `    <type arch='x86_64' machine='${machine}'>hvm</type>`,
     `    <kernel>${escapeXml(guest.kernel)}</kernel>`,
     `    <initrd>${escapeXml(guest.initrd)}</initrd>`,
     `    <cmdline>${escapeXml(guest.cmdline)}</cmdline>`,
@@ -269,6 +293,7 @@ export function domainXml(opts: DomainXmlOptions): string {
   // As the seed (host-passthrough) under KVM; TCG's most capable model otherwise.
   lines.push(`  <cpu mode='${accel === 'kvm' ? 'host-passthrough' : 'maximum'}'/>`);
   lines.push('  <on_reboot>destroy</on_reboot>', '  <devices>');
+  if (opts.emulator) lines.push(`    <emulator>${escapeXml(opts.emulator)}</emulator>`);
   const paths = testDiskPaths(diskPath, variantDisks(variant));
   paths.forEach((path, index) => {
     lines.push(
@@ -278,6 +303,7 @@ export function domainXml(opts: DomainXmlOptions): string {
           diskPath: path,
           diskType: opts.diskType,
           iothreadVqMapping: opts.iothreadVqMapping,
+          scsiIothreadVqMapping: opts.scsiIothreadVqMapping,
           index,
         },
         '    ',
@@ -288,6 +314,10 @@ export function domainXml(opts: DomainXmlOptions): string {
     paths.forEach((_, index) => {
       lines.push(scsiControllerXml(variant, '    ', index));
     });
+  // q35's root bus is not hot-pluggable: free root ports for the disks and controllers a live switch plugs.
+  if (machine === 'q35')
+    for (let i = 0; i < 2 * Math.max(paths.length, studyMaxDisks(study)) + 1; i++)
+      lines.push(`    <controller type='pci' model='pcie-root-port'/>`);
   lines.push(...networkXml(opts.network ?? { type: 'user' }));
   if (opts.consoleLog) {
     lines.push(

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { studyMaxDisks, testDiskPaths } from '../study/disks.js';
 import type { CacheMode, Study, Variant } from '../study/types.js';
-import { variantDisks } from '../study/variants.js';
+import { iothreadQueues, variantDisks } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 import { qemuBinary } from './binary.js';
 import type { QemuCapabilities } from './capabilities.js';
@@ -188,7 +188,9 @@ export function testDiskDevices(variant: Variant, index = 0): Array<Record<strin
       ? own
         ? { iothread: own }
         : {}
-      : { 'iothread-vq-mapping': iothreads.map((iothread) => ({ iothread })) };
+      : {
+          'iothread-vq-mapping': iothreadQueues(variant).map((vqs, k) => ({ iothread: iothreads[k], vqs })),
+        };
   if (variant.bus === 'virtio-blk') {
     return [
       {

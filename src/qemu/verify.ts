@@ -45,6 +45,8 @@ export interface LiveTestDisk {
   drive?: string;
   /** The iothread object serving the device ('' = main loop); null when several serve it (vq mapping). */
   iothread: string | null;
+  /** With `iothread: null`: the iothread object ids and the virtqueues each must serve. */
+  vqMapping?: Array<{ iothread: string; vqs: number[] }>;
 }
 
 /** What the variant expects beyond its disks. */
@@ -137,10 +139,38 @@ const checkDevice: DiskCheck = async ({ variant, disk, expect, problem, qomGet }
 };
 
 /**
+ * One disk over several iothreads: QEMU's own iothread-vq-mapping of the device (which iothread
+ * serves which virtqueue) must be the one asked, every queue served by exactly one iothread, and
+ * every iothread of the mapping a live iothread object with a thread of its own.
+ */
+async function checkVqMapping({ disk, expect, problem, qomGet, qemu }: DiskCheckContext): Promise<void> {
+  if (disk.iothread !== null || !disk.vqMapping || disk.device === undefined) return;
+  const got = await qomGet(disk.device, 'iothread-vq-mapping');
+  if (!Array.isArray(got)) {
+    problem(`${disk.label} has no iothread-vq-mapping: ${JSON.stringify(got)}`);
+    return;
+  }
+  const mapping = (got as Array<{ iothread: string; vqs?: number[] }>).map((m) => ({
+    iothread: m.iothread,
+    vqs: m.vqs ?? [],
+  }));
+  expect(`${disk.label} iothread-vq-mapping`, mapping, disk.vqMapping);
+  const served = mapping.flatMap((m) => m.vqs).sort((a, b) => a - b);
+  const queues = disk.vqMapping.flatMap((m) => m.vqs).sort((a, b) => a - b);
+  expect(`${disk.label} virtqueues served`, served, queues);
+  const threads = await qemu.monitor<Array<{ id: string; 'thread-id': number }>>('query-iothreads');
+  for (const m of mapping) {
+    const t = threads.find((x) => x.id === m.iothread);
+    if (!t || !(t['thread-id'] > 0))
+      problem(`${disk.label}: iothread ${m.iothread} of its vq mapping has no running thread`);
+  }
+}
+
+/**
  * The checks run on every test disk, in order. Further QEMU-level checks of a disk (such as which
  * iothread serves which virtqueue of a disk with `iothread: null`) are DiskChecks added here.
  */
-export const diskChecks: DiskCheck[] = [checkBlockNodes, checkDevice];
+export const diskChecks: DiskCheck[] = [checkBlockNodes, checkDevice, checkVqMapping];
 
 /**
  * Every way the running QEMU differs from `want`, as one line each (empty: it matches). The caller

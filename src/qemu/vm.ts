@@ -7,7 +7,7 @@ import { freePort, hmpHostForward } from '../guest/forward.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import { testDiskPaths } from '../study/disks.js';
 import type { Study, Variant } from '../study/types.js';
-import { variantDisks } from '../study/variants.js';
+import { iothreadQueues, variantDisks } from '../study/variants.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, sleep, trackChild } from '../util/proc.js';
@@ -206,6 +206,7 @@ export class QemuVm implements GuestVm {
         device,
         drive: v.bus === 'virtio-blk' ? device : `/machine/peripheral/${names.scsiLun}`,
         iothread: v.iothreads <= 1 || disks > 1 ? (diskIothread(v, i) ?? '') : null,
+        vqMapping: iothreadQueues(v).map((vqs, k) => ({ iothread: iothreadIds(v.iothreads)[k]!, vqs })),
       };
     });
     const mark = this.stderrMark;

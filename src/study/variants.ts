@@ -20,6 +20,18 @@ export function makeVariant(knobs: Partial<VariantKnobs> = {}): Variant {
   return { id: variantId(v), ...v };
 }
 
+/**
+ * Which queues each iothread serves when one disk is spread over several (iothread-vq-mapping):
+ * queue q goes to iothread q mod N, written out so that QEMU and libvirt are told, and verified
+ * on, the same explicit mapping. Empty when the variant does not spread one disk.
+ */
+export function iothreadQueues(v: Pick<Variant, 'iothreads' | 'queues' | 'disks'>): number[][] {
+  if (v.iothreads <= 1 || variantDisks(v) > 1) return [];
+  return Array.from({ length: v.iothreads }, (_, k) =>
+    Array.from({ length: v.queues }, (_, q) => q).filter((q) => q % v.iothreads === k),
+  );
+}
+
 /** How many test disks a variant has (absent = 1). */
 export function variantDisks(v: Pick<Variant, 'disks'>): number {
   return v.disks ?? 1;

@@ -170,7 +170,7 @@ describe('domainXml: the knobs', () => {
           diskPath: '/x',
           iothreadVqMapping: true,
         }),
-      /virtio-scsi controller from one iothread/,
+      /one virtio-scsi controller over 2 iothreads needs libvirt >= 11.2 with QEMU >= 10.0.*Use matrix disks: \[2\]/,
     );
     assert.throws(
       () =>

@@ -121,6 +121,10 @@ test('several iothreads for one disk: refused without iothread-vq-mapping, JSON 
   }
   const argv = argvOf({ variant, capabilities: { ...caps, iothreadVqMapping: true } });
   const dev = JSON.parse(values(argv, '-device').find((d) => d.includes('virtio-blk-pci')) ?? '');
-  assert.deepEqual(dev['iothread-vq-mapping'], [{ iothread: 'kvmio-iot0' }, { iothread: 'kvmio-iot1' }]);
+  // Explicit: queue q on iothread q mod 2, the same mapping libvirt is given and verification expects.
+  assert.deepEqual(dev['iothread-vq-mapping'], [
+    { iothread: 'kvmio-iot0', vqs: [0] },
+    { iothread: 'kvmio-iot1', vqs: [1] },
+  ]);
   assert.equal(dev.iothread, undefined);
 });

@@ -1,0 +1,59 @@
+import { locateQemu } from '../qemu/binary.js';
+import { qemuCapabilities } from '../qemu/capabilities.js';
+import type { Virsh } from './virsh.js';
+
+/**
+ * What a libvirt host can do with kvmio's disks: libvirt's version and that of the QEMU it runs,
+ * and from both, whether one disk (virtio-blk: libvirt 10.0 with QEMU 9.0) or one virtio-scsi
+ * controller (libvirt 11.2 with QEMU 10.0) can be spread over several iothreads.
+ */
+export interface LibvirtStack {
+  libvirt: string;
+  qemu: string;
+  /** The QEMU binary named in the domain's `<emulator>`; undefined: libvirt's default. */
+  emulator?: string;
+  iothreadVqMapping: boolean;
+  scsiIothreadVqMapping: boolean;
+}
+
+type Version = [number, number, number];
+
+function parseVersion(text: string | undefined): Version | undefined {
+  const m = /(\d+)\.(\d+)(?:\.(\d+))?/.exec(text ?? '');
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : undefined;
+}
+
+function atLeast(v: Version | undefined, major: number, minor: number): boolean {
+  return v !== undefined && (v[0] > major || (v[0] === major && v[1] >= minor));
+}
+
+/** Reads `virsh version`: "Running against daemon: 11.3.0", "Running hypervisor: QEMU 7.2.22". */
+export function parseVirshVersion(text: string): { daemon?: Version; hypervisor?: Version } {
+  return {
+    daemon: parseVersion(/Running against daemon:\s*(\S+)/.exec(text)?.[1]),
+    hypervisor: parseVersion(/Running hypervisor:\s*QEMU\s+(\S+)/.exec(text)?.[1]),
+  };
+}
+
+/**
+ * The host's stack. On a local URI the QEMU kvmio was pointed at (KVMIO_QEMU) becomes the domain's
+ * `<emulator>`, and its abilities are asked of that binary; elsewhere libvirt's own QEMU is used and
+ * judged by the version libvirt reports.
+ */
+export async function libvirtStack(virsh: Virsh): Promise<LibvirtStack> {
+  const versions = parseVirshVersion(await virsh.run(['version']));
+  const emulator = virsh.isLocal && process.env.KVMIO_QEMU ? locateQemu().binary : undefined;
+  const caps = emulator ? await qemuCapabilities(emulator) : undefined;
+  const qemu: Version | undefined = caps
+    ? [caps.version.major, caps.version.minor, caps.version.micro]
+    : versions.hypervisor;
+  return {
+    libvirt: versions.daemon?.join('.') ?? 'unknown',
+    qemu: qemu?.join('.') ?? 'unknown',
+    emulator,
+    iothreadVqMapping:
+      atLeast(versions.daemon, 10, 0) && (caps ? caps.iothreadVqMapping : atLeast(qemu, 9, 0)),
+    scsiIothreadVqMapping:
+      atLeast(versions.daemon, 11, 2) && (caps ? caps.scsiIothreadVqMapping : atLeast(qemu, 10, 0)),
+  };
+}

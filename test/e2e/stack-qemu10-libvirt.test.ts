@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { ensureGuest, type GuestImage } from '../../src/guest/build.js';
+import { type LibvirtStack, libvirtStack } from '../../src/libvirt/stack.js';
+import { Virsh } from '../../src/libvirt/virsh.js';
+import { type LibvirtVm, startLibvirtVm } from '../../src/libvirt/vm.js';
+import type { Study, Variant } from '../../src/study/types.js';
+import { runFioJob } from '../../src/workloads/fio.js';
+import { qemu10 } from '../helpers/stack.js';
+import { testVariant } from '../helpers/vm.js';
+
+/**
+ * The study's stack under libvirt: libvirt 11.3 running QEMU 10 (the domain's <emulator>, from
+ * KVMIO_QEMU), a q35 domain, one boot: aio native and io_uring with 0, 1 and 2 iothreads on one
+ * virtio-blk disk (<driver><iothreads>), and a virtio-scsi controller over 2 iothreads, each switched
+ * live, verified live (libvirt's XML and QEMU's own iothread-vq-mapping) and measured with fio.
+ * The disk lives in /var/tmp: libvirt's QEMU cannot enter mkdtemp's 0700 dirs.
+ */
+
+const URI = 'qemu:///system';
+const virsh = new Virsh(URI);
+const name = `kvmio-e2e-lv10-${process.pid}`;
+const diskPath = `/var/tmp/kvmio-e2e-lv10-${process.pid}.raw`;
+const blk = (aio: Variant['aio'], iothreads: number) => testVariant({ aio, iothreads, queues: 2 });
+const variants = [
+  ...(['native', 'io_uring'] as const).flatMap((aio) => [0, 1, 2].map((n) => blk(aio, n))),
+  testVariant({ aio: 'native', iothreads: 2, queues: 2, bus: 'virtio-scsi' }),
+];
+const study: Study = {
+  name: 'e2e-libvirt-qemu10',
+  source: 'test',
+  backend: 'libvirt',
+  libvirt: { uri: URI },
+  guest: { vcpus: 2, memoryBytes: 512 * 1024 * 1024, count: 1 },
+  disk: { path: diskPath, sizeBytes: 64 * 1024 * 1024 },
+  variants,
+  baseline: false,
+  repetitions: 1,
+  workloads: [],
+  hosts: [],
+};
+let image: GuestImage;
+let stack: LibvirtStack;
+let vm: LibvirtVm | undefined;
+const savedQemu = process.env.KVMIO_QEMU;
+
+before(async () => {
+  process.env.KVMIO_QEMU = qemu10();
+  stack = await libvirtStack(virsh);
+  image = await ensureGuest();
+  const fd = openSync(diskPath, 'w');
+  ftruncateSync(fd, 64 * 1024 * 1024);
+  closeSync(fd);
+  vm = await startLibvirtVm({ study, variant: variants[0]!, image, accel: 'tcg', uri: URI, name, stack });
+});
+
+after(async () => {
+  await vm?.stop();
+  if (savedQemu === undefined) delete process.env.KVMIO_QEMU;
+  else process.env.KVMIO_QEMU = savedQemu;
+  rmSync(diskPath, { force: true });
+  rmSync(`/var/log/libvirt/qemu/${name}-console.log`, { force: true });
+  const left = (await virsh.run(['list', '--all', '--name'])).split('\n').map((s) => s.trim());
+  assert.ok(!left.includes(name), `domain ${name} is still there`);
+});
+
+test('libvirt 11.3 runs QEMU 10 as the emulator of a q35 domain, with both vq mappings', async () => {
+  assert.match(stack.libvirt, /^11\.([3-9]|\d\d)\./);
+  assert.match(stack.qemu, /^10\./);
+  assert.equal(stack.emulator, qemu10());
+  assert.ok(stack.iothreadVqMapping && stack.scsiIothreadVqMapping);
+  const xml = await virsh.run(['dumpxml', name]);
+  assert.match(xml, /<type arch='x86_64' machine='pc-q35-10\.0'>hvm<\/type>/);
+  assert.ok(xml.includes(`<emulator>${qemu10()}</emulator>`));
+});
+
+for (const variant of variants) {
+  test(`${variant.id} under libvirt: switched live, verified live, fio runs`, async () => {
+    if (!vm) throw new Error('the domain did not start');
+    if (vm.variant.id !== variant.id) await vm.switchVariant(variant); // verifies (throws on a mismatch)
+    if (variant.iothreads === 2) {
+      const xml = await virsh.run(['dumpxml', name]);
+      const element =
+        variant.bus === 'virtio-blk'
+          ? /<disk\b[\s\S]*?<\/disk>/.exec(xml)?.[0]
+          : /<controller type='scsi'[\s\S]*?<\/controller>/.exec(xml)?.[0];
+      assert.match(
+        element ?? '',
+        /<iothreads>\s*<iothread id='1'>\s*<queue id='0'\/>\s*<\/iothread>\s*<iothread id='2'>\s*<queue id='1'\/>/,
+      );
+    }
+    const { job } = await runFioJob(
+      { kind: 'guest', vm },
+      {
+        name: 'lv10-randread',
+        rw: 'randread',
+        bs: 4096,
+        iodepth: 4,
+        numjobs: 1,
+        runtimeSeconds: 2,
+        rampSeconds: 0,
+        ioengine: 'libaio',
+        extra: {},
+      },
+      null,
+      { deadline: Date.now() + 120_000, log: () => undefined, series: false },
+    );
+    assert.ok(job.read.io_bytes > 0);
+  });
+}
