@@ -15,7 +15,8 @@ import { join, posix } from 'node:path';
 import { cacheDir } from '../util/paths.js';
 import { onCleanup, processAlive, run, sleep } from '../util/proc.js';
 import { type CpioEntry, writeCpio } from './cpio.js';
-import { aptWorkspace, downloadAll, resolveClosure, updateIndex } from './debian.js';
+import { unpackDebs } from './deb.js';
+import { debianMirrors, debianSources, downloadDebs, loadPackages } from './debian.js';
 import { dynamicInfo, isElf, moduleDepends, moduleName } from './elf.js';
 import {
   contentHash,
@@ -30,6 +31,7 @@ import {
   recipeHash,
   SKIP_UNPACK,
 } from './recipe.js';
+import { indexPackages, resolveClosure } from './resolve.js';
 
 export {
   DEFAULT_GUEST_RELEASE,
@@ -150,13 +152,15 @@ async function buildGuest(spec: GuestRecipe, log: (line: string) => void): Promi
   const assets = readAssets();
   const { release } = spec;
   const recipe = recipeHash(assets, release);
-  const ws = aptWorkspace(join(root, `apt-${release}`), release);
-  log(`guest: refreshing the Debian ${release} package index`);
-  await updateIndex(ws);
-  const packages = await resolveClosure(ws, spec.packages);
+  const mirrors = debianMirrors(release);
+  log(`guest: Debian ${release} from ${mirrors.mirror} and ${mirrors.security} (${mirrors.from})`);
+  const index = await loadPackages(debianSources(release, mirrors), join(root, `index-${release}`), log);
+  const resolved = resolveClosure(indexPackages(index), spec.packages);
+  const packages: ResolvedPackage[] = resolved.map(({ name, version, arch }) => ({ name, version, arch }));
   const hash = contentHash(recipe, packages);
-  log(`guest: ${packages.length} packages, downloading what is not cached yet`);
-  const debs = await downloadAll(ws, packages);
+  log(`guest: ${packages.length} packages`);
+  // apt's archive directory of earlier kvmio versions: the .debs there are reused once their hash checks.
+  const debs = await downloadDebs(resolved, join(root, `apt-${release}`, 'archives'), log);
 
   const work = join(root, `work-${process.pid}`);
   rmSync(work, { recursive: true, force: true });
@@ -166,7 +170,7 @@ async function buildGuest(spec: GuestRecipe, log: (line: string) => void): Promi
   const unregister = onCleanup(() => rmSync(work, { recursive: true, force: true }));
   try {
     log('guest: unpacking packages');
-    await unpackAll(
+    await unpackDebs(
       debs.filter((_, i) => !SKIP_UNPACK.some((re) => re.test(packages[i]!.name))),
       tree,
     );
@@ -228,16 +232,6 @@ function pruneOldGuests(root: string): void {
     if (keep.has(dir) || !/^[0-9a-f]{16}$/.test(name)) continue;
     if (Date.now() - statSync(dir).mtimeMs > 3600_000) rmSync(dir, { recursive: true, force: true });
   }
-}
-
-async function unpackAll(debs: string[], tree: string): Promise<void> {
-  const queue = [...debs];
-  const worker = async () => {
-    for (let deb = queue.shift(); deb; deb = queue.shift()) {
-      await run(['dpkg-deb', '-x', deb, tree], { timeoutMs: 300_000 });
-    }
-  };
-  await Promise.all([worker(), worker(), worker(), worker()]);
 }
 
 /** Debian bookworm packages still ship /bin, /lib...: the guest uses the merged-/usr layout. */

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** Where kvmio keeps what it builds once (the guest): $KVMIO_CACHE, default ~/.cache/kvmio. */
 export function cacheDir(): string {
@@ -18,3 +19,13 @@ export function runtimeDir(): string {
 }
 
 export const DEFAULT_DB = 'kvmio.sqlite';
+
+/**
+ * A file shipped with kvmio (keys, assets), found relative to this module, never to the cwd: this
+ * file runs as src/util/paths.ts or dist/src/util/paths.js, in a clone or an npm install.
+ */
+export function packageFile(...parts: string[]): string {
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  const root = join(here, here.endsWith('/dist/src/util/') ? '../../..' : '../..');
+  return join(root, ...parts);
+}
