@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Installs what kvmio needs and is missing: Debian packages, npm dependencies, the compiled code.
-# Idempotent and quick when nothing is missing. Run as root (or with sudo available) on Debian.
+# Idempotent and quick when nothing is missing. Run as root (or with sudo available) on Debian; on
+# another distribution it installs the npm side and says what to install with its package manager.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+DEBIAN_HOST=0
+if command -v apt-get >/dev/null && command -v dpkg-query >/dev/null &&
+  grep -qiE '^(ID|ID_LIKE)=.*(debian|ubuntu)' /etc/os-release 2>/dev/null; then
+  DEBIAN_HOST=1
+fi
 
 DEBIAN_PACKAGES=(
   qemu-system-x86 qemu-utils fio           # VMs and the I/O workload (host baseline too)
@@ -14,21 +21,22 @@ DEBIAN_PACKAGES=(
   chromium fonts-dejavu-core               # the report's browser test and PNG charts
 )
 
-SUDO=()
-if [ "$(id -u)" != 0 ]; then SUDO=(sudo); fi
+if [ "$DEBIAN_HOST" = 1 ]; then
+  SUDO=()
+  if [ "$(id -u)" != 0 ]; then SUDO=(sudo); fi
 
-missing=()
-for p in "${DEBIAN_PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$p"); fi
-done
-# The guest build downloads Debian packages, so the package lists must be there.
-if [ "${#missing[@]}" -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
-  echo "setup: apt-get update"
-  "${SUDO[@]}" apt-get update -qq
-fi
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "setup: installing ${missing[*]}"
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  missing=()
+  for p in "${DEBIAN_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$p"); fi
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: apt-get update"
+    "${SUDO[@]}" apt-get update -qq
+    echo "setup: installing ${missing[*]}"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "setup: not a Debian host: no apt; the host's own packages are checked after compiling"
 fi
 
 # npm dependencies: reinstall when the lock file changed since the last install.
@@ -42,4 +50,8 @@ if [ ! -f dist/src/cli/main.js ] || [ -n "$(find src test scripts -name '*.ts' -
   echo "setup: compiling"
   npx tsc -p .
   touch dist/src/cli/main.js
+fi
+
+if [ "$DEBIAN_HOST" = 0 ]; then
+  node dist/scripts/host-needs.js
 fi

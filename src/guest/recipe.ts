@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { packageFile } from '../util/paths.js';
 
 /**
  * What goes into the embedded guest: the Debian packages it is made from and the files taken from
@@ -140,11 +141,7 @@ export const GUEST_ASSETS: Record<string, { path: string; mode: number }> = {
 };
 
 export function assetsDir(): string {
-  // dist/src/guest/recipe.js and src/guest/recipe.ts both reach the repository's src/guest/assets.
-  const here = new URL('.', import.meta.url).pathname;
-  return here.includes('/dist/src/')
-    ? new URL('../../../src/guest/assets/', import.meta.url).pathname
-    : new URL('./assets/', import.meta.url).pathname;
+  return packageFile('src', 'guest', 'assets');
 }
 
 export function readAssets(dir = assetsDir()): Map<string, Buffer> {

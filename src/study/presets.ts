@@ -1,12 +1,11 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { UserError } from '../util/errors.js';
+import { packageFile } from '../util/paths.js';
 
-/** presets/ at the package root; this file runs from dist/src/study/. */
+/** presets/ at the package root, wherever the package is (a clone or an npm install), never the cwd. */
 export function presetsDir(): string {
-  const fromDist = fileURLToPath(new URL('../../../presets/', import.meta.url));
-  return existsSync(fromDist) ? fromDist : fileURLToPath(new URL('../../presets/', import.meta.url));
+  return packageFile('presets');
 }
 
 /** Names of the presets shipped in presets/*.yaml, sorted. */
