@@ -1,5 +1,6 @@
 import { mkdirSync, rmSync } from 'node:fs';
-import { bootGuest, chooseAccelerator } from '../../src/engine/backends.js';
+import { openBackend } from '../../src/backends.js';
+import { chooseAccelerator } from '../../src/engine/backends.js';
 import type { RunEvent } from '../../src/engine/events.js';
 import { runStudy } from '../../src/engine/run.js';
 import type { GuestVm } from '../../src/guest/vm.js';
@@ -105,16 +106,10 @@ async function swapCosts(o: BenchOptions): Promise<{ costs: SwapCost[]; accel: s
   const accel = await chooseAccelerator();
   await prepareDiskFile(study.disk, { destroyData: [study.disk.path] });
   const release = lockDisk(study.disk.path);
+  const backend = await openBackend(study, { name: 'local', uri: study.libvirt.uri });
+  await backend.stage(o.log);
   const boot = (i: number, variant: Study['variants'][number]) =>
-    bootGuest({
-      study,
-      variant,
-      accel: accel.accel,
-      name: `kvmio-bench-${process.pid}-${i}`,
-      uri: study.libvirt.uri,
-      host: 'local',
-      log: o.log,
-    });
+    backend.boot({ study, variant, accel: accel.accel, name: `kvmio-bench-${process.pid}-${i}`, log: o.log });
   const variants = study.variants;
   const costs: SwapCost[] = [];
   let vm: GuestVm | undefined;
@@ -211,7 +206,7 @@ export async function timeToAnswer(o: BenchOptions): Promise<string> {
     '',
     '**Hot-swap against reboot, every quick variant**, measured side by side on one VM: a live switch to the',
     'variant (`switchVariant`: unplug, plug, verify), then a stop of that VM and a fresh boot of the same variant',
-    '(`bootGuest`, as the engine does, until the guest agent answers):',
+    '(the backend `boot`, as the engine does, until the guest agent answers):',
     '',
     '| variant | live switch s | stop s | boot s | reboot / switch |',
     '|---|---:|---:|---:|---:|',

@@ -1,12 +1,12 @@
 import type { GuestVm } from '../guest/vm.js';
+import type { Accel } from '../host/accel.js';
 import type { PlannedPoint } from '../study/plan.js';
 import type { Variant } from '../study/types.js';
 import { errorMessage, PointFailure } from '../util/errors.js';
-import { type Accel, bootGuest } from './backends.js';
 import { guestDisk, type HostRun } from './hosts.js';
 
 /**
- * The guests of one host (issue 8): `guest.count` VMs of the same variant, booted together, switched
+ * The guests of one host: `guest.count` VMs of the same variant, booted together, switched
  * live together and stopped together. With one guest this is the single VM the run loop always had.
  * Each guest's fio server port is forwarded once per VM (GuestVm.forwardPort) and reused by every fio
  * point on it.
@@ -30,16 +30,9 @@ export function withDeadline<T>(what: string, p: Promise<T>, ms: number): Promis
 /** Domain names unique across the hosts and guests of this process (two URIs may name one daemon). */
 let bootSeq = 0;
 
-/**
- * Staging the guest image on a libvirt host replaces its volumes: two local URIs may be one daemon, so
- * their first boots stage one after the other. Remote hosts stage concurrently.
- */
-let localStaging: Promise<unknown> = Promise.resolve();
-
 export class GuestGroup {
   vms: GuestVm[] = [];
   private servers = new Map<GuestVm, { host: string; port: number }>();
-  private staged = false;
 
   constructor(
     private readonly host: HostRun,
@@ -69,19 +62,17 @@ export class GuestGroup {
       return running;
     }
     await this.stop();
-    await this.stage();
+    await this.host.backend.stage(this.log);
     const study = this.host.study;
     const boots = Array.from({ length: this.count }, (_, g) => {
       const name = `kvmio-${process.pid}-${++bootSeq}`;
       return withDeadline(
         `boot of ${variant.id}${this.count > 1 ? ` (guest ${g})` : ''} on ${this.host.name}`,
-        bootGuest({
+        this.host.backend.boot({
           study: { ...study, disk: guestDisk(study.disk, g) },
           variant,
           accel: this.accel,
           name,
-          uri: this.host.uri,
-          host: this.host.name,
           log: this.log,
         }),
         BOOT_GUARD_MS,
@@ -95,25 +86,6 @@ export class GuestGroup {
       throw failed.reason;
     }
     return this.vms;
-  }
-
-  private async stage(): Promise<void> {
-    const study = this.host.study;
-    if (this.staged || study.backend !== 'libvirt') return;
-    const [{ ensureGuest }, { stageGuest }, { Virsh }] = await Promise.all([
-      import('../guest/build.js'),
-      import('../libvirt/stage.js'),
-      import('../libvirt/virsh.js'),
-    ]);
-    const image = await ensureGuest({ log: this.log, release: study.guest.release });
-    const virsh = new Virsh(this.host.uri);
-    await virsh.ensureReachable(20_000);
-    if (this.host.local) {
-      const mine = localStaging.then(() => stageGuest(virsh, image));
-      localStaging = mine.catch(() => undefined);
-      await mine;
-    } else await stageGuest(virsh, image);
-    this.staged = true;
   }
 
   /** Each guest's fio server as the controller reaches it (forwarded once per VM). */

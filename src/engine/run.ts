@@ -1,5 +1,5 @@
+import { openBackend } from '../backends.js';
 import type { GuestVm } from '../guest/vm.js';
-import { LibvirtUnreachableError, Virsh } from '../libvirt/virsh.js';
 import { pairKey, raceRules, replayLooks } from '../race/rule.js';
 import { raceComparisons } from '../report/conclusion.js';
 import { loadReportData } from '../report/data.js';
@@ -8,15 +8,15 @@ import type { Store, PointOutcome as StoredOutcome } from '../store/store.js';
 import { studyDiskSpecs } from '../study/disks.js';
 import { type Plan, type PlannedPoint, planStudy } from '../study/plan.js';
 import { HOST_VARIANT_ID, type Study, type Variant, type Workload } from '../study/types.js';
-import { errorMessage, PointFailure, UserError } from '../util/errors.js';
+import { errorMessage, HostUnreachableError, PointFailure, UserError } from '../util/errors.js';
 import { onCleanup, onInterrupt } from '../util/proc.js';
 import { VERSION } from '../version.js';
 import type { WorkloadResult } from '../workloads/types.js';
 import { adaptiveNeeds } from './adaptive.js';
-import { type AccelChoice, backendArtifacts, chooseAccelerator, loadWorkloads } from './backends.js';
+import { type AccelChoice, chooseAccelerator, loadWorkloads } from './backends.js';
 import type { RunEventSink } from './events.js';
 import { GuestGroup, withDeadline } from './guests.js';
-import { factsOf, type HostRun, hostRuns, localDisks } from './hosts.js';
+import { type BackendFactory, type HostRun, hostRuns, localDisks } from './hosts.js';
 import { stepMeasurements } from './results.js';
 import { resumeCommand } from './resume.js';
 
@@ -39,6 +39,8 @@ export interface RunStudyOptions {
   budgetSeconds?: number;
   /** Flags of the run command that shaped the study (--race, --budget), for the resume command. */
   resumeFlags?: string[];
+  /** Makes each host's VM backend (default: the study's `backend`); tests pass a fake one. */
+  backends?: BackendFactory;
 }
 
 export interface RunStudyResult {
@@ -125,12 +127,14 @@ async function runPoint(
       vm = vms[0];
       booting = false;
       result = await runOnGuests(workloads, group, vms, workload, { timeoutMs, log }, p);
+      // Recent QEMU may fall back to the thread pool on the first guest request: check again.
+      for (const g of vms) await host.backend.verify(g);
     }
     if (ctx.interrupted()) return { ok: false };
     const { measurements, artifacts, series } = stepMeasurements(result);
     vms.forEach((g, i) => {
       const prefix = vms.length > 1 ? `guest=${i}/` : '';
-      const own = { ...backendArtifacts(g), console: g.consoleTail(200) };
+      const own = { ...host.backend.artifacts(g), console: g.consoleTail(200) };
       for (const [k, v] of Object.entries(own)) artifacts[`${prefix}${k}`] = v;
     });
     if (logLines.length > 0) artifacts.log = logLines.join('\n');
@@ -141,7 +145,7 @@ async function runPoint(
     const vmNow = vm ?? group.vms[0];
     const detail = err instanceof PointFailure ? err.detail : {};
     const consoleTail = detail.consoleTail ?? vmNow?.consoleTail(40) ?? '';
-    const artifacts: Record<string, string> = vmNow ? backendArtifacts(vmNow) : {};
+    const artifacts: Record<string, string> = vmNow ? host.backend.artifacts(vmNow) : {};
     if (detail.stderrTail) artifacts['qemu.stderr'] = detail.stderrTail;
     if (vmNow) artifacts.console = vmNow.consoleTail(200);
     if (logLines.length > 0) artifacts.log = logLines.join('\n');
@@ -184,11 +188,11 @@ async function runOnGuests(
 }
 
 /**
- * One host's share of the run (issue 8): its points in plan order on its own guests, concurrently with
- * the other hosts. In a study with `hosts`, a host is given up when its libvirt does not answer or its
- * guests fail to boot twice in a row: its remaining points are recorded failed with the reason, the
- * host record gets `failed`, and the other hosts go on. A study without hosts keeps the old rule (a
- * fault costs the point, the next point boots afresh).
+ * One host's share of the run: its points in plan order on its own guests, concurrently with the
+ * other hosts. In a study with `hosts`, a host is given up when it does not answer or its guests fail
+ * to boot twice in a row: its remaining points are recorded failed with the reason, the host record
+ * gets `failed`, and the other hosts go on. Without `hosts`, a fault costs the point and the next
+ * point boots afresh.
  */
 class HostWorker {
   readonly group: GuestGroup;
@@ -211,16 +215,15 @@ class HostWorker {
 
   /** Checks that the host answers and records its facts. */
   async open(): Promise<void> {
-    const { study } = this.ctx;
-    if (study.backend === 'libvirt' && this.multiHost) {
+    if (this.multiHost) {
       try {
-        await new Virsh(this.host.uri).ensureReachable(20_000);
+        await this.host.backend.reach();
       } catch (err) {
         this.fail(errorMessage(err));
         return;
       }
     }
-    const facts = await factsOf(study, this.host);
+    const facts = await this.host.backend.facts();
     this.ctx.store.setHost(this.ctx.runId, this.host.name, this.host.uri, { ...facts, ...this.baseFacts });
   }
 
@@ -243,7 +246,7 @@ class HostWorker {
       const out = await runPoint(this.ctx, this.host, this.group, p, adaptive, left.n--);
       if (this.ctx.interrupted() || !this.multiHost) continue;
       if (out.ok) this.bootFailuresInARow = 0;
-      else if (out.error instanceof LibvirtUnreachableError) this.fail(errorMessage(out.error));
+      else if (out.error instanceof HostUnreachableError) this.fail(errorMessage(out.error));
       else if (out.booting && ++this.bootFailuresInARow >= 2)
         this.fail(`guests did not boot twice in a row; last: ${errorMessage(out.error)}`);
     }
@@ -416,11 +419,7 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
     throw new UserError(`${study.source}: the plan has no points (no variants or workloads)`);
 
   // Nothing is written to the disk under test, and no run recorded, before the guard passed.
-  if (study.hosts.length > 0 && study.backend !== 'libvirt')
-    throw new UserError(
-      `${study.source}: hosts are libvirt URIs and need backend: libvirt (the qemu backend runs on this machine only)`,
-    );
-  const hosts = hostRuns(study);
+  const hosts = await hostRuns(study, opts.backends ?? openBackend);
   // Multi-disk variants (matrix disks) add files beside each disk: guarded, prepared and locked alike.
   const disks = localDisks(study, hosts).flatMap((d) => studyDiskSpecs(study, d));
   const releases: Array<() => void> = [];

@@ -1,4 +1,5 @@
-import type { Variant } from '../study/types.js';
+import type { Accel } from '../host/accel.js';
+import type { Study, Variant } from '../study/types.js';
 
 /**
  * A running guest, whichever backend started it (direct QEMU or libvirt). Workloads and the run
@@ -22,6 +23,8 @@ export interface GuestExecOptions {
 
 export interface GuestVm {
   readonly name: string;
+  /** Milliseconds from starting the VM to the first answer of its guest agent. */
+  readonly bootMs: number;
   /** The variant whose test disk is attached right now. */
   readonly variant: Variant;
   /** Runs argv inside the guest (no shell), returning its captured output and exit code. */
@@ -49,4 +52,36 @@ export interface GuestVm {
   forwardPort?(guestPort: number): Promise<{ host: string; port: number }>;
   /** Graceful shutdown first, then kill; safe to call twice. */
   stop(): Promise<void>;
+}
+
+/** What a backend needs to boot one guest. */
+export interface BootRequest {
+  /** The study as the host runs it (`disk` is the host's own, or the guest's copy). */
+  study: Study;
+  variant: Variant;
+  accel: Accel;
+  /** Unique among the VMs of this process (libvirt domain name, QEMU -name). */
+  name: string;
+  log: (line: string) => void;
+}
+
+/**
+ * One host's way of running guests (direct QEMU on this machine, or a libvirt URI). The run engine
+ * only talks to this interface; `V` is the backend's own VM type.
+ */
+export interface VmBackend<V extends GuestVm = GuestVm> {
+  /** VMs run on this machine: its disk, /proc and the host baseline are the host's. */
+  readonly isLocal: boolean;
+  /** Throws when the host does not answer (HostUnreachableError: the whole host is out). */
+  reach(): Promise<void>;
+  /** Facts about the host for the run's provenance; never throws for missing facts. */
+  facts(): Promise<Record<string, unknown>>;
+  /** Readies the host for boots (the guest image where the backend needs it); idempotent. */
+  stage(log: (line: string) => void): Promise<void>;
+  /** Boots a guest for the variant; resolves once it answers and its live config is verified. */
+  boot(req: BootRequest): Promise<V>;
+  /** Checks again that the running VM is what its variant asks (after a workload: QEMU may fall back). */
+  verify(vm: V): Promise<void>;
+  /** What a point keeps of the VM beside its console (QEMU argv and stderr, domain XML). */
+  artifacts(vm: V): Record<string, string>;
 }

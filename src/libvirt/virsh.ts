@@ -1,3 +1,4 @@
+import { HostUnreachableError } from '../util/errors.js';
 import { CommandError, type RunResult, run } from '../util/proc.js';
 
 /**
@@ -27,7 +28,7 @@ function virshMessage(result: RunResult): string {
 }
 
 /** The libvirt daemon at a URI does not answer: the whole host is out, not one point. */
-export class LibvirtUnreachableError extends Error {
+export class LibvirtUnreachableError extends HostUnreachableError {
   constructor(
     readonly uri: string,
     readonly reason: string,

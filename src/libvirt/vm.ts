@@ -36,9 +36,8 @@ import {
 export interface LibvirtVmOptions {
   study: Study;
   variant: Variant;
-  /** The builtin guest (ensureGuest()); `guest` is accepted as another name for it. */
-  image?: { kernel: string; initrd: string; hash: string };
-  guest?: { kernel: string; initrd: string; hash: string };
+  /** The builtin guest (ensureGuest()). */
+  image: { kernel: string; initrd: string; hash: string };
   accel: Accel;
   uri: string;
   name: string;
@@ -59,17 +58,16 @@ export interface LibvirtVm extends GuestVm {
   readonly host: string;
   /** The XML the domain was created from (kept with a point's artifacts). */
   readonly domainXml: string;
-  /** Seconds from `virsh create` to the guest agent's first answer. */
-  readonly bootSeconds: number;
   /** The guest's IPv4 address (reported by its agent); for guests on a libvirt network. */
   address(): Promise<string>;
+  /** Checks again that the domain runs its variant, libvirt's live XML and QEMU. */
+  verify(): Promise<void>;
 }
 
 const FILE_CHUNK = 48 * 1024;
 
 export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm> {
-  const image = opts.image ?? opts.guest;
-  if (!image) throw new Error('startLibvirtVm: no guest image given');
+  const image = opts.image;
   const virsh = new Virsh(opts.uri);
   const log = opts.log ?? (() => undefined);
   await virsh.ensureReachable();
@@ -121,9 +119,10 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   const vm = new LibvirtGuest(virsh, opts, diskPath, consoleLog, xml, scratch, unregister, logMark);
   try {
     await vm.waitForAgent(opts.bootTimeoutMs ?? 180_000);
-    vm.bootSeconds = (Date.now() - started) / 1000;
-    log(`libvirt: ${opts.name} up in ${vm.bootSeconds.toFixed(1)}s on ${opts.uri}`);
+    vm.bootMs = Date.now() - started;
+    log(`libvirt: ${opts.name} up in ${(vm.bootMs / 1000).toFixed(1)}s on ${opts.uri}`);
     await verifyLive(vm.liveContext(true), opts.variant);
+    vm.markLog();
   } catch (e) {
     const tail = vm.consoleTail(30);
     await vm.stop();
@@ -258,12 +257,14 @@ export interface LiveContext {
 
 class LibvirtGuest implements LibvirtVm {
   variant: Variant;
-  bootSeconds = 0;
+  bootMs = 0;
   readonly host: string;
   readonly uri: string;
   readonly name: string;
   private stopped = false;
   private logMark: number;
+  /** The test disk was switched live since boot. */
+  private switched = false;
 
   constructor(
     private readonly virsh: Virsh,
@@ -293,6 +294,12 @@ class LibvirtGuest implements LibvirtVm {
       qemuPid: () => (this.virsh.isLocal ? this.qemuPid() : undefined),
       qemuLog: () => (this.virsh.isLocal ? readFrom(qemuLogPath(this.name), mark) : undefined),
     };
+  }
+
+  /** Checks again that the domain runs the current variant (QEMU's log since the last check). */
+  async verify(): Promise<void> {
+    await verifyLive(this.liveContext(!this.switched), this.variant);
+    this.markLog();
   }
 
   /** Marks the end of QEMU's log so far: verification then looks only at what follows. */
@@ -410,6 +417,7 @@ class LibvirtGuest implements LibvirtVm {
       await this.attach(scsiControllerXml(next), 'controller');
     }
     this.variant = next;
+    this.switched = true;
     await this.attach(
       diskXml({
         variant: next,
@@ -421,6 +429,7 @@ class LibvirtGuest implements LibvirtVm {
     );
     await this.testDisk();
     await verifyLive(this.liveContext(false), next);
+    this.markLog();
   }
 
   private async attach(xml: string, what: string): Promise<void> {

@@ -60,10 +60,11 @@ let vmCounter = 0;
 export class QemuVm implements GuestVm {
   readonly name: string;
   variant: Variant;
-  /** Milliseconds from spawning QEMU to the first answer of the guest agent. */
   bootMs = 0;
   /** Duration of the last switchVariant, milliseconds. */
   lastSwitchMs = 0;
+  /** The test disk was switched live since boot. */
+  switched = false;
   readonly paths: QemuRuntimePaths;
   qmp!: QmpClient;
   readonly agent: AgentClient;
@@ -231,6 +232,11 @@ export class QemuVm implements GuestVm {
       });
   }
 
+  /** The last of what QEMU wrote to stderr. */
+  stderr(): string {
+    return this.stderrTail;
+  }
+
   /** What QEMU wrote to stderr after it had written `mark` characters (as much as is kept). */
   private stderrSince(mark: number): string {
     const count = Math.min(this.stderrTotal - mark, this.stderrTail.length);
@@ -303,6 +309,7 @@ export class QemuVm implements GuestVm {
       for (const dev of testDiskDevices(next, i)) await qmp.execute('device_add', dev);
     }
     this.variant = next;
+    this.switched = true;
     await findTestDisks(this, next, 60_000);
     await this.verifyLive({ fresh: false });
     if (this.opts.study.pinning) await applyPinning(this.qemuPid(), qmp, this.opts.study.pinning);

@@ -46,6 +46,14 @@ export class PointFailure extends Error {
   }
 }
 
+/** A host does not answer at all: every point on it would fail the same way, so it is given up. */
+export class HostUnreachableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HostUnreachableError';
+  }
+}
+
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

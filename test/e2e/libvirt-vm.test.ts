@@ -117,7 +117,7 @@ describe('libvirt backend under TCG', { timeout: 900_000 }, () => {
     for (const s of settled) if (s.status === 'rejected') throw s.reason;
     const [vm, hugeVm] = vms as [LibvirtVm, LibvirtVm];
     t.diagnostic(
-      `boot under TCG: 4k ${vm.bootSeconds.toFixed(1)} s, hugepages ${hugeVm.bootSeconds.toFixed(1)} s`,
+      `boot under TCG: 4k ${(vm.bootMs / 1000).toFixed(1)} s, hugepages ${(hugeVm.bootMs / 1000).toFixed(1)} s`,
     );
 
     const uname = await vm.exec(['uname', '-r'], { timeoutMs: 20_000 });

@@ -1,0 +1,105 @@
+import { ensureGuest } from '../guest/build.js';
+import type { GuestRelease } from '../guest/recipe.js';
+import type { BootRequest, VmBackend } from '../guest/vm.js';
+import { hostFacts } from '../host/facts.js';
+import type { HostSpec } from '../study/types.js';
+import { errorMessage } from '../util/errors.js';
+import { stageGuest } from './stage.js';
+import { isLocalUri, Virsh } from './virsh.js';
+import { type LibvirtVm, startLibvirtVm } from './vm.js';
+
+/**
+ * Guests as libvirt domains on one URI, local or remote: everything goes through virsh, so a remote
+ * host needs nothing but libvirt.
+ */
+
+/**
+ * Staging the guest image on a libvirt host replaces its volumes: two local URIs may be one daemon, so
+ * their stagings run one after the other. Remote hosts stage concurrently.
+ */
+let localStaging: Promise<unknown> = Promise.resolve();
+
+export function libvirtBackend(
+  host: Pick<HostSpec, 'name' | 'uri'>,
+  release: GuestRelease | undefined,
+): VmBackend<LibvirtVm> {
+  const isLocal = isLocalUri(host.uri);
+  let staged = false;
+  return {
+    isLocal,
+    reach: () => new Virsh(host.uri).ensureReachable(20_000),
+    facts: async () => {
+      const facts: Record<string, unknown> = isLocal ? {} : { remote: true };
+      if (isLocal) {
+        try {
+          Object.assign(facts, await hostFacts());
+        } catch (err) {
+          // Facts are provenance, not a precondition: a run without them still measures.
+          facts.error = `host facts unavailable: ${errorMessage(err)}`;
+        }
+      }
+      try {
+        facts.libvirtHost = await libvirtHostFacts(host.uri);
+      } catch (err) {
+        facts.libvirtHost = { error: errorMessage(err) };
+      }
+      return facts;
+    },
+    stage: async (log) => {
+      if (staged) return;
+      const image = await ensureGuest({ log, release });
+      const virsh = new Virsh(host.uri);
+      await virsh.ensureReachable(20_000);
+      if (isLocal) {
+        const mine = localStaging.then(() => stageGuest(virsh, image));
+        localStaging = mine.catch(() => undefined);
+        await mine;
+      } else await stageGuest(virsh, image);
+      staged = true;
+    },
+    boot: async (req: BootRequest) =>
+      startLibvirtVm({
+        study: req.study,
+        variant: req.variant,
+        image: await ensureGuest({ log: req.log, release }),
+        accel: req.accel,
+        name: req.name,
+        uri: host.uri,
+        host: host.name,
+        log: req.log,
+      }),
+    verify: (vm) => vm.verify(),
+    artifacts: (vm) => ({ 'libvirt.xml': vm.domainXml }),
+  };
+}
+
+/** Facts about a host as far as libvirt tells them, for any URI (remote hosts have nothing else). */
+export async function libvirtHostFacts(uri: string): Promise<Record<string, unknown>> {
+  const virsh = new Virsh(uri, 20_000);
+  const facts: Record<string, unknown> = { uri };
+  const field = (text: string | undefined, label: string) =>
+    new RegExp(`^${label}:\\s*(.+)$`, 'm').exec(text ?? '')?.[1]?.trim();
+  const nodeinfo = await virsh.tryRun(['nodeinfo']);
+  if (nodeinfo) {
+    facts.cpuArch = field(nodeinfo, 'CPU model');
+    facts.cpus = Number(field(nodeinfo, 'CPU\\(s\\)'));
+    facts.cpuMHz = Number(field(nodeinfo, 'CPU frequency')?.replace(/\D+$/, ''));
+    facts.memoryBytes = Number(field(nodeinfo, 'Memory size')?.replace(/\D+$/, '')) * 1024;
+    facts.numaNodes = Number(field(nodeinfo, 'NUMA cell\\(s\\)'));
+  }
+  const version = await virsh.tryRun(['version']);
+  facts.libvirt = field(version, 'Using library')?.replace(/^libvirt\s*/, '');
+  facts.qemu = field(version, 'Running hypervisor')?.replace(/^QEMU\s*/, '');
+  const caps = await virsh.tryRun(['capabilities']);
+  const hostCpu = /<host>[\s\S]*?<cpu>([\s\S]*?)<\/cpu>/.exec(caps ?? '')?.[1] ?? '';
+  facts.cpuModel = /<model>([^<]+)<\/model>/.exec(hostCpu)?.[1];
+  facts.cpuVendor = /<vendor>([^<]+)<\/vendor>/.exec(hostCpu)?.[1];
+  facts.hostname = (await virsh.tryRun(['hostname']))?.trim();
+  // SMBIOS is often missing (VMs, containers): provenance, not a precondition.
+  const sysinfo = await virsh.tryRun(['sysinfo']);
+  if (sysinfo) {
+    const entry = (name: string) => new RegExp(`<entry name='${name}'>([^<]*)</entry>`).exec(sysinfo)?.[1];
+    facts.system = [entry('manufacturer'), entry('product')].filter(Boolean).join(' ') || undefined;
+  }
+  return Object.fromEntries(Object.entries(facts).filter(([, v]) => v !== undefined && !Number.isNaN(v)));
+}
