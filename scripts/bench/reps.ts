@@ -5,7 +5,8 @@ import { runStudy } from '../../src/engine/run.js';
 import { summary, tCritical } from '../../src/stats/index.js';
 import { Store } from '../../src/store/store.js';
 import { loadPreset } from '../../src/study/load.js';
-import type { MetricRow, Study } from '../../src/study/types.js';
+import type { MetricRow } from '../../src/study/results.js';
+import type { Study } from '../../src/study/types.js';
 import { type BenchOptions, cv, fixed, qd1Workload } from './shared.js';
 
 /**

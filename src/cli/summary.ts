@@ -1,5 +1,5 @@
 import { mean } from '../stats/index.js';
-import type { MetricRow } from '../study/types.js';
+import type { MetricRow } from '../study/results.js';
 import { formatNumber, formatTable } from './table.js';
 
 /**

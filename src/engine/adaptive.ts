@@ -1,5 +1,6 @@
 import { summary } from '../stats/summary.js';
-import type { AdaptiveSpec, MetricRow, Workload } from '../study/types.js';
+import type { MetricRow } from '../study/results.js';
+import type { AdaptiveSpec, Workload } from '../study/types.js';
 
 /**
  * Adaptive repetitions: after the planned rounds, a variant+workload gets another round while the 95%

@@ -1,6 +1,6 @@
 import { type Comparison, compareSamples, controlFamily } from '../stats/index.js';
 import type { Store } from '../store/store.js';
-import type { MetricRow } from '../study/types.js';
+import type { MetricRow } from '../study/results.js';
 
 /**
  * `kvmio compare RUN_A RUN_B`: every (variant, workload, step, metric) both runs measured, the means,

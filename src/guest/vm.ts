@@ -80,7 +80,7 @@ export interface VmBackend<V extends GuestVm = GuestVm> {
   stage(log: (line: string) => void): Promise<void>;
   /** Boots a guest for the variant; resolves once it answers and its live config is verified. */
   boot(req: BootRequest): Promise<V>;
-  /** Checks again that the running VM is what its variant asks (after a workload: QEMU may fall back). */
+  /** After a workload: the VM still runs its variant's aio mode (recent QEMU falls back on the first request). */
   verify(vm: V): Promise<void>;
   /** What a point keeps of the VM beside its console (QEMU argv and stderr, domain XML). */
   artifacts(vm: V): Record<string, string>;

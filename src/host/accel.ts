@@ -14,7 +14,9 @@ import { cacheDir } from '../util/paths.js';
 import { trackChild } from '../util/proc.js';
 import { qemuVersion } from './facts.js';
 
-export type Accel = 'kvm' | 'tcg';
+export type { Accel } from '../study/results.js';
+
+import type { Accel } from '../study/results.js';
 
 export interface AccelResult {
   accel: Accel;

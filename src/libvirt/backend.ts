@@ -68,7 +68,7 @@ export function libvirtBackend(
         host: host.name,
         log: req.log,
       }),
-    verify: (vm) => vm.verify(),
+    verify: (vm) => vm.verifyAio(),
     artifacts: (vm) => ({ 'libvirt.xml': vm.domainXml }),
   };
 }

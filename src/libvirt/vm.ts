@@ -5,6 +5,7 @@ import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../gue
 import { GUEST_KERNEL_CMDLINE } from '../guest/build.js';
 import { findTestDisks, waitTestDisksGone } from '../guest/disks.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
+import { aioModeProblems } from '../qemu/verify.js';
 import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
 import type { DiskSpec, Study, Variant } from '../study/types.js';
 import { PointFailure, UserError } from '../util/errors.js';
@@ -60,8 +61,8 @@ export interface LibvirtVm extends GuestVm {
   readonly domainXml: string;
   /** The guest's IPv4 address (reported by its agent); for guests on a libvirt network. */
   address(): Promise<string>;
-  /** Checks again that the domain runs its variant, libvirt's live XML and QEMU. */
-  verify(): Promise<void>;
+  /** After a workload: QEMU still runs the aio mode asked. */
+  verifyAio(): Promise<void>;
 }
 
 const FILE_CHUNK = 48 * 1024;
@@ -296,10 +297,18 @@ class LibvirtGuest implements LibvirtVm {
     };
   }
 
-  /** Checks again that the domain runs the current variant (QEMU's log since the last check). */
-  async verify(): Promise<void> {
-    await verifyLive(this.liveContext(!this.switched), this.variant);
+  /** After a workload: QEMU still runs the aio mode asked (its log since the last check, /proc). */
+  async verifyAio(): Promise<void> {
+    const ctx = this.liveContext(!this.switched);
+    const problems = await aioModeProblems(
+      { pid: ctx.qemuPid(), stderr: ctx.qemuLog, fresh: ctx.fresh },
+      this.variant,
+    );
     this.markLog();
+    if (problems.length > 0)
+      throw new PointFailure(
+        `the live domain ${this.name} does not match variant ${this.variant.id}: ${problems.join('; ')}`,
+      );
   }
 
   /** Marks the end of QEMU's log so far: verification then looks only at what follows. */

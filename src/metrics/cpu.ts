@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import type { MetricValue } from '../study/results.js';
 import { run } from '../util/proc.js';
-import type { MetricValue } from '../workloads/types.js';
 
 /**
  * Host CPU spent by a QEMU process over a measured window, split by thread class. QEMU must run with

@@ -1,5 +1,5 @@
 import type { GuestVm } from '../guest/vm.js';
-import type { MetricValue } from '../workloads/types.js';
+import type { MetricValue } from '../study/results.js';
 
 /**
  * VM responsiveness while I/O runs: round trips of a no-op through the QEMU monitor and through the

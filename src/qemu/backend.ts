@@ -29,7 +29,7 @@ export function qemuBackend(): VmBackend<QemuVm> {
         log: req.log,
       });
     },
-    verify: (vm) => vm.verifyLive({ fresh: !vm.switched }),
+    verify: (vm) => vm.verifyAio(),
     artifacts: (vm) => {
       const stderr = vm.stderr();
       return { 'qemu.argv': JSON.stringify(vm.argv), ...(stderr ? { 'qemu.stderr': stderr } : {}) };

@@ -216,7 +216,6 @@ async function checkAioMode(
   nodes: BlockNode[],
   problem: (text: string) => void,
 ): Promise<void> {
-  const aio = want.variant.aio;
   // A request through each disk makes recent QEMU set up (or fail to set up) the aio context the
   // node really uses, whichever was asked: a node on native or io_uring then shows on a fresh VM.
   for (const disk of want.disks) {
@@ -224,22 +223,36 @@ async function checkAioMode(
     const node = ours.find((n) => n.drv !== 'file' && n.drv !== 'host_device') ?? ours[0];
     if (node) await readThrough(qemu.monitor, node['node-name'], problem);
   }
+  for (const p of await aioModeProblems(qemu, want.variant)) problem(p);
+}
+
+/**
+ * The aio mode as the QEMU process shows it, with no monitor call: a fallback warning on stderr, the
+ * context the mode needs, and on a fresh VM none for aio=threads. After a workload this is the whole
+ * check (the guest's own requests have set the contexts up).
+ */
+export async function aioModeProblems(
+  qemu: Pick<LiveQemu, 'pid' | 'stderr' | 'fresh'>,
+  variant: Pick<Variant, 'aio'>,
+): Promise<string[]> {
+  const problems: string[] = [];
+  const aio = variant.aio;
   // The warning is written before the monitor answers; give the stderr pipe a moment to be read.
   const warnings = aioFallbackWarnings(qemu.stderr && (await settled(qemu.stderr)));
   const evidence = qemu.pid === undefined ? undefined : aioEvidence(qemu.pid);
   const context = aio === 'native' ? 'Linux AIO context' : 'io_uring instance';
   if (warnings.length > 0)
-    problem(`aio=${aio} asked, but QEMU fell back to the thread pool: ${warnings.join('; ')}`);
+    problems.push(`aio=${aio} asked, but QEMU fell back to the thread pool: ${warnings.join('; ')}`);
   else if (aio !== 'threads' && evidence) {
     const count = aio === 'native' ? evidence.nativeRings : evidence.uringFds;
-    if (count === 0)
-      problem(`aio=${aio} asked, but QEMU has no ${context} after a read through the test disk`);
+    if (count === 0) problems.push(`aio=${aio} asked, but QEMU has no ${context} after I/O on the test disk`);
   }
   if (aio === 'threads' && qemu.fresh && evidence && evidence.nativeRings + evidence.uringFds > 0) {
-    problem(
+    problems.push(
       `aio=threads asked, but QEMU has ${evidence.nativeRings} Linux AIO and ${evidence.uringFds} io_uring contexts`,
     );
   }
+  return problems;
 }
 
 async function settled(stderr: () => string | undefined): Promise<string | undefined> {

@@ -31,7 +31,7 @@ import { qemuBinary } from './binary.js';
 import { type QemuCapabilities, qemuCapabilities } from './capabilities.js';
 import { applyPinning } from './pinning.js';
 import { QmpClient } from './qmp.js';
-import { type LiveTestDisk, verifyQemu } from './verify.js';
+import { aioModeProblems, type LiveTestDisk, verifyQemu } from './verify.js';
 
 /** The direct-QEMU backend of GuestVm: QEMU started by kvmio, QMP for the VM, the agent for the guest. */
 
@@ -230,6 +230,23 @@ export class QemuVm implements GuestVm {
       throw new PointFailure(`the live VM does not match variant ${v.id}: ${problems.join('; ')}`, {
         stderrTail: this.stderrTail.trim(),
       });
+  }
+
+  /** After a workload: QEMU still runs the aio mode asked (no fallback since the last check). */
+  async verifyAio(): Promise<void> {
+    const mark = this.stderrMark;
+    const problems = await aioModeProblems(
+      { pid: this.qemuPid(), stderr: () => this.stderrSince(mark), fresh: !this.switched },
+      this.variant,
+    );
+    this.stderrMark = this.stderrTotal;
+    if (problems.length > 0)
+      throw new PointFailure(
+        `the live VM does not match variant ${this.variant.id}: ${problems.join('; ')}`,
+        {
+          stderrTail: this.stderrTail.trim(),
+        },
+      );
   }
 
   /** The last of what QEMU wrote to stderr. */

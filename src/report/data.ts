@@ -1,4 +1,5 @@
-import type { MetricRow, Study, Variant, Workload } from '../study/types.js';
+import type { MetricRow } from '../study/results.js';
+import type { Study, Variant, Workload } from '../study/types.js';
 import { UserError } from '../util/errors.js';
 
 /** What a report needs to know about one run, whatever store or file it came from. */

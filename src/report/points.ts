@@ -1,7 +1,9 @@
 import { type Summary, summary } from '../stats/summary.js';
-import type { MetricRow } from '../study/types.js';
+import type { MetricRow } from '../study/results.js';
 
-export type Step = string | number | null;
+export type { Step } from '../study/results.js';
+
+import type { Step } from '../study/results.js';
 
 const SEP = '\u0000';
 const pointId = (run: string, variant: string, workload: string, step: Step) =>

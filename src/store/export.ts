@@ -1,4 +1,4 @@
-import type { MetricRow } from '../study/types.js';
+import type { MetricRow } from '../study/results.js';
 import type { FailureRecord, HostRecord, RunRecord, Store } from './store.js';
 
 /**

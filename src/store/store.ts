@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import type { MetricRow, Study, Variant } from '../study/types.js';
+import type { MetricRow } from '../study/results.js';
+import type { Study, Variant } from '../study/types.js';
 import { UserError } from '../util/errors.js';
 import { migrate, newerSchema, SCHEMA_VERSION, STORE_TABLES } from './schema.js';
 
@@ -13,7 +14,9 @@ import { migrate, newerSchema, SCHEMA_VERSION, STORE_TABLES } from './schema.js'
 
 export type RunStatus = 'running' | 'complete' | 'partial' | 'interrupted';
 export type PointStatus = 'ok' | 'failed' | 'running';
-export type Step = number | string | null;
+export type { Step } from '../study/results.js';
+
+import type { Step } from '../study/results.js';
 
 export interface RunRecord {
   id: string;

@@ -165,17 +165,3 @@ export interface Study {
   /** What validation decided on the user's behalf (e.g. impossible combinations left out); shown by `plan`. */
   notes?: string[];
 }
-
-/** One figure, the export contract of `kvmio export`. */
-export interface MetricRow {
-  run: string;
-  host: string;
-  variant: string;
-  guest: string | number;
-  workload: string;
-  step: number | string | null;
-  rep: number;
-  metric: string;
-  value: number;
-  unit: string;
-}

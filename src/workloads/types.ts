@@ -1,4 +1,7 @@
 import type { GuestVm } from '../guest/vm.js';
+import type { MetricValue, Step } from '../study/results.js';
+
+export type { MetricValue };
 
 /**
  * Where a workload runs: inside a guest, on the host against the same disk (the "host" baseline), or on
@@ -10,15 +13,8 @@ export type WorkloadTarget =
   | { kind: 'host'; diskPath: string }
   | { kind: 'guests'; guests: Array<{ vm: GuestVm; server: { host: string; port: number } }> };
 
-export interface MetricValue {
-  metric: string;
-  value: number;
-  unit: string;
-}
-
 export interface StepResult {
-  /** Sweep target rate or iodepth, pgbench client count ("clients@rate" with --rate), 'max', or null. */
-  step: number | string | null;
+  step: Step;
   /** Which guest (client/server mode); undefined for a single guest. */
   guest?: number | string;
   metrics: MetricValue[];

@@ -10,7 +10,7 @@ import { kvmioDomains } from '../../src/libvirt/vm.js';
 import { loadReportData } from '../../src/report/data.js';
 import { Store } from '../../src/store/store.js';
 import { parseStudy } from '../../src/study/load.js';
-import type { MetricRow } from '../../src/study/types.js';
+import type { MetricRow } from '../../src/study/results.js';
 
 /**
  * Issue 8 end to end, real libvirt under TCG: three hosts run at once — `a` (qemu:///system) and `b`

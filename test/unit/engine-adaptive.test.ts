@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { adaptiveNeeds, mainMetric } from '../../src/engine/adaptive.js';
-import type { FioWorkload, MetricRow } from '../../src/study/types.js';
+import type { MetricRow } from '../../src/study/results.js';
+import type { FioWorkload } from '../../src/study/types.js';
 
 const lat: FioWorkload = {
   kind: 'fio',

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { variantTables } from '../../src/cli/summary.js';
 import { stepMeasurements } from '../../src/engine/results.js';
 import { resumeCommand } from '../../src/engine/resume.js';
-import type { MetricRow } from '../../src/study/types.js';
+import type { MetricRow } from '../../src/study/results.js';
 
 test('the resume command names the preset or the file, and --db unless it is the default', () => {
   assert.equal(

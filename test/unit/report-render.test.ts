@@ -16,7 +16,7 @@ import {
   reportDataFromExports,
   writeReport,
 } from '../../src/report/index.js';
-import type { MetricRow } from '../../src/study/types.js';
+import type { MetricRow } from '../../src/study/results.js';
 
 const FIXTURE = fileURLToPath(new URL('../../../test/fixtures/runs/report-fixture.json', import.meta.url));
 const doc = JSON.parse(readFileSync(FIXTURE, 'utf8')) as RunExport;
