@@ -1,16 +1,13 @@
-import { ensureGuest } from '../guest/build.js';
 import type { GuestRelease } from '../guest/recipe.js';
 import type { BootRequest, VmBackend } from '../guest/vm.js';
-import { hostFacts } from '../host/facts.js';
 import type { HostSpec } from '../study/types.js';
 import { errorMessage } from '../util/errors.js';
-import { stageGuest } from './stage.js';
 import { isLocalUri, Virsh } from './virsh.js';
-import { type LibvirtVm, startLibvirtVm } from './vm.js';
+import type { LibvirtVm } from './vm.js';
 
 /**
  * Guests as libvirt domains on one URI, local or remote: everything goes through virsh, so a remote
- * host needs nothing but libvirt.
+ * host needs nothing but libvirt. The VM modules load on the first stage or boot.
  */
 
 /**
@@ -32,6 +29,7 @@ export function libvirtBackend(
       const facts: Record<string, unknown> = isLocal ? {} : { remote: true };
       if (isLocal) {
         try {
+          const { hostFacts } = await import('../host/facts.js');
           Object.assign(facts, await hostFacts());
         } catch (err) {
           // Facts are provenance, not a precondition: a run without them still measures.
@@ -47,6 +45,10 @@ export function libvirtBackend(
     },
     stage: async (log) => {
       if (staged) return;
+      const [{ ensureGuest }, { stageGuest }] = await Promise.all([
+        import('../guest/build.js'),
+        import('./stage.js'),
+      ]);
       const image = await ensureGuest({ log, release });
       const virsh = new Virsh(host.uri);
       await virsh.ensureReachable(20_000);
@@ -57,8 +59,12 @@ export function libvirtBackend(
       } else await stageGuest(virsh, image);
       staged = true;
     },
-    boot: async (req: BootRequest) =>
-      startLibvirtVm({
+    boot: async (req: BootRequest) => {
+      const [{ ensureGuest }, { startLibvirtVm }] = await Promise.all([
+        import('../guest/build.js'),
+        import('./vm.js'),
+      ]);
+      return startLibvirtVm({
         study: req.study,
         variant: req.variant,
         image: await ensureGuest({ log: req.log, release }),
@@ -67,7 +73,8 @@ export function libvirtBackend(
         uri: host.uri,
         host: host.name,
         log: req.log,
-      }),
+      });
+    },
     verify: (vm) => vm.verifyAio(),
     artifacts: (vm) => ({ 'libvirt.xml': vm.domainXml }),
   };

@@ -1,16 +1,18 @@
-import { ensureGuest, GUEST_KERNEL_CMDLINE } from '../guest/build.js';
 import type { BootRequest, VmBackend } from '../guest/vm.js';
-import { hostFacts } from '../host/facts.js';
 import { errorMessage } from '../util/errors.js';
-import { type QemuVm, startQemuVm } from './vm.js';
+import type { QemuVm } from './vm.js';
 
-/** Direct QEMU on this machine: kvmio starts QEMU itself and talks QMP and the guest agent. */
+/**
+ * Direct QEMU on this machine: kvmio starts QEMU itself and talks QMP and the guest agent. The VM
+ * modules load on the first boot, so a run that only measures the host never loads them.
+ */
 export function qemuBackend(): VmBackend<QemuVm> {
   return {
     isLocal: true,
     reach: async () => undefined,
     facts: async () => {
       try {
+        const { hostFacts } = await import('../host/facts.js');
         return { ...(await hostFacts()) };
       } catch (err) {
         // Facts are provenance, not a precondition: a run without them still measures.
@@ -19,6 +21,10 @@ export function qemuBackend(): VmBackend<QemuVm> {
     },
     stage: async () => undefined,
     boot: async (req: BootRequest) => {
+      const [{ ensureGuest, GUEST_KERNEL_CMDLINE }, { startQemuVm }] = await Promise.all([
+        import('../guest/build.js'),
+        import('./vm.js'),
+      ]);
       const image = await ensureGuest({ log: req.log, release: req.study.guest.release });
       return startQemuVm({
         study: req.study,

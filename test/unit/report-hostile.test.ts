@@ -24,7 +24,8 @@ import { type RunExport, reportDataFromExports, writeReport } from '../../src/re
 import { csvToRows, rowsToCsv } from '../../src/store/export.js';
 import { importFio } from '../../src/store/import-fio.js';
 import { Store } from '../../src/store/store.js';
-import type { MetricRow, Study } from '../../src/study/types.js';
+import type { MetricRow } from '../../src/study/results.js';
+import type { Study } from '../../src/study/types.js';
 import { UserError } from '../../src/util/errors.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
