@@ -1,3 +1,5 @@
+export type { MetricRow } from './results.js';
+
 import type { GuestRelease } from '../guest/recipe.js';
 
 /**
