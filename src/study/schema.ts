@@ -82,6 +82,9 @@ const TOP_KEYS = [
   'hosts',
 ];
 const MATRIX_KEYS = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache', 'disks'] as const;
+/** Limits of what one study may ask for: each far beyond a real study, all below exhausting memory. */
+const MAX_VARIANTS = 1000;
+const MAX_PLAN_POINTS = 20_000;
 /** Test disks per variant: each is its own PCI root port (multi-disk) and raw file. */
 const MAX_DISKS = 16;
 type MatrixKey = (typeof MATRIX_KEYS)[number];
@@ -153,6 +156,12 @@ function expandVariants(
   exclude: ExcludeRule[],
   notes: string[],
 ): Variant[] {
+  const count = Object.values(matrix).reduce((n, axis) => n * axis.length, 1);
+  if (count > MAX_VARIANTS)
+    src.fail(
+      ['matrix'],
+      `has ${count} combinations, over the limit of ${MAX_VARIANTS} variants for a study; split it into several studies`,
+    );
   const all = crossProduct(matrix);
   exclude.forEach((rule, i) => {
     if (!all.some((v) => matchesRule(v, rule))) notes.push(`exclude[${i}] matches no variant of the matrix`);
@@ -438,6 +447,16 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
     study.race = { minRepetitions: min };
     checkRace(study, (problem) => src.fail(['race'], problem));
   }
+  const points =
+    (variants.length + (study.baseline ? 1 : 0)) *
+    study.workloads.length *
+    (study.adaptive?.maxRepetitions ?? repetitions) *
+    Math.max(1, study.hosts.length);
+  if (points > MAX_PLAN_POINTS)
+    src.fail(
+      ['repetitions'],
+      `the plan would have ${points} points (variants × workloads × repetitions × hosts), over the limit of ${MAX_PLAN_POINTS}; split the study`,
+    );
   checkSizes(src, study);
   return study;
 }
@@ -458,7 +477,7 @@ export function checkRace(study: Study, fail: (problem: string) => never): void 
 
 /** Extra test disks are files next to disk.path (PATH.1, PATH.2, …): a block device cannot have those. */
 function checkMultiDisk(src: YamlSource, variants: Variant[], disk: DiskSpec, hostsValue: unknown): void {
-  const most = Math.max(...variants.map((v) => v.disks ?? 1));
+  const most = variants.reduce((n, v) => Math.max(n, v.disks ?? 1), 1);
   if (most <= 1) return;
   const check = (path: KeyPath, p: string) => {
     if (p.startsWith('/dev/'))

@@ -1,7 +1,19 @@
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument, visit } from 'yaml';
 import { ConfigError, printable, UserError } from '../util/errors.js';
 
 const MAX_KEY_CHARS = 60;
+
+/**
+ * Limits of a study file, checked before anything else looks at its values: a shared file can be
+ * built to exhaust memory, time or the stack (alias bombs, huge matrices, hundreds of thousands of
+ * keys). Each is far above what a real study needs.
+ */
+export const STUDY_LIMITS = {
+  fileBytes: 1024 * 1024,
+  nodes: 10_000,
+  valueChars: 4096,
+  aliases: 100,
+} as const;
 
 export type KeyPath = ReadonlyArray<string | number>;
 
@@ -28,8 +40,17 @@ export interface YamlSource {
 }
 
 export function parseYaml(text: string, file: string): YamlSource {
+  const limit = (line: number | undefined, what: string): never => {
+    throw new UserError(`${file}${line ? `:${line}` : ''}: ${what}`);
+  };
+  if (text.length > STUDY_LIMITS.fileBytes)
+    limit(
+      undefined,
+      `the file is ${text.length} characters, over the limit of ${STUDY_LIMITS.fileBytes} (1 MiB) for a study file`,
+    );
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // Duplicate keys are found below with a set per map: the yaml package's own check is quadratic.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
   const lineAt = (offset: number | undefined) =>
     offset === undefined ? undefined : lineCounter.linePos(offset).line;
   const first = doc.errors[0];
@@ -38,6 +59,53 @@ export function parseYaml(text: string, file: string): YamlSource {
     const message = first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
     const line = lineAt(first.pos[0]);
     throw new UserError(`${file}${line ? `:${line}` : ''}: YAML syntax error: ${message}`);
+  }
+
+  let nodes = 0;
+  let aliases = 0;
+  let firstAlias: number | undefined;
+  visit(doc, {
+    Node(_, node) {
+      const line = () => lineAt((node as Node).range?.[0]);
+      if (++nodes > STUDY_LIMITS.nodes)
+        limit(line(), `more than ${STUDY_LIMITS.nodes} keys and values, the limit for a study file`);
+      if (isAlias(node)) {
+        aliases++;
+        firstAlias ??= line();
+        if (aliases > STUDY_LIMITS.aliases)
+          limit(line(), `more than ${STUDY_LIMITS.aliases} YAML aliases, the limit for a study file`);
+      }
+      if (isScalar(node) && typeof node.value === 'string' && node.value.length > STUDY_LIMITS.valueChars)
+        limit(
+          line(),
+          `a value of ${node.value.length} characters, over the limit of ${STUDY_LIMITS.valueChars}`,
+        );
+      if (isMap(node)) {
+        const seen = new Set<unknown>();
+        for (const pair of node.items) {
+          const key = isScalar(pair.key) ? pair.key.value : pair.key;
+          if (seen.has(key))
+            limit(
+              lineAt((pair.key as Node | null)?.range?.[0]),
+              `YAML syntax error: Map keys must be unique`,
+            );
+          seen.add(key);
+        }
+      }
+    },
+  });
+
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: STUDY_LIMITS.aliases });
+  } catch (err) {
+    // An alias bomb: few aliases in the text, each expanding to many copies.
+    if (/alias/i.test((err as Error).message))
+      limit(
+        firstAlias,
+        `YAML aliases expand to too many values (at most ${STUDY_LIMITS.aliases} alias expansions in a study file)`,
+      );
+    throw err;
   }
 
   const lineOf = (path: KeyPath): number | undefined => {
@@ -63,7 +131,7 @@ export function parseYaml(text: string, file: string): YamlSource {
 
   return {
     file,
-    data: doc.toJS({ maxAliasCount: 100 }),
+    data,
     lineOf,
     fail(path, problem) {
       throw new ConfigError(file, formatKeyPath(path), problem, lineOf(path));

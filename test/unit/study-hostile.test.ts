@@ -24,8 +24,8 @@ test('keys and values with newline, ESC or NUL are escaped in messages', () => {
   assert.match(v.message, /"qemu\\e\]0;title\\x07" is not allowed/);
 });
 
-test('a 10 MB value is cut in the message', () => {
-  const e = refusal(`backend: "${'q'.repeat(10_000_000)}"\nworkloads: [ { kind: fio } ]\n`);
+test('a long value is cut in the message (longer ones are refused by the value limit)', () => {
+  const e = refusal(`backend: "${'q'.repeat(4000)}"\nworkloads: [ { kind: fio } ]\n`);
   assert.ok(e.message.length < 500, `message of ${e.message.length} characters`);
   assert.match(e.message, /more characters/);
 });
@@ -104,4 +104,40 @@ test('baseline with pgbench and rsync: the host runs fio only, and the plan says
     plan.notes.some((n) => /baseline: pgbench, rsync run in the guest only/.test(n)),
     plan.notes.join('\n'),
   );
+});
+
+test('a study file over 1 MiB is refused before it is parsed, naming the limit', () => {
+  const e = refusal(`workloads: [ { kind: fio } ]\n#${'x'.repeat(1024 * 1024)}\n`);
+  assert.match(e.message, /^hostile\.yaml: the file is \d+ characters, over the limit of 1048576 \(1 MiB\)/);
+});
+
+test('more than 10,000 keys: refused with the limit, in linear time', () => {
+  const keys = Array.from({ length: 100_000 }, (_, i) => `k${i.toString(36)}: 1`).join('\n');
+  const started = Date.now();
+  const e = refusal(`${keys}\nworkloads: [ { kind: fio } ]\n`);
+  assert.match(e.message, /^hostile\.yaml:\d+: more than 10000 keys and values, the limit for a study file$/);
+  // Quadratic work on 100,000 keys takes minutes; linear work takes well under a second.
+  assert.ok(Date.now() - started < 60_000, `${Date.now() - started} ms`);
+});
+
+test('a duplicate key is still refused, with its line', () => {
+  assert.match(
+    refusal('workloads: []\nbaseline: true\nworkloads: []\n').message,
+    /^hostile\.yaml:3: .*unique/,
+  );
+});
+
+test('a value over 4096 characters is refused with its line and the limit', () => {
+  const e = refusal(`description: "${'d'.repeat(5000)}"\nworkloads: [ { kind: fio } ]\n`);
+  assert.match(e.message, /^hostile\.yaml:1: a value of 5000 characters, over the limit of 4096$/);
+});
+
+test('the largest matrix allowed plans without overflowing the stack', () => {
+  // 3 aio × 5 iothreads × 4 queues × 16 disks = 960 variants (disks ≥ iothreads keeps most).
+  const s = parseStudy(
+    'matrix: { aio: [threads, native, io_uring], iothreads: [0, 1, 2, 3, 4], queues: [1, 2, 4, 8], disks: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16] }\nrepetitions: 2\nworkloads: [ { kind: fio }, { kind: sweep }, { kind: rsync, files: 10 } ]\n',
+    'big.yaml',
+  );
+  const plan = planStudy(s);
+  assert.ok(plan.points.length > 5000, `${plan.points.length} points`);
 });
