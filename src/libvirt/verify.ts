@@ -48,7 +48,14 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
   // kvmio-test, kvmio-test-1, …, disk i on iothread (i mod M) + 1); QEMU itself is checked below.
   const xml = await ctx.virsh.run(['dumpxml', ctx.name]);
   const live = liveTestDisk(xml);
-  expect('live XML iothreads', live.iothreads, v.iothreads);
+  // In a user's own domain kvmio's iothreads and controllers come after the user's.
+  const layout = ctx.layout ?? {
+    userIothreads: 0,
+    userIothreadIds: [],
+    iothreadBase: 0,
+    scsiControllers: [],
+  };
+  expect('live XML iothreads', live.iothreads, v.iothreads + layout.userIothreads);
   const disks = variantDisks(v);
   const paths = testDiskPaths(ctx.diskPath, Math.max(disks, ctx.maxDisks));
   const liveDisks: LiveTestDisk[] = [];
@@ -58,10 +65,11 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
     const serial = testDiskSerial(i);
     const disk = liveElements(xml, 'disk').find((d) => d.includes(`<serial>${serial}</serial>`));
     const controller = liveElements(xml, 'scsi controller').find(
-      (c) => attrsOf(c, 'controller').index === String(i),
+      (c) => attrsOf(c, 'controller').index === String(layout.scsiControllers[i] ?? i),
     );
     // One iothread for the whole disk (or controller), or none: a vq-mapped disk is checked by count only.
-    const own = disks > 1 || v.iothreads <= 1 ? testDiskIothread(v, i) : null;
+    const n = disks > 1 || v.iothreads <= 1 ? testDiskIothread(v, i) : null;
+    const own = n === null || n === undefined ? n : layout.iothreadBase + n;
     if (!disk) problems.push(`live XML has no disk with serial ${serial}`);
     else {
       const driver = attrsOf(disk, 'driver');
@@ -105,7 +113,10 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
     {
       variant: v,
       disks: liveDisks,
-      iothreadIds: Array.from({ length: v.iothreads }, (_, k) => `iothread${k + 1}`),
+      iothreadIds: [
+        ...layout.userIothreadIds,
+        ...Array.from({ length: v.iothreads }, (_, k) => layout.iothreadBase + k + 1),
+      ].map((id) => `iothread${id}`),
       absentPaths: paths.slice(disks),
     },
   );

@@ -11,8 +11,10 @@ import type { DiskSpec, Study, Variant } from '../study/types.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, processAlive, sleep, waitFor } from '../util/proc.js';
+import type { TestDeviceLayout } from './domain.js';
 import { libvirtForwardPort } from './forward.js';
 import { ensureNetwork, guestAddress } from './network.js';
+import { checkGuestTools, type PreparedOwnDomain, prepareOwnDomain } from './own.js';
 import { type LibvirtStack, libvirtStack } from './stack.js';
 import { stageGuest } from './stage.js';
 import { verifyLive } from './verify.js';
@@ -73,27 +75,33 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   const log = opts.log ?? (() => undefined);
   await virsh.ensureReachable();
   await reapOrphans(virsh, log);
-  const staged = await stageGuest(virsh, image);
   const stack = opts.stack ?? (await libvirtStack(virsh));
   opts = { ...opts, stack };
   const diskPath = opts.disk?.path ?? opts.study.disk.path;
   if (virsh.isLocal) checkReachable(diskPath, opts.study.source);
   // libvirt's log directory exists on every libvirt host and is readable by root.
   const consoleLog = `/var/log/libvirt/qemu/${opts.name}-console.log`;
-  const xml = domainXml({
-    study: opts.study,
-    variant: opts.variant,
-    guest: { ...staged, cmdline: GUEST_KERNEL_CMDLINE },
-    accel: opts.accel,
-    name: opts.name,
-    consoleLog,
-    network: opts.network,
-    owner: { host: hostname(), pid: process.pid },
-    diskPath,
-    iothreadVqMapping: stack.iothreadVqMapping,
-    scsiIothreadVqMapping: stack.scsiIothreadVqMapping,
-    emulator: stack.emulator,
-  });
+  const owner = { host: hostname(), pid: process.pid };
+  // A user's own domain keeps its own OS, console and network; the builtin guest gets kvmio's.
+  const own = opts.study.guest.domain
+    ? await prepareOwnDomain({ virsh, ...opts, diskPath, owner, iothreadVqMapping: stack.iothreadVqMapping })
+    : undefined;
+  const xml =
+    own?.xml ??
+    domainXml({
+      study: opts.study,
+      variant: opts.variant,
+      guest: { ...(await stageGuest(virsh, image)), cmdline: GUEST_KERNEL_CMDLINE },
+      accel: opts.accel,
+      name: opts.name,
+      consoleLog,
+      network: opts.network,
+      owner,
+      diskPath,
+      iothreadVqMapping: stack.iothreadVqMapping,
+      scsiIothreadVqMapping: stack.scsiIothreadVqMapping,
+      emulator: stack.emulator,
+    });
   const scratch = join(runtimeDir(), `libvirt-${opts.name}`);
   rmSync(scratch, { recursive: true, force: true });
   mkdirSync(scratch, { recursive: true });
@@ -107,21 +115,24 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   const unregister = onCleanup(async () => {
     await destroy(virsh, opts.name);
     if (virsh.isLocal) rmSync(consoleLog, { force: true });
+    own?.cleanup();
   });
   const logMark = virsh.isLocal ? fileSize(qemuLogPath(opts.name)) : 0;
   try {
     await virsh.run(['create', xmlFile], { timeoutMs: 180_000 });
   } catch (e) {
     unregister();
+    own?.cleanup();
     throw new PointFailure(`libvirt could not start ${opts.name}: ${(e as Error).message}`, {
       consoleTail: tailOf(virsh, consoleLog, 30),
     });
   }
-  const vm = new LibvirtGuest(virsh, opts, diskPath, consoleLog, xml, scratch, unregister, logMark);
+  const vm = new LibvirtGuest(virsh, opts, diskPath, consoleLog, xml, scratch, unregister, logMark, own);
   try {
     await vm.waitForAgent(opts.bootTimeoutMs ?? 180_000);
     vm.bootMs = Date.now() - started;
     log(`libvirt: ${opts.name} up in ${(vm.bootMs / 1000).toFixed(1)}s on ${opts.uri}`);
+    if (own) await checkGuestTools(vm, opts.study);
     await verifyLive(vm.liveContext(true), opts.variant);
     vm.markLog();
   } catch (e) {
@@ -251,6 +262,8 @@ export interface LiveContext {
   maxDisks: number;
   /** No live switch yet since the domain started. */
   fresh: boolean;
+  /** Numbering of the test devices inside a user's own domain; default: the builtin guest's. */
+  layout?: TestDeviceLayout;
   qemuPid: () => number | undefined;
   /** QEMU's log (its stderr) since the domain started or the switch began; undefined when remote. */
   qemuLog: () => string | undefined;
@@ -276,6 +289,7 @@ class LibvirtGuest implements LibvirtVm {
     private readonly scratch: string,
     private readonly unregister: () => void,
     logMark: number,
+    private readonly own?: PreparedOwnDomain,
   ) {
     this.variant = opts.variant;
     this.name = opts.name;
@@ -292,6 +306,7 @@ class LibvirtGuest implements LibvirtVm {
       diskPath: this.diskPath,
       maxDisks: studyMaxDisks(this.opts.study),
       fresh,
+      layout: this.own?.layout,
       qemuPid: () => (this.virsh.isLocal ? this.qemuPid() : undefined),
       qemuLog: () => (this.virsh.isLocal ? readFrom(qemuLogPath(this.name), mark) : undefined),
     };
@@ -384,6 +399,8 @@ class LibvirtGuest implements LibvirtVm {
 
   /** Only memory backing needs a new VM: disk knobs and iothread counts all change live under libvirt. */
   canSwitchLive(next: Variant): boolean {
+    // A user's domain has devices of its own that live switching would have to tell apart from kvmio's.
+    if (this.own) return false;
     // Multi-disk variants boot a VM of their own: live switching moves one test disk only.
     if (next.memory !== this.variant.memory || (next.disks ?? 1) > 1 || (this.variant.disks ?? 1) > 1)
       return false;
@@ -484,6 +501,7 @@ class LibvirtGuest implements LibvirtVm {
     // Nothing on the test disk needs a clean shutdown: fio writes to the raw device.
     await destroy(this.virsh, this.name);
     this.unregister();
+    this.own?.cleanup();
     rmSync(this.scratch, { recursive: true, force: true });
     // Failure reports take consoleTail() before stop; afterwards the log is only clutter.
     if (this.virsh.isLocal) rmSync(this.consoleLog, { force: true });

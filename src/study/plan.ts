@@ -129,7 +129,13 @@ function planNotes(study: Study, plan: Pick<Plan, 'variants' | 'baseline'>, only
     const kept = plan.variants.length + (plan.baseline ? 1 : 0);
     notes.push(`--only ${only.join(',')}: ${kept} of ${total} variants`);
   }
-  if (plan.variants.some((v) => v.memory === 'hugepages')) {
+  const own = study.guest.domain;
+  if (own) {
+    notes.push(
+      `guest: a transient copy of ${'file' in own ? own.file : `the libvirt domain ${own.name}`} under a new name, kept whole plus the test disk(s), their controller(s) and iothreads; its own disks are attached through throwaway qcow2 overlays (or read-only), so the copy never writes them, and a defined domain is only read. Refused when it is running or a running VM uses its disks`,
+    );
+  }
+  if (!own && plan.variants.some((v) => v.memory === 'hugepages')) {
     const bytes = study.guest.memoryBytes * study.guest.count;
     notes.push(
       `hugepages variants need ${formatBytes(bytes)} of free 2 MiB hugepages (${bytes / (2 * 1024 ** 2)} pages) on the host`,

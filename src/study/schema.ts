@@ -379,15 +379,25 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
         ['guest', 'domain'],
         'needs backend: libvirt (a libvirt domain XML is varied through libvirt)',
       );
-    const file = resolve(baseDir, given);
-    if (!existsSync(file) || !statSync(file).isFile())
-      src.fail(['guest', 'domain'], `${describe(given)}: no such file (looked for ${file})`);
-    // Until a user's domain is really varied, running the builtin guest in its place would
-    // benchmark the wrong VM under the user's name.
-    src.fail(
-      ['guest', 'domain'],
-      `${describe(given)}: varying your own domain is not supported yet (kvmio would run its builtin guest instead); remove the key`,
-    );
+    if (g.vcpus !== undefined || g.memory !== undefined)
+      src.fail(
+        ['guest', 'domain'],
+        'comes with its own <vcpu> and <memory>: remove guest.vcpus and guest.memory (they size the builtin guest)',
+      );
+    // A path (has a slash or ends in .xml) names a file; anything else, a domain defined in libvirt.
+    if (given.includes('/') || given.endsWith('.xml')) {
+      const file = resolve(baseDir, given);
+      if (!existsSync(file) || !statSync(file).isFile())
+        src.fail(['guest', 'domain'], `${describe(given)}: no such file (looked for ${file})`);
+      guest.domain = { file };
+    } else if (/^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$/.test(given)) {
+      guest.domain = { name: given };
+    } else {
+      src.fail(
+        ['guest', 'domain'],
+        `${describe(given)}: neither a domain XML file (a path with / or ending in .xml) nor a libvirt domain name (letters, digits and _.+-)`,
+      );
+    }
   }
 
   const disk = readDisk(src, ['disk'], top.disk, { ...STUDY_DEFAULTS.disk });

@@ -126,11 +126,14 @@ export interface GuestSpec {
   memoryBytes: number;
   /** Guests started per variant (fio client/server mode when > 1). */
   count: number;
-  /** A user's own libvirt domain XML to vary instead of the builtin guest. */
-  domain?: string;
+  /** A user's own libvirt domain to vary instead of the builtin guest. */
+  domain?: DomainSource;
   /** The Debian release the builtin guest is made from (absent: the default, trixie). */
   release?: GuestRelease;
 }
+
+/** A domain XML file, or the name of a domain defined on the study's libvirt host. */
+export type DomainSource = { file: string } | { name: string };
 
 export interface AdaptiveSpec {
   /** Repeat until the 95% CI half-width of the main metric is within this share of the mean. */

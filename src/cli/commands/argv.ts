@@ -38,6 +38,17 @@ export function registerArgv(program: Command): void {
       const accel = accelFlag(flags.accel);
       const study = loadStudyArg(file, flags.preset);
       const variant = findVariant(study, flags.variant);
+      if (study.guest.domain) {
+        // A user's domain is libvirt's to translate: its own command line, not the builtin guest's.
+        const { previewOwnDomain } = await import('../../libvirt/own.js');
+        const { merged, native } = await previewOwnDomain(study, variant, accel, { native: true });
+        if (flags.json) printJson({ variant, native: native?.trim() ?? '', notes: merged.notes });
+        else {
+          process.stdout.write(`${native?.trim() ?? ''}\n`);
+          for (const n of merged.notes) process.stderr.write(`note: ${n}\n`);
+        }
+        return;
+      }
       const notes: string[] = [];
       const guest = builtGuest(study.guest.release);
       if (!guest)

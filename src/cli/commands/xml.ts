@@ -34,6 +34,13 @@ export function registerXml(program: Command): void {
       const study = loadStudyArg(file, flags.preset);
       const variant = findVariant(study, flags.variant);
       const iothreadVqMapping = flags.iothreadVqMapping ?? false;
+      if (study.guest.domain && !flags.diskOnly) {
+        const { previewOwnDomain } = await import('../../libvirt/own.js');
+        const { merged } = await previewOwnDomain(study, variant, accel, { iothreadVqMapping });
+        process.stdout.write(merged.xml);
+        for (const n of merged.notes) process.stderr.write(`note: ${n}\n`);
+        return;
+      }
       if (flags.diskOnly) {
         const paths = testDiskPaths(study.disk.path, variantDisks(variant));
         const parts = paths.map((diskPath, index) =>
