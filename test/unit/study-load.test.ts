@@ -199,17 +199,23 @@ test('a scalar stands for a one-value list in the matrix; sizes and durations ta
   assert.deepEqual([w.bs, w.runtimeSeconds, w.rampSeconds, w.sizeBytes], [1024 ** 2, 120, 0.5, 1024 ** 3]);
 });
 
-test('guest.domain is refused rather than silently replaced by the builtin guest', () => {
+test('guest.domain is a file (a path or .xml) or a libvirt domain name, and needs the libvirt backend', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kvmio-study-'));
   try {
     writeFileSync(join(dir, 'vm.xml'), '<domain type="kvm"><name>mine</name></domain>\n');
     const file = join(dir, 'study.yaml');
     writeFileSync(file, 'backend: libvirt\nguest: { domain: vm.xml }\nworkloads: [ { kind: fio } ]\n');
-    assert.throws(
-      () => loadStudy(file),
-      (e: unknown) =>
-        e instanceof ConfigError && e.keyPath === 'guest.domain' && /not supported yet/.test(e.message),
-    );
+    assert.deepEqual(loadStudy(file).guest.domain, { file: join(dir, 'vm.xml') });
+    writeFileSync(file, 'backend: libvirt\nguest: { domain: db-vm }\nworkloads: [ { kind: fio } ]\n');
+    assert.deepEqual(loadStudy(file).guest.domain, { name: 'db-vm' });
+    for (const bad of ['"db vm;rm"', '{ domain: vm.xml, vcpus: 2 }']) {
+      const guest = bad.startsWith('{') ? bad : `{ domain: ${bad} }`;
+      writeFileSync(file, `backend: libvirt\nguest: ${guest}\nworkloads: [ { kind: fio } ]\n`);
+      assert.throws(
+        () => loadStudy(file),
+        (e: unknown) => e instanceof ConfigError && e.keyPath === 'guest.domain',
+      );
+    }
   } finally {
     rmSync(dir, { recursive: true });
   }
