@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { closeSync, constants, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -11,7 +10,7 @@ import {
 import { qemuBinary } from '../qemu/binary.js';
 import { UserError } from '../util/errors.js';
 import { cacheDir } from '../util/paths.js';
-import { trackChild } from '../util/proc.js';
+import { spawnOwned } from '../util/proc.js';
 import { qemuVersion } from './facts.js';
 
 export type { Accel } from '../study/results.js';
@@ -159,8 +158,7 @@ export function bootToMarker(guest: GuestImage, accel: Accel, timeoutMs: number)
   ];
   const started = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(qemuBinary(), argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const untrack = trackChild(child);
+    const child = spawnOwned(qemuBinary(), argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     let settled = false;
     const finish = (ok: boolean, why: string) => {
@@ -169,13 +167,9 @@ export function bootToMarker(guest: GuestImage, accel: Accel, timeoutMs: number)
       clearTimeout(timer);
       const result = { ok, ms: Date.now() - started, why, console: output.slice(-4000) };
       if (child.exitCode === null && child.signalCode === null) {
-        child.once('exit', () => {
-          untrack();
-          resolve(result);
-        });
+        child.once('exit', () => resolve(result));
         child.kill('SIGKILL');
       } else {
-        untrack();
         resolve(result);
       }
     };
@@ -187,8 +181,8 @@ export function bootToMarker(guest: GuestImage, accel: Accel, timeoutMs: number)
       output += d.toString('utf8');
       if (output.includes(GUEST_READY_MARKER)) finish(true, 'booted');
     };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
     child.on('error', (e) => finish(false, `could not start ${qemuBinary()}: ${e.message}`));
     child.on('exit', (code, signal) => {
       const tail = output.trim().split('\n').slice(-1)[0] ?? '';

@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
-import { trackChild } from '../util/proc.js';
+import { spawnOwned } from '../util/proc.js';
 import { qemuBinary } from './binary.js';
 import { QmpClient } from './qmp.js';
 
@@ -71,12 +70,11 @@ export async function qemuCapabilities(binary = qemuBinary()): Promise<QemuCapab
   if (hit) return hit;
   const dir = mkdtempSync(join(runtimeDir(), 'caps-'));
   const sock = join(dir, 'qmp.sock');
-  const child = spawn(
+  const child = spawnOwned(
     binary,
     ['-machine', 'none', '-S', '-nodefaults', '-display', 'none', '-qmp', `unix:${sock},server=on,wait=off`],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  trackChild(child);
   let stderr = '';
   let exited: string | undefined;
   child.stderr?.on('data', (d: Buffer) => {

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestRelease } from '../guest/build.js';
@@ -10,7 +10,7 @@ import type { Study, Variant } from '../study/types.js';
 import { iothreadQueues, variantDisks } from '../study/variants.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
-import { onCleanup, sleep, trackChild } from '../util/proc.js';
+import { onCleanup, sleep, spawnOwned } from '../util/proc.js';
 import { AgentClient } from './agent.js';
 import {
   type Accel,
@@ -419,8 +419,7 @@ export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
   }
   const [cmd, ...args] = argv as [string, ...string[]];
   opts.log?.(`${name}: starting ${opts.variant.id}`);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  trackChild(child);
+  const child = spawnOwned(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const vm = new QemuVm({ ...opts, name }, argv, caps, dir, child);
   await vm.start();
   return vm;

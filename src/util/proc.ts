@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
 import { UserError } from './errors.js';
 
 /**
@@ -118,6 +119,42 @@ export function trackChild(child: ChildProcess): () => void {
   const untrack = () => liveChildren.delete(child);
   child.once('exit', untrack);
   return untrack;
+}
+
+let pdeathsigWrapper: string[] | null | undefined;
+
+/** util-linux setpriv with --pdeathsig, when this host has it (checked once). */
+function parentDeathWrapper(): string[] | null {
+  if (pdeathsigWrapper === undefined) {
+    const help = spawnSync('setpriv', ['--help'], { encoding: 'utf8', timeout: 5000 });
+    pdeathsigWrapper =
+      !help.error && /--pdeathsig/.test(help.stdout ?? '') ? ['setpriv', '--pdeathsig', 'KILL', '--'] : null;
+  }
+  return pdeathsigWrapper;
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts a long-lived child (QEMU) that must not outlive kvmio, even when kvmio is killed with SIGKILL
+ * and no cleanup runs: the kernel sends it SIGKILL when kvmio goes (setpriv --pdeathsig, which execs the
+ * program, so the pid is the program's). The child is tracked for the ordinary exits too. A program
+ * that is not an executable path is spawned as it is, so that a missing one still fails with ENOENT.
+ */
+export function spawnOwned(cmd: string, args: string[], opts: SpawnOptions): ChildProcess {
+  const wrapper = cmd.startsWith('/') && isExecutable(cmd) ? parentDeathWrapper() : null;
+  const child = wrapper
+    ? spawn(wrapper[0]!, [...wrapper.slice(1), cmd, ...args], opts)
+    : spawn(cmd, args, opts);
+  trackChild(child);
+  return child;
 }
 
 /**
