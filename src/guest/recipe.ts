@@ -16,7 +16,11 @@ export const BUILDER_VERSION = 3;
  */
 export const GUEST_RELEASES = ['trixie', 'bookworm'] as const;
 export type GuestRelease = (typeof GUEST_RELEASES)[number];
-export const DEFAULT_GUEST_RELEASE: GuestRelease = 'trixie';
+/**
+ * bookworm, whose fio matches Debian 12's on the host: fio's client/server protocol (several guests)
+ * only connects equal versions. trixie (the study's guest) is a study key away.
+ */
+export const DEFAULT_GUEST_RELEASE: GuestRelease = 'bookworm';
 
 /** PostgreSQL's major version in each release (its package name and paths carry it). */
 const POSTGRES_MAJOR: Record<GuestRelease, number> = { trixie: 17, bookworm: 15 };
