@@ -1,4 +1,5 @@
 import type { FioWorkload, Workload } from '../study/types.js';
+import { FIO_RW } from '../study/workload-schema.js';
 import { formatSizeForTool, parseSize } from '../util/units.js';
 import { type ReportData, workloadOf } from './data.js';
 import { getOr } from './points.js';
@@ -65,18 +66,6 @@ export function classify(
   const dirs = (['read', 'write'] as const).filter((d) => metrics.has(`${d}.iops`));
   return { name, cls: 'other', dirs: [...dirs], rwLabel: name, params: '', def };
 }
-
-const FIO_RW: readonly FioWorkload['rw'][] = [
-  'read',
-  'write',
-  'randread',
-  'randwrite',
-  'rw',
-  'randrw',
-  'readwrite',
-  'randtrim',
-  'trim',
-];
 
 /** A positive integer option of fio's, or the default when absent or not one. */
 function count(value: string | undefined, fallback: number): number {

@@ -17,7 +17,8 @@ import type { FioWorkload, PgbenchWorkload, RsyncWorkload, SweepWorkload, Worklo
 import type { KeyPath, YamlSource } from './yaml-source.js';
 
 const KINDS = ['fio', 'sweep', 'pgbench', 'rsync'] as const;
-const FIO_RW: FioWorkload['rw'][] = [
+/** Every fio `rw` mode a study may name. */
+export const FIO_RW: readonly FioWorkload['rw'][] = [
   'read',
   'write',
   'randread',
