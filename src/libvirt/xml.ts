@@ -315,9 +315,12 @@ export function domainXml(opts: DomainXmlOptions): string {
       lines.push(scsiControllerXml(variant, '    ', index));
     });
   // q35's root bus is not hot-pluggable: free root ports for the disks and controllers a live switch plugs.
-  if (machine === 'q35')
+  // The root complex is named first: libvirt gives index 0 to the first unindexed PCI controller.
+  if (machine === 'q35') {
+    lines.push(`    <controller type='pci' index='0' model='pcie-root'/>`);
     for (let i = 0; i < 2 * Math.max(paths.length, studyMaxDisks(study)) + 1; i++)
       lines.push(`    <controller type='pci' model='pcie-root-port'/>`);
+  }
   lines.push(...networkXml(opts.network ?? { type: 'user' }));
   if (opts.consoleLog) {
     lines.push(
