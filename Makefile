@@ -20,7 +20,7 @@ lint: setup
 	@npx biome check src test scripts bin
 
 test: setup test-stack services guest lint
-	@node --test --test-concurrency=1 --test-reporter=spec dist/test/
+	@node --test --test-concurrency=1 --test-reporter=spec dist/test/unit/ dist/test/e2e/
 
 test-unit: setup
 	@node --test --test-concurrency=1 dist/test/unit/

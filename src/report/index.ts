@@ -1,8 +1,10 @@
 import { join } from 'node:path';
+import { errorMessage } from '../util/errors.js';
 import { prepareOutputDir, prepareSubdir, writeFileNoFollow } from '../util/files.js';
 import { buildCharts, buildModel, type Chart } from './charts.js';
 import { buildConclusion, type Conclusion } from './conclusion.js';
 import { loadReportData, type ReportData, type ReportStore } from './data.js';
+import { escapeHtml } from './escape.js';
 import { type RenderedChart, reportHtml } from './html.js';
 import { scopeSvgIds, specToSvg, svgToPng } from './render.js';
 
@@ -42,7 +44,7 @@ export async function writeReport(
   const rendered: RenderedChart[] = [];
   const pngs: Promise<void>[] = [];
   for (const chart of charts) {
-    const svg = await specToSvg(chart.spec);
+    const svg = await specToSvg(chart.spec).catch((e: unknown) => unrenderedChart(chart, e));
     const svgPath = join(chartDir, `${chart.id}.svg`);
     writeFileNoFollow(svgPath, svg, '--out');
     files.push(svgPath);
@@ -69,4 +71,13 @@ export async function renderReport(
   outDir: string,
 ): Promise<ReportResult> {
   return writeReport(loadReportData(store, runIds), outDir);
+}
+
+/**
+ * One chart vega cannot draw (names in someone else's store can trip it) costs that chart, not the
+ * report: its place shows why, in escaped text.
+ */
+function unrenderedChart(chart: Chart, err: unknown): string {
+  const why = escapeHtml(`${chart.title}: this chart could not be drawn (${errorMessage(err)})`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="640" height="40"><text x="8" y="24" font-family="sans-serif" font-size="13">${why}</text></svg>`;
 }

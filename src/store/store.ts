@@ -213,6 +213,36 @@ function checkStore(db: Database.Database, path: string): void {
   if (version > SCHEMA_VERSION) throw newerSchema(path, version);
   const check = String(db.pragma('quick_check(1)', { simple: true }));
   if (check !== 'ok') throw damaged(path, check);
+  // A store at this kvmio's version has every column this kvmio's migrations make.
+  if (version === SCHEMA_VERSION) {
+    for (const [table, want] of currentColumns()) {
+      const have = new Set(columnsOf(db, table));
+      const lost = want.filter((c) => !have.has(c));
+      if (lost.length > 0) throw damaged(path, `table ${table} lacks the columns ${lost.join(', ')}`);
+    }
+  }
+}
+
+function columnsOf(db: Database.Database, table: string): string[] {
+  return (db.prepare('SELECT name FROM pragma_table_info(?)').all(table) as Array<{ name: string }>).map(
+    (r) => r.name,
+  );
+}
+
+let columnsNow: Map<string, string[]> | undefined;
+
+/** Every table and column a store of this version has, from the migrations run on an empty database. */
+function currentColumns(): Map<string, string[]> {
+  if (!columnsNow) {
+    const mem = new Database(':memory:');
+    try {
+      migrate(mem, ':memory:');
+      columnsNow = new Map([...tableNames(mem)].map((t) => [t, columnsOf(mem, t)]));
+    } finally {
+      mem.close();
+    }
+  }
+  return columnsNow;
 }
 
 /**
@@ -270,11 +300,49 @@ function storeError(err: unknown, path: string): UserError {
   return new UserError(`${path} is not a usable kvmio results store: ${message}`);
 }
 
+const SQLITE_STATEMENT_METHODS = ['all', 'get', 'run', 'iterate'] as const;
+
+/**
+ * SQLite finds some damage only when a page is read, long after the store opened: every statement of
+ * the store turns such a failure into one line naming the file (storeError), wherever it happens.
+ */
+function guardSqlite(db: Database.Database, path: string): void {
+  const translate = (err: unknown): unknown => {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' && /^SQLITE_(CORRUPT|NOTADB|ERROR)/.test(code)
+      ? storeError(err, path)
+      : err;
+  };
+  const prepare = db.prepare.bind(db);
+  db.prepare = ((sql: string) => {
+    let statement: Database.Statement;
+    try {
+      statement = prepare(sql);
+    } catch (err) {
+      throw translate(err);
+    }
+    const target = statement as unknown as Record<string, (...args: unknown[]) => unknown>;
+    for (const method of SQLITE_STATEMENT_METHODS) {
+      const original = target[method]!.bind(statement);
+      target[method] = (...args: unknown[]) => {
+        try {
+          return original(...args);
+        } catch (err) {
+          throw translate(err);
+        }
+      };
+    }
+    return statement;
+  }) as typeof db.prepare;
+}
+
 export class Store {
   private constructor(
     readonly db: Database.Database,
     readonly path: string,
-  ) {}
+  ) {
+    guardSqlite(db, path);
+  }
 
   /**
    * Opens the store at `path`. Writers create it if needed and bring its schema up to date; readers
@@ -512,7 +580,9 @@ export class Store {
   getRun(id: string): RunRecord | undefined {
     const resolved = this.resolveRunId(id);
     if (!resolved) return undefined;
-    const r = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(resolved) as RunRow;
+    const r = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(resolved) as RunRow | undefined;
+    // A damaged index can name a run whose row is gone: that run is not there.
+    if (!r) return undefined;
     const firstHost = this.hosts(resolved)[0];
     return {
       id: r.id,
@@ -581,7 +651,13 @@ export class Store {
       this.db.prepare('SELECT spec FROM variants WHERE run_id = ? ORDER BY position').all(id) as Array<{
         spec: string;
       }>
-    ).map((v) => JSON.parse(v.spec) as Variant);
+    ).map((v) => {
+      try {
+        return JSON.parse(v.spec) as Variant;
+      } catch {
+        throw damaged(this.path, `a variant of run ${id} is not valid JSON`);
+      }
+    });
   }
 
   /** The latest attempt of every point, in plan order. */
