@@ -6,8 +6,7 @@ import { type RaceComparison, type RaceRules, replayLooks } from '../../src/race
 import { buildModel } from '../../src/report/charts.js';
 import { buildConclusion } from '../../src/report/conclusion.js';
 import { loadReportData } from '../../src/report/data.js';
-import { mean, variance } from '../../src/stats/index.js';
-import { welchTest } from '../../src/stats/welch.js';
+import { compareSamples, mean, variance } from '../../src/stats/index.js';
 import { Store } from '../../src/store/store.js';
 import { parseStudy } from '../../src/study/load.js';
 import { seededRandom } from '../../src/study/shuffle.js';
@@ -47,13 +46,8 @@ function comparison(a: number[], b: number[]): RaceComparison {
     workload: 'w',
     nA: a.length,
     nB: b.length,
-    means: {
-      meanA: mean(a),
-      meanB: mean(b),
-      seA: Math.sqrt(variance(a) / a.length),
-      seB: Math.sqrt(variance(b) / b.length),
-      df: welchTest(a, b).df,
-    },
+    // The report's own comparison carries the means, standard errors and degrees of freedom.
+    means: compareSamples(a, b),
   };
 }
 

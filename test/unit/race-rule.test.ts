@@ -15,9 +15,8 @@ import {
   raceLook,
   replayLooks,
 } from '../../src/race/rule.js';
-import { mean, variance } from '../../src/stats/index.js';
+import { compareSamples, mean, variance } from '../../src/stats/index.js';
 import { lookAlpha, pocockSpent } from '../../src/stats/sequential.js';
-import { welchTest } from '../../src/stats/welch.js';
 import { seededRandom } from '../../src/study/shuffle.js';
 import type { MetricRow } from '../../src/study/types.js';
 
@@ -31,13 +30,8 @@ function comparison(key: string, a: number[], b: number[], workload = 'w'): Race
     workload,
     nA: a.length,
     nB: b.length,
-    means: {
-      meanA: mean(a),
-      meanB: mean(b),
-      seA: Math.sqrt(variance(a) / a.length),
-      seB: Math.sqrt(variance(b) / b.length),
-      df: welchTest(a, b).df,
-    },
+    // The report's own comparison carries the means, standard errors and degrees of freedom.
+    means: compareSamples(a, b),
   };
 }
 
