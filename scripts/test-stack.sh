@@ -11,7 +11,9 @@
 set -euo pipefail
 
 PREFIX=${KVMIO_QEMU10_PREFIX:-/opt/kvmio/qemu-10}
-QEMU_DEBS=(qemu-system-x86 qemu-system-common qemu-system-data seabios)
+# The emulator and every module package of it (their modules are what QEMU 10 can load).
+QEMU_DEBS=(qemu-system-x86 qemu-system-common qemu-system-data seabios qemu-system-modules-opengl
+  qemu-system-modules-spice qemu-system-gui qemu-block-extra)
 LIBVIRT_PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-daemon libvirt0)
 WANT_QEMU=10.0
 WANT_LIBVIRT=11.3
@@ -45,24 +47,50 @@ fi
 
 # QEMU 10 in a prefix. Debian's QEMU is not relocatable: the launcher points it at the prefix's data
 # and firmware (-L; the system's ipxe ROMs are found on QEMU's default path) and at its own modules.
+# Every module QEMU 10 knows must be in the prefix: QEMU looks for a module it lacks in the system's
+# module dir next, loads QEMU 7.2's build of it and aborts (libvirt's capability probe loads them all).
 launcher="$PREFIX/bin/qemu-system-x86_64"
-if ! "$launcher" --version 2>/dev/null | grep -q "version $WANT_QEMU"; then
+moddir="$PREFIX/root/usr/lib/x86_64-linux-gnu/qemu"
+want_debs=$(printf '%s\n' "${QEMU_DEBS[@]}" | sort)
+if ! "$launcher" --version 2>/dev/null | grep -q "version $WANT_QEMU" ||
+  [ "$(cat "$PREFIX/debs" 2>/dev/null)" != "$want_debs" ]; then
   echo "test-stack: unpacking QEMU $WANT_QEMU into $PREFIX"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && apt-get download -qq -o APT::Sandbox::User=root "${QEMU_DEBS[@]/%//bookworm-backports}")
-  rm -rf "$PREFIX"
-  mkdir -p "$PREFIX/bin" "$PREFIX/root"
-  for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$PREFIX/root"; done
-  cat >"$launcher" <<EOF
+  # Built beside the old prefix and swapped in, so that a QEMU starting meanwhile finds a whole one.
+  new="$PREFIX.new.$$"
+  mkdir -p "$new/bin" "$new/root"
+  for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$new/root"; done
+  cat >"$new/bin/qemu-system-x86_64" <<EOF
 #!/bin/sh
 # QEMU $WANT_QEMU from Debian's bookworm-backports, unpacked by kvmio's scripts/test-stack.sh.
-export QEMU_MODULE_DIR=$PREFIX/root/usr/lib/x86_64-linux-gnu/qemu
+export QEMU_MODULE_DIR=$moddir
 exec $PREFIX/root/usr/bin/qemu-system-x86_64 -L $PREFIX/root/usr/share/qemu -L $PREFIX/root/usr/share/seabios "\$@"
 EOF
-  chmod 0755 "$launcher"
+  chmod 0755 "$new/bin/qemu-system-x86_64"
+  echo "$want_debs" >"$new/debs"
+  if [ -e "$PREFIX" ]; then mv "$PREFIX" "$PREFIX.old.$$"; fi
+  mv "$new" "$PREFIX"
+  rm -rf "$PREFIX.old.$$"
   "$launcher" --version | head -1
 fi
+
+# A module of the prefix that cannot load (a library the host lacks) falls through to the system's
+# build of the same name as well: that name must not be in the system's module dir.
+for module in "$moddir"/*.so; do
+  if ldd "$module" | grep -q 'not found' && [ -e "/usr/lib/x86_64-linux-gnu/qemu/${module##*/}" ]; then
+    echo "test-stack: $module lacks libraries ($(ldd "$module" | awk '/not found/ {print $1}' | xargs)); QEMU would load the system QEMU's ${module##*/} instead" >&2
+    exit 1
+  fi
+done
+# What libvirt's probe does first: every QOM type, modules included, listed without an abort.
+probe=$(printf '%s\n' '{"execute":"qmp_capabilities"}' '{"execute":"qom-list-types"}' '{"execute":"quit"}' |
+  timeout 120 "$launcher" -machine none -nodefaults -display none -qmp stdio 2>&1) || {
+  echo "test-stack: QEMU $WANT_QEMU in $PREFIX fails listing its types:" >&2
+  echo "$probe" | grep -v '"return"' >&2
+  exit 1
+}
 
 # libvirt 11.3 as the system libvirt. The system's running libvirtd (and virtlogd), found by their
 # default pid files (other instances with pid files of their own are left alone), are restarted once,

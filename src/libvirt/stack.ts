@@ -27,7 +27,10 @@ function atLeast(v: Version | undefined, major: number, minor: number): boolean 
   return v !== undefined && (v[0] > major || (v[0] === major && v[1] >= minor));
 }
 
-/** Reads `virsh version`: "Running against daemon: 11.3.0", "Running hypervisor: QEMU 7.2.22". */
+/**
+ * Reads `virsh version --daemon`: "Running against daemon: 11.3.0", "Running hypervisor: QEMU 7.2.22".
+ * Without --daemon virsh prints only its own library's version, which is not the host's libvirt.
+ */
 export function parseVirshVersion(text: string): { daemon?: Version; hypervisor?: Version } {
   return {
     daemon: parseVersion(/Running against daemon:\s*(\S+)/.exec(text)?.[1]),
@@ -41,7 +44,7 @@ export function parseVirshVersion(text: string): { daemon?: Version; hypervisor?
  * judged by the version libvirt reports.
  */
 export async function libvirtStack(virsh: Virsh): Promise<LibvirtStack> {
-  const versions = parseVirshVersion(await virsh.run(['version']));
+  const versions = parseVirshVersion(await virsh.run(['version', '--daemon']));
   const emulator = virsh.isLocal && process.env.KVMIO_QEMU ? locateQemu().binary : undefined;
   const caps = emulator ? await qemuCapabilities(emulator) : undefined;
   const qemu: Version | undefined = caps

@@ -399,23 +399,28 @@ class LibvirtGuest implements LibvirtVm {
 
   /** Only memory backing needs a new VM: disk knobs and iothread counts all change live under libvirt. */
   canSwitchLive(next: Variant): boolean {
+    return this.liveSwitchObstacle(next) === undefined;
+  }
+
+  /** Why `next` cannot be switched to live; undefined when it can. */
+  private liveSwitchObstacle(next: Variant): string | undefined {
     // A user's domain has devices of its own that live switching would have to tell apart from kvmio's.
-    if (this.own) return false;
+    if (this.own) return 'a domain of your own';
+    if (next.memory !== this.variant.memory) return 'memory backing';
     // Multi-disk variants boot a VM of their own: live switching moves one test disk only.
-    if (next.memory !== this.variant.memory || (next.disks ?? 1) > 1 || (this.variant.disks ?? 1) > 1)
-      return false;
+    if ((next.disks ?? 1) > 1 || (this.variant.disks ?? 1) > 1) return 'several disks';
     if (next.iothreads > 1 && (next.disks ?? 1) === 1) {
       const can = next.bus === 'virtio-blk' ? this.stack.iothreadVqMapping : this.stack.scsiIothreadVqMapping;
-      if (!can) return false;
+      if (!can)
+        return `${next.bus} over several iothreads, which libvirt ${this.stack.libvirt} with QEMU ${this.stack.qemu} cannot do`;
     }
-    return true;
+    return undefined;
   }
 
   async switchVariant(next: Variant): Promise<void> {
-    if (!this.canSwitchLive(next)) {
-      throw new PointFailure(
-        `${this.name}: ${this.variant.id} -> ${next.id} needs a new VM (memory backing)`,
-      );
+    const obstacle = this.liveSwitchObstacle(next);
+    if (obstacle !== undefined) {
+      throw new PointFailure(`${this.name}: ${this.variant.id} -> ${next.id} needs a new VM (${obstacle})`);
     }
     const cur = this.variant;
     const curDisk = diskXml({
