@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both install what is missing first.
-.PHONY: setup build guest services test-stack lint test test-unit demo bench clean
+.PHONY: setup build guest services test-stack test-host test-host-down lint test test-unit demo bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,11 +16,20 @@ services:
 test-stack:
 	@bash scripts/test-stack.sh
 
+# A second host on this machine for the remote-host tests (own network namespace, sshd and libvirtd);
+# the last line printed is its libvirt URI.
+test-host: setup
+	@bash scripts/test-host.sh up
+
+test-host-down:
+	@bash scripts/test-host.sh down
+
 lint: setup
 	@npx biome check src test scripts bin
 
-test: setup test-stack services guest lint
-	@node --test --test-concurrency=1 --test-reporter=spec dist/test/unit/ dist/test/e2e/
+# The test host is taken down after the tests, also when they fail.
+test: setup test-stack services guest lint test-host
+	@node --test --test-concurrency=1 --test-reporter=spec dist/test/unit/ dist/test/e2e/; rc=$$?; bash scripts/test-host.sh down; exit $$rc
 
 test-unit: setup
 	@node --test --test-concurrency=1 dist/test/unit/

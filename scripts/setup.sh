@@ -18,6 +18,7 @@ DEBIAN_PACKAGES=(
   libxml2-utils                            # xmllint, used by virt-xml-validate
   e2fsprogs cpio util-linux                # the guest build and the data guard (blkid, wipefs, losetup)
   sysstat                                  # pidstat, to cross-check CPU accounting in the benchmark
+  openssh-server openssh-client            # the test host's sshd (make test-host) and remote hosts
   chromium fonts-dejavu-core               # the report's browser test and PNG charts
 )
 
