@@ -2,12 +2,12 @@
 # A second host for the tests, on this machine, reachable only the way a remote host is: its own
 # network namespace (a veth pair with a private /30), its own sshd (keys made for it, no passwords,
 # root by key only) and its own libvirtd and virtlogd, in a mount namespace where /run/libvirt,
-# /var/lib/libvirt, /var/cache/libvirt, /etc/libvirt and /var/lib/kvmio are private directories. The
+# /var/lib/libvirt, /var/cache/libvirt, /etc/libvirt, /var/lib/kvmio and /root are private directories. The
 # processes share the kernel (and so /proc and the pid space) with this machine; everything else kvmio
 # uses goes through `ssh` and `qemu+ssh://`.
 #
 #   scripts/test-host.sh up     start what is not running; prints the libvirt URI as the last line
-#   scripts/test-host.sh stop   kill its sshd and libvirtd (a host that went away); `up` brings it back
+#   scripts/test-host.sh stop   the host goes away: its sshd, libvirtd and VMs are killed; `up` brings it back
 #   scripts/test-host.sh down   remove all of it: processes, namespaces, keys, state
 #
 # The ssh client side is a drop-in /etc/ssh/ssh_config.d/kvmio-test-host.conf naming the key and the
@@ -24,7 +24,9 @@ RUNDIR=/run/kvmio-test-host               # holds the mount namespace
 MNTNS=$RUNDIR/mnt
 CLIENT_CONF=/etc/ssh/ssh_config.d/kvmio-test-host.conf
 URI="qemu+ssh://root@$ADDR/system"
-PRIVATE_DIRS=(/run/libvirt /var/lib/libvirt /var/cache/libvirt /etc/libvirt /var/lib/kvmio)
+# /root too: the test host's root has a home of its own, so no shell start-up file of this machine's
+# (such as a slow ~/.bashrc) runs with each SSH command.
+PRIVATE_DIRS=(/run/libvirt /var/lib/libvirt /var/cache/libvirt /etc/libvirt /var/lib/kvmio /root)
 
 in_host() { nsenter --net=/run/netns/$NS --mount=$MNTNS -- "$@"; }
 
@@ -132,6 +134,7 @@ setup_mounts() {
   local etc=$STATE/fs_etc_libvirt
   if [ ! -f $etc/libvirtd.conf ]; then cp /etc/libvirt/*.conf $etc/; fi
   chmod 0755 $STATE/fs_*
+  chmod 0700 $STATE/fs_root
 }
 
 start_services() {
@@ -169,9 +172,13 @@ up() {
 }
 
 stop() {
-  kill_and_wait $(ns_pids sshd)
-  kill_and_wait $(ns_pids libvirtd)
-  echo "test-host: sshd and libvirtd stopped ($ADDR)"
+  # shellcheck disable=SC2046
+  kill_and_wait $(ns_pids sshd) $(ns_pids libvirtd)
+  # Like a host that crashed: its VMs are gone too (libvirtd finds none when it comes back).
+  # shellcheck disable=SC2046
+  kill_and_wait $(ns_pids)
+  rm -f $STATE/fs_run_libvirt/qemu/*.xml $STATE/fs_run_libvirt/qemu/*.pid
+  echo "test-host: stopped ($ADDR): sshd, libvirtd and its VMs killed"
 }
 
 down() {

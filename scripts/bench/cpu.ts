@@ -106,7 +106,7 @@ async function oneRound(vm: QemuVm, o: BenchOptions, windowS: number): Promise<R
     await running.catch(() => undefined);
     throw err;
   }
-  const w = meter.stop();
+  const w = await meter.stop();
   const procS = processSeconds(pid, tps) - procStart;
   const result = await running;
   const metric = (name: string) =>

@@ -1,6 +1,7 @@
 import { type Comparison, compareSamples, controlFamily } from '../stats/index.js';
 import type { Store } from '../store/store.js';
 import type { MetricRow } from '../study/results.js';
+import { UserError } from '../util/errors.js';
 
 /**
  * `kvmio compare RUN_A RUN_B`: every (variant, workload, step, metric) both runs measured, the means,
@@ -54,6 +55,22 @@ function samples(
   return out;
 }
 
+/**
+ * A run's rows, or one host's (`RUN@HOST`, e.g. `latest@hv2`): hosts of one run compare with each
+ * other like two runs.
+ */
+export function hostRows(store: Store, ref: string): MetricRow[] {
+  const at = ref.lastIndexOf('@');
+  const host = at > 0 ? ref.slice(at + 1) : undefined;
+  const id = store.requireRun(at > 0 ? ref.slice(0, at) : ref).id;
+  const rows = store.metricRows(id);
+  if (host === undefined) return rows;
+  const names = store.hosts(id).map((h) => h.name);
+  if (!names.includes(host))
+    throw new UserError(`run ${id} has no host "${host}"; its hosts: ${names.join(', ') || '(none)'}`);
+  return rows.filter((r) => r.host === host);
+}
+
 const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
 
 export function compareRuns(
@@ -62,8 +79,8 @@ export function compareRuns(
   runB: string,
   opts: { all?: boolean } = {},
 ): CompareLine[] {
-  let rowsA = store.metricRows(store.requireRun(runA).id);
-  let rowsB = store.metricRows(store.requireRun(runB).id);
+  let rowsA = hostRows(store, runA);
+  let rowsB = hostRows(store, runB);
   const variantsOf = (rows: MetricRow[]) => new Set(rows.map((r) => r.variant));
   const va = variantsOf(rowsA);
   const vb = variantsOf(rowsB);

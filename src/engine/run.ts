@@ -1,9 +1,10 @@
 import { openBackend } from '../backends.js';
 import type { GuestVm } from '../guest/vm.js';
+import { closeHostAccesses } from '../host/access.js';
 import { pairKey, raceRules, replayLooks } from '../race/rule.js';
 import { raceComparisons } from '../report/conclusion.js';
 import { loadReportData } from '../report/data.js';
-import { lockDisk, prepareDiskFile } from '../safety/index.js';
+import { lockDisk, prepareDiskFile, prepareDiskOn } from '../safety/index.js';
 import type { Store, PointOutcome as StoredOutcome } from '../store/store.js';
 import { studyDiskSpecs } from '../study/disks.js';
 import { type Plan, type PlannedPoint, planStudy } from '../study/plan.js';
@@ -16,7 +17,7 @@ import { adaptiveNeeds } from './adaptive.js';
 import { type AccelChoice, chooseAccelerator, loadWorkloads } from './backends.js';
 import type { RunEventSink } from './events.js';
 import { GuestGroup, withDeadline } from './guests.js';
-import { type BackendFactory, type HostRun, hostRuns, localDisks } from './hosts.js';
+import { type BackendFactory, guestDisk, type HostRun, hostRuns, localDisks } from './hosts.js';
 import { stepMeasurements } from './results.js';
 import { resumeCommand } from './resume.js';
 
@@ -62,6 +63,7 @@ interface RunContext {
   accel: AccelChoice;
   emit: RunEventSink;
   interrupted: () => boolean;
+  destroyData?: string[];
 }
 
 function variantFor(study: Study, id: string): Variant {
@@ -111,11 +113,13 @@ async function runPoint(
     const timeoutMs = workloads.workloadTimeoutMs(workload);
     let result: WorkloadResult;
     if (p.variantId === HOST_VARIANT_ID) {
-      if (!host.local)
+      // The baseline runs fio on the host that owns the disk, reached as its CPU figures are.
+      const access = host.backend.access;
+      if (!access)
         throw new PointFailure(
-          `the host baseline runs fio on this machine's disk; ${host.name} (${host.uri}) is remote`,
+          `the host baseline runs fio on ${host.name}, and kvmio has no way onto it (${host.uri} is not qemu+ssh://)`,
         );
-      const target = { kind: 'host' as const, diskPath: study.disk.path };
+      const target = { kind: 'host' as const, diskPath: study.disk.path, host: access };
       result = await withDeadline(
         `${p.workload} on ${p.variantId}`,
         workloads.runWorkload(target, workload, { timeoutMs, log }),
@@ -213,11 +217,23 @@ class HostWorker {
     return this.ctx.study.hosts.length > 0;
   }
 
-  /** Checks that the host answers and records its facts. */
+  /**
+   * Checks that the host answers, prepares a remote host's disks there (this machine's are prepared
+   * before the run starts) and records its facts.
+   */
   async open(): Promise<void> {
     if (this.multiHost) {
       try {
         await this.host.backend.reach();
+        const access = this.host.backend.access;
+        if (access && !access.local) {
+          const { study } = this.ctx;
+          const disks = Array.from({ length: study.guest.count }, (_, g) =>
+            guestDisk(this.host.study.disk, g),
+          );
+          for (const disk of disks.flatMap((d) => studyDiskSpecs(study, d)))
+            await prepareDiskOn(access, disk, { destroyData: this.ctx.destroyData });
+        }
       } catch (err) {
         this.fail(errorMessage(err));
         return;
@@ -235,6 +251,18 @@ class HostWorker {
     this.ctx.emit({ event: 'log', run: runId, line: `host ${this.host.name} given up: ${reason}` });
   }
 
+  /** Why the host does not answer (a failed point may be the host gone: sshd or libvirtd down), if so. */
+  private async unreachable(): Promise<string | undefined> {
+    // Remote hosts only: a busy local libvirtd answering slowly is not a host gone.
+    if (this.host.local) return undefined;
+    try {
+      await this.host.backend.reach();
+      return undefined;
+    } catch (err) {
+      return errorMessage(err);
+    }
+  }
+
   /** `left` counts the points left on all hosts together (the progress view shows one count). */
   async run(points: PlannedPoint[], adaptive: boolean, left: { n: number }): Promise<void> {
     for (const p of points) {
@@ -245,8 +273,13 @@ class HostWorker {
       }
       const out = await runPoint(this.ctx, this.host, this.group, p, adaptive, left.n--);
       if (this.ctx.interrupted() || !this.multiHost) continue;
-      if (out.ok) this.bootFailuresInARow = 0;
-      else if (out.error instanceof HostUnreachableError) this.fail(errorMessage(out.error));
+      if (out.ok) {
+        this.bootFailuresInARow = 0;
+        continue;
+      }
+      const gone =
+        out.error instanceof HostUnreachableError ? errorMessage(out.error) : await this.unreachable();
+      if (gone !== undefined) this.fail(gone);
       else if (out.booting && ++this.bootFailuresInARow >= 2)
         this.fail(`guests did not boot twice in a row; last: ${errorMessage(out.error)}`);
     }
@@ -487,6 +520,7 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
       accel,
       emit,
       interrupted: () => interruptedBy !== undefined,
+      destroyData: opts.destroyData,
     };
     const workers = hosts.map((h) => new HostWorker(ctx, h, accelFacts));
     const okBefore = store.okIndexes(runId);
@@ -540,6 +574,7 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
       throw err;
     } finally {
       if (!ctx.interrupted()) await Promise.all(workers.map((w) => w.group.stop()));
+      await closeHostAccesses();
     }
     if (ctx.interrupted()) {
       // The process is on its way out (proc.ts exits after the cleanups): never resolve.

@@ -1,4 +1,5 @@
 import type { Accel } from '../host/accel.js';
+import type { HostAccess } from '../host/access.js';
 import type { Study, Variant } from '../study/types.js';
 
 /**
@@ -37,6 +38,12 @@ export interface GuestVm {
   testDisks(): Promise<string[]>;
   /** Host PID of the QEMU process, for CPU accounting by thread. */
   qemuPid(): number;
+  /**
+   * Where QEMU runs when that is not this machine: the host's access and QEMU's pid there (CPU accounting
+   * on a remote host); undefined when kvmio has no way onto that host. Absent for backends that run
+   * QEMU here.
+   */
+  qemuHost?(): Promise<{ pid: number; host: HostAccess } | undefined>;
   /** Round trip of a no-op through the monitor and through the guest agent, milliseconds. */
   ping(): Promise<{ monitorMs: number; agentMs: number }>;
   /** Whether `next` can replace the current variant without a reboot (disk knobs only). */
@@ -72,6 +79,11 @@ export interface BootRequest {
 export interface VmBackend<V extends GuestVm = GuestVm> {
   /** VMs run on this machine: its disk, /proc and the host baseline are the host's. */
   readonly isLocal: boolean;
+  /**
+   * How kvmio reaches the host itself (its /proc, fio, disk): this machine, one SSH connection, or
+   * undefined where it has no way onto the host (what needs it is then reported missing for the host).
+   */
+  readonly access: HostAccess | undefined;
   /** Throws when the host does not answer (HostUnreachableError: the whole host is out). */
   reach(): Promise<void>;
   /** Facts about the host for the run's provenance; never throws for missing facts. */

@@ -1,9 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, hostname, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { qemuBinary, qemuLocation } from '../qemu/binary.js';
-import { run } from '../util/proc.js';
 import { VERSION } from '../version.js';
+import { type HostAccess, LOCAL_HOST } from './access.js';
 
 /** What a run records about the host it measured on. */
 export interface HostFacts {
@@ -97,19 +97,11 @@ export function parseFioVersion(text: string): string | undefined {
   return /fio-(\d+(?:\.\d+)*)/.exec(text)?.[1];
 }
 
-// ---- probes ----------------------------------------------------------------------------------
+// ---- probes (on this machine, or on another host through its access) ----------------------------
 
-function readText(path: string): string | undefined {
+async function toolVersion(host: HostAccess, argv: string[], parse: (s: string) => string | undefined) {
   try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-async function toolVersion(argv: string[], parse: (s: string) => string | undefined) {
-  try {
-    const r = await run(argv, { timeoutMs: 10_000, allowFailure: true });
+    const r = await host.run(argv, { timeoutMs: 20_000, allowFailure: true });
     const version = parse(`${r.stdout}\n${r.stderr}`);
     return version
       ? { version }
@@ -119,16 +111,30 @@ async function toolVersion(argv: string[], parse: (s: string) => string | undefi
   }
 }
 
-export async function qemuVersion(): Promise<string | undefined> {
-  return (await toolVersion([qemuBinary(), '--version'], parseQemuVersion)).version;
+export async function qemuVersion(host: HostAccess = LOCAL_HOST): Promise<string | undefined> {
+  return (await toolVersion(host, [qemuBinaryOn(host), '--version'], parseQemuVersion)).version;
+}
+
+/** This machine's QEMU is found by the one locator; other hosts run the one on their PATH. */
+function qemuBinaryOn(host: HostAccess): string {
+  return host.local ? qemuBinary() : 'qemu-system-x86_64';
+}
+
+/** A 64 KiB file for a probe, in `dir` on the host. */
+async function probeFile(host: HostAccess, dir: string, name: string): Promise<string> {
+  const file = join(dir, name);
+  await host.run(['truncate', '-s', '64K', file], { timeoutMs: 20_000 });
+  return file;
 }
 
 /** A 4 KiB io_uring read by fio: the kernel can refuse io_uring (sysctl, seccomp) even when it is built. */
-async function probeKernelIoUring(dir: string): Promise<{ works?: boolean; detail: string }> {
-  const file = join(dir, 'uring-probe');
-  writeFileSync(file, Buffer.alloc(64 * 1024));
+async function probeKernelIoUring(
+  host: HostAccess,
+  dir: string,
+): Promise<{ works?: boolean; detail: string }> {
   try {
-    const r = await run(
+    const file = await probeFile(host, dir, 'uring-probe');
+    const r = await host.run(
       [
         'fio',
         '--name=uring-probe',
@@ -139,7 +145,7 @@ async function probeKernelIoUring(dir: string): Promise<{ works?: boolean; detai
         '--size=64k',
         '--output-format=terse',
       ],
-      { timeoutMs: 15_000, allowFailure: true },
+      { timeoutMs: 20_000, allowFailure: true },
     );
     if (r.code === 0) return { works: true, detail: 'fio io_uring read succeeded' };
     return {
@@ -152,13 +158,15 @@ async function probeKernelIoUring(dir: string): Promise<{ works?: boolean; detai
 }
 
 /** Starts QEMU paused with an io_uring blockdev and quits it through the monitor. */
-async function probeQemuIoUring(dir: string): Promise<{ accepts?: boolean; detail: string }> {
-  const file = join(dir, 'qemu-uring-probe');
-  writeFileSync(file, Buffer.alloc(64 * 1024));
+async function probeQemuIoUring(
+  host: HostAccess,
+  dir: string,
+): Promise<{ accepts?: boolean; detail: string }> {
   try {
-    const r = await run(
+    const file = await probeFile(host, dir, 'qemu-uring-probe');
+    const r = await host.run(
       [
-        qemuBinary(),
+        qemuBinaryOn(host),
         '-machine',
         'none',
         '-S',
@@ -170,7 +178,7 @@ async function probeQemuIoUring(dir: string): Promise<{ accepts?: boolean; detai
         '-blockdev',
         `driver=file,node-name=uring-probe,filename=${file},aio=io_uring`,
       ],
-      { input: 'quit\n', timeoutMs: 15_000, allowFailure: true },
+      { input: 'quit\n', timeoutMs: 20_000, allowFailure: true },
     );
     if (r.code === 0) return { accepts: true, detail: 'QEMU opened a blockdev with aio=io_uring' };
     return { accepts: false, detail: r.stderr.trim().split('\n').slice(-1)[0] ?? `exit ${r.code}` };
@@ -179,27 +187,45 @@ async function probeQemuIoUring(dir: string): Promise<{ accepts?: boolean; detai
   }
 }
 
-export async function hostFacts(): Promise<HostFacts> {
-  const meminfo = parseMeminfo(readText('/proc/meminfo') ?? '');
-  const sysctl = readText('/proc/sys/kernel/io_uring_disabled');
-  const osName = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(readText('/etc/os-release') ?? '')?.[1];
-  const scratch = mkdtempSync(join(tmpdir(), 'kvmio-facts-'));
+/** What a run records about a host: this machine by default, or another one through its access. */
+export async function hostFacts(host: HostAccess = LOCAL_HOST): Promise<HostFacts> {
+  const read = async (path: string) => host.readText(path);
+  const [meminfoText, sysctl, osRelease, cpuinfo, mounts] = await Promise.all(
+    [
+      '/proc/meminfo',
+      '/proc/sys/kernel/io_uring_disabled',
+      '/etc/os-release',
+      '/proc/cpuinfo',
+      '/proc/mounts',
+    ].map(read),
+  );
+  const meminfo = parseMeminfo(meminfoText ?? '');
+  const osName = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(osRelease ?? '')?.[1];
+  const scratch = host.local
+    ? mkdtempSync(join(tmpdir(), 'kvmio-facts-'))
+    : (await host.run(['mktemp', '-d', '/tmp/kvmio-facts-XXXXXX'], { timeoutMs: 20_000 })).stdout.trim();
   try {
-    const [qemu, virsh, fio, kernelUring, qemuUring] = await Promise.all([
-      toolVersion([qemuBinary(), '--version'], parseQemuVersion),
-      toolVersion(['virsh', '--version'], (s) => /^(\d+\.\d+\.\d+)/m.exec(s.trim())?.[1]),
-      toolVersion(['fio', '--version'], parseFioVersion),
-      probeKernelIoUring(scratch),
-      probeQemuIoUring(scratch),
+    const [qemu, virsh, fio, kernelUring, qemuUring, names] = await Promise.all([
+      toolVersion(host, [qemuBinaryOn(host), '--version'], parseQemuVersion),
+      toolVersion(host, ['virsh', '--version'], (s) => /^(\d+\.\d+\.\d+)/m.exec(s.trim())?.[1]),
+      toolVersion(host, ['fio', '--version'], parseFioVersion),
+      probeKernelIoUring(host, scratch),
+      probeQemuIoUring(host, scratch),
+      host.local
+        ? Promise.resolve({ hostname: hostname(), kernel: release() })
+        : host.run(['uname', '-n', '-r'], { timeoutMs: 20_000 }).then((r) => {
+            const [name = 'unknown', kernel = 'unknown'] = r.stdout.trim().split(/\s+/);
+            return { hostname: name, kernel };
+          }),
     ]);
-    const cpu = parseCpuinfo(readText('/proc/cpuinfo') ?? '');
+    const cpu = parseCpuinfo(cpuinfo ?? '');
     return {
       kvmioVersion: VERSION,
-      hostname: hostname(),
+      hostname: names.hostname,
       ...(osName ? { os: osName } : {}),
-      kernel: release(),
+      kernel: names.kernel,
       cpu:
-        cpu.logicalCpus > 0
+        cpu.logicalCpus > 0 || !host.local
           ? cpu
           : {
               model: cpus()[0]?.model ?? 'unknown',
@@ -208,7 +234,9 @@ export async function hostFacts(): Promise<HostFacts> {
               sockets: 1,
             },
       memoryBytes: meminfo.get('MemTotal') ?? 0,
-      qemu: { binary: qemuLocation().binary, reason: qemuLocation().reason, ...qemu },
+      qemu: host.local
+        ? { binary: qemuLocation().binary, reason: qemuLocation().reason, ...qemu }
+        : { binary: qemuBinaryOn(host), ...qemu },
       libvirt: virsh.version ? { virshVersion: virsh.version } : { error: virsh.error },
       fio,
       hugepages: {
@@ -216,7 +244,7 @@ export async function hostFacts(): Promise<HostFacts> {
         total: meminfo.get('HugePages_Total') ?? 0,
         free: meminfo.get('HugePages_Free') ?? 0,
         reserved: meminfo.get('HugePages_Rsvd') ?? 0,
-        mounts: parseHugetlbfsMounts(readText('/proc/mounts') ?? ''),
+        mounts: parseHugetlbfsMounts(mounts ?? ''),
       },
       ioUring: {
         ...(sysctl !== undefined ? { kernelSysctl: Number(sysctl.trim()) } : {}),
@@ -227,6 +255,10 @@ export async function hostFacts(): Promise<HostFacts> {
       },
     };
   } finally {
-    rmSync(scratch, { recursive: true, force: true });
+    if (host.local) rmSync(scratch, { recursive: true, force: true });
+    else if (scratch.startsWith('/tmp/kvmio-facts-'))
+      await host
+        .run(['rm', '-rf', '--', scratch], { allowFailure: true, timeoutMs: 20_000 })
+        .catch(() => undefined);
   }
 }

@@ -1,5 +1,6 @@
 import type { GuestRelease } from '../guest/recipe.js';
 import type { BootRequest, VmBackend } from '../guest/vm.js';
+import { hostAccessFor } from '../host/access.js';
 import type { HostSpec } from '../study/types.js';
 import { errorMessage } from '../util/errors.js';
 import { isLocalUri, Virsh } from './virsh.js';
@@ -21,21 +22,28 @@ export function libvirtBackend(
   release: GuestRelease | undefined,
 ): VmBackend<LibvirtVm> {
   const isLocal = isLocalUri(host.uri);
+  const access = hostAccessFor(host.uri, isLocal);
   let staged = false;
   return {
     isLocal,
-    reach: () => new Virsh(host.uri).ensureReachable(20_000),
+    access,
+    reach: async () => {
+      await new Virsh(host.uri).ensureReachable(20_000);
+      // The remote /proc reader's first start is a login: before any measured window, not inside one.
+      if (access && !access.local) await (await import('../metrics/cpu.js')).openProcReader(access);
+    },
     facts: async () => {
-      const facts: Record<string, unknown> = isLocal ? {} : { remote: true };
-      if (isLocal) {
+      // Facts are read on the host itself (this machine directly, another over SSH), plus libvirt's.
+      const facts: Record<string, unknown> = isLocal ? {} : { remote: access?.label ?? true };
+      if (access) {
         try {
           const { hostFacts } = await import('../host/facts.js');
-          Object.assign(facts, await hostFacts());
+          Object.assign(facts, await hostFacts(access));
         } catch (err) {
           // Facts are provenance, not a precondition: a run without them still measures.
           facts.error = `host facts unavailable: ${errorMessage(err)}`;
         }
-      }
+      } else facts.unmeasured = unmeasurable(host.uri);
       try {
         facts.libvirtHost = await libvirtHostFacts(host.uri);
       } catch (err) {
@@ -78,6 +86,16 @@ export function libvirtBackend(
     verify: (vm) => vm.verifyAio(),
     artifacts: (vm) => ({ 'libvirt.xml': vm.domainXml }),
   };
+}
+
+/**
+ * What kvmio cannot measure on a host it has no way onto (a libvirt URI that is not qemu+ssh): the
+ * report shows this for the host instead of leaving its charts silently empty.
+ */
+export function unmeasurable(uri: string): string[] {
+  return ['per-thread QEMU CPU', 'host facts', 'host baseline', 'data guard'].map(
+    (what) => `${what}: not measured (${uri} is not a qemu+ssh:// URI, kvmio has no way onto that host)`,
+  );
 }
 
 /** Facts about a host as far as libvirt tells them, for any URI (remote hosts have nothing else). */

@@ -5,6 +5,7 @@ import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../gue
 import { GUEST_KERNEL_CMDLINE } from '../guest/build.js';
 import { findTestDisks, waitTestDisksGone } from '../guest/disks.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
+import { type HostAccess, hostAccessFor } from '../host/access.js';
 import { aioModeProblems } from '../qemu/verify.js';
 import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
 import type { DiskSpec, Study, Variant } from '../study/types.js';
@@ -131,6 +132,8 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   try {
     await vm.waitForAgent(opts.bootTimeoutMs ?? 180_000);
     vm.bootMs = Date.now() - started;
+    // QEMU's pid on a remote host is read once now, not inside a measured window.
+    if (!virsh.isLocal) await vm.qemuHost().catch(() => undefined);
     log(`libvirt: ${opts.name} up in ${(vm.bootMs / 1000).toFixed(1)}s on ${opts.uri}`);
     if (own) await checkGuestTools(vm, opts.study);
     await verifyLive(vm.liveContext(true), opts.variant);
@@ -251,6 +254,11 @@ export async function kvmioDomains(virsh: Virsh): Promise<string[]> {
   const ours: string[] = [];
   for (const name of names) if (await virsh.tryRun(['metadata', name, '--uri', KVMIO_XMLNS])) ours.push(name);
   return ours;
+}
+
+/** libvirt's pid file of a running domain's QEMU, on its host. */
+function qemuPidFile(name: string): string {
+  return `/run/libvirt/qemu/${name}.pid`;
 }
 
 /** What live verification needs to look at a running domain. */
@@ -377,7 +385,28 @@ class LibvirtGuest implements LibvirtVm {
 
   qemuPid(): number {
     if (!this.virsh.isLocal) throw new Error(`the QEMU pid is not visible from here: ${this.uri} is remote`);
-    return Number(readFileSync(`/run/libvirt/qemu/${this.name}.pid`, 'utf8').trim());
+    return Number(readFileSync(qemuPidFile(this.name), 'utf8').trim());
+  }
+
+  /** QEMU's pid on the libvirt host, read there (libvirt's pid file) over the host's access. */
+  qemuHost(): Promise<{ pid: number; host: HostAccess } | undefined> {
+    this.qemuWhere ??= this.readQemuHost().catch((e) => {
+      this.qemuWhere = undefined;
+      throw e;
+    });
+    return this.qemuWhere;
+  }
+
+  private qemuWhere: Promise<{ pid: number; host: HostAccess } | undefined> | undefined;
+
+  private async readQemuHost(): Promise<{ pid: number; host: HostAccess } | undefined> {
+    const host = hostAccessFor(this.uri, this.virsh.isLocal);
+    if (!host) return undefined;
+    const text = await host.readText(qemuPidFile(this.name));
+    const pid = Number(text?.trim());
+    if (!Number.isInteger(pid) || pid <= 0)
+      throw new Error(`no QEMU pid for ${this.name} on ${host.label} (${qemuPidFile(this.name)})`);
+    return { pid, host };
   }
 
   /** Round trips through virsh: they include starting virsh and connecting (tens of ms), not only QEMU. */

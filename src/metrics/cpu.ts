@@ -1,6 +1,7 @@
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { type HostAccess, LOCAL_HOST } from '../host/access.js';
 import type { MetricValue } from '../study/results.js';
-import { run } from '../util/proc.js';
 
 /**
  * Host CPU spent by a QEMU process over a measured window, split by thread class. QEMU must run with
@@ -61,16 +62,41 @@ export function parseSchedstat(text: string): number | undefined {
 
 let clkTck: number | undefined;
 export async function clockTicksPerSecond(): Promise<number> {
-  if (clkTck === undefined) {
-    const r = await run(['getconf', 'CLK_TCK'], { allowFailure: true, timeoutMs: 5000 }).catch(
-      () => undefined,
-    );
-    const v = Number(r?.stdout.trim());
-    clkTck = Number.isFinite(v) && v > 0 ? v : 100;
-  }
+  clkTck ??= await hostTicksPerSecond(LOCAL_HOST);
   return clkTck;
 }
 
+const remoteTicks = new WeakMap<HostAccess, Promise<number>>();
+
+async function hostTicksPerSecond(host: HostAccess): Promise<number> {
+  if (host.local) {
+    const r = await host
+      .run(['getconf', 'CLK_TCK'], { allowFailure: true, timeoutMs: 10_000 })
+      .catch(() => undefined);
+    const v = Number(r?.stdout.trim());
+    return Number.isFinite(v) && v > 0 ? v : 100;
+  }
+  let ticks = remoteTicks.get(host);
+  if (!ticks) {
+    ticks = ProcReaderSession.of(host)
+      .request('tck')
+      .then((text) => {
+        const v = Number(text.trim());
+        return Number.isFinite(v) && v > 0 ? v : 100;
+      });
+    ticks.catch(() => remoteTicks.delete(host));
+    remoteTicks.set(host, ticks);
+  }
+  return ticks;
+}
+
+/**
+ * Starts the host's /proc reader before anything is measured: its first start is a remote login,
+ * which may take seconds and must not fall inside a measured window.
+ */
+export async function openProcReader(host: HostAccess): Promise<void> {
+  if (!host.local) await hostTicksPerSecond(host);
+}
 export interface TaskSample {
   comm: string;
   cpuNs: number;
@@ -91,9 +117,26 @@ function readText(path: string): string | undefined {
   }
 }
 
-/** One look at a process and its threads; undefined when the process is gone. */
+/** A sample from the texts of /proc/PID/stat and the threads' stat and schedstat files. */
+function sampleOf(
+  atMs: number,
+  processStat: string | undefined,
+  threads: Array<{ tid: number; stat?: string; schedstat?: string }>,
+  nsPerTick: number,
+): ProcSample | undefined {
+  if (!processStat) return undefined;
+  const tasks = new Map<number, TaskSample>();
+  for (const t of threads) {
+    if (!t.stat) continue;
+    const parsed = parseProcStat(t.stat);
+    const ns = t.schedstat ? parseSchedstat(t.schedstat) : undefined;
+    tasks.set(t.tid, { comm: parsed.comm, cpuNs: ns ?? parsed.ticks * nsPerTick });
+  }
+  return { atMs, processNs: parseProcStat(processStat).ticks * nsPerTick, tasks };
+}
+
+/** One look at a process and its threads on this machine; undefined when the process is gone. */
 export function sampleProcess(pid: number, ticksPerSecond: number): ProcSample | undefined {
-  const nsPerTick = 1e9 / ticksPerSecond;
   const atMs = performance.now();
   let tids: string[];
   try {
@@ -101,19 +144,157 @@ export function sampleProcess(pid: number, ticksPerSecond: number): ProcSample |
   } catch {
     return undefined;
   }
-  const tasks = new Map<number, TaskSample>();
-  for (const t of tids) {
+  const threads = tids.map((t) => {
     const dir = `/proc/${pid}/task/${t}`;
-    const stat = readText(`${dir}/stat`);
-    if (!stat) continue;
-    const parsed = parseProcStat(stat);
-    const sched = readText(`${dir}/schedstat`);
-    const ns = sched ? parseSchedstat(sched) : undefined;
-    tasks.set(Number(t), { comm: parsed.comm, cpuNs: ns ?? parsed.ticks * nsPerTick });
+    return { tid: Number(t), stat: readText(`${dir}/stat`), schedstat: readText(`${dir}/schedstat`) };
+  });
+  return sampleOf(atMs, readText(`/proc/${pid}/stat`), threads, 1e9 / ticksPerSecond);
+}
+
+/**
+ * `grep -H '' FILES…` output as file → content. Every file here is one line; a comm may hold ':' but
+ * the path before the first ':' never does.
+ */
+export function parseGrepDump(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon > 0) out.set(line.slice(0, colon), line.slice(colon + 1));
   }
-  const stat = readText(`/proc/${pid}/stat`);
-  if (!stat) return undefined;
-  return { atMs, processNs: parseProcStat(stat).ticks * nsPerTick, tasks };
+  return out;
+}
+
+/**
+ * The /proc reader on another host: one long-lived command on the host's SSH connection that answers
+ * each request line with the files asked for, then a line "kvmio-end". A request is a pid (the process
+ * and its threads' stat and schedstat), "all" (every process's stat) or "tck" (clock ticks per second). It is a fixed script that reads
+ * only its validated request, so no name ever becomes shell text; and, started once, a sample costs a
+ * line each way rather than a remote login (whose shell start-up alone can take seconds).
+ */
+const PROC_READER_SCRIPT = `while IFS= read -r req; do
+  case "$req" in
+    tck) getconf CLK_TCK ;;
+    all) echo "kvmio-now:$(date +%s%N)"; find /proc -mindepth 2 -maxdepth 2 -path '/proc/[0-9]*/stat' -exec grep -H '' {} + 2>/dev/null ;;
+    ''|*[!0-9]*) ;;
+    *) echo "kvmio-now:$(date +%s%N)"; find "/proc/$req/stat" "/proc/$req/task" -maxdepth 2 \\( -path "/proc/$req/stat" -o -path "/proc/$req/task/*/stat" -o -path "/proc/$req/task/*/schedstat" \\) -exec grep -H '' {} + 2>/dev/null ;;
+  esac
+  echo kvmio-end
+done`;
+
+export class ProcReaderSession {
+  private child: ChildProcess | undefined;
+  private starting: Promise<ChildProcess> | undefined;
+  private buffer = '';
+  private readonly waiting: Array<{ resolve: (text: string) => void; reject: (e: Error) => void }> = [];
+  private static readonly sessions = new Map<HostAccess, ProcReaderSession>();
+
+  private constructor(private readonly host: HostAccess) {}
+
+  static of(host: HostAccess): ProcReaderSession {
+    let s = ProcReaderSession.sessions.get(host);
+    if (!s) {
+      s = new ProcReaderSession(host);
+      ProcReaderSession.sessions.set(host, s);
+    }
+    return s;
+  }
+
+  private async session(): Promise<ChildProcess> {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) return this.child;
+    this.starting ??= this.host
+      .start(['sh', '-c', PROC_READER_SCRIPT, 'kvmio-proc-reader'])
+      .then((child) => {
+        this.child = child;
+        this.buffer = '';
+        child.stdout?.on('data', (d: Buffer) => this.onData(d.toString('utf8')));
+        child.once('exit', () => {
+          if (this.child === child) this.child = undefined;
+          for (const w of this.waiting.splice(0))
+            w.reject(new Error(`the /proc reader on ${this.host.label} ended`));
+        });
+        child.stdin?.on('error', () => undefined);
+        return child;
+      })
+      .finally(() => {
+        this.starting = undefined;
+      });
+    return this.starting;
+  }
+
+  private onData(text: string): void {
+    this.buffer += text;
+    for (;;) {
+      const end = this.buffer.indexOf('kvmio-end\n');
+      if (end < 0) return;
+      const reply = this.buffer.slice(0, end);
+      this.buffer = this.buffer.slice(end + 'kvmio-end\n'.length);
+      this.waiting.shift()?.resolve(reply);
+    }
+  }
+
+  /** Answers one request ("all" or a pid); replies come in request order. */
+  async request(req: 'all' | 'tck' | number, timeoutMs = 30_000): Promise<string> {
+    const child = await this.session();
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new Error(`the /proc reader on ${this.host.label} did not answer within ${timeoutMs / 1000}s`),
+        );
+        child.kill('SIGKILL');
+      }, timeoutMs);
+      this.waiting.push({
+        resolve: (t) => {
+          clearTimeout(timer);
+          resolve(t);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      child.stdin?.write(`${req}\n`);
+    });
+  }
+
+  /** Ends every reader session (the end of a run). */
+  static closeAll(): void {
+    for (const s of ProcReaderSession.sessions.values()) s.child?.stdin?.end();
+    ProcReaderSession.sessions.clear();
+  }
+}
+
+/** The host's clock (ms) at a reader reply, from its "kvmio-now:NS" line. */
+function remoteTimeMs(files: Map<string, string>): number | undefined {
+  const ns = files.get('kvmio-now');
+  return ns && /^\d+$/.test(ns) ? Number(BigInt(ns) / 1000n) / 1000 : undefined;
+}
+
+/**
+ * The same look at a process on another host, through the host's /proc reader session: the files a
+ * local sample reads, with the same accounting. The sample's time is the host's own clock when it
+ * read them, so a window's length does not depend on the network's round trips.
+ */
+export async function sampleProcessOn(
+  host: HostAccess,
+  pid: number,
+  ticksPerSecond: number,
+): Promise<ProcSample | undefined> {
+  if (host.local) return sampleProcess(pid, ticksPerSecond);
+  const base = `/proc/${pid}`;
+  const t0 = performance.now();
+  const text = await ProcReaderSession.of(host).request(pid);
+  const files = parseGrepDump(text);
+  const atMs = remoteTimeMs(files) ?? (t0 + performance.now()) / 2;
+  const threads = new Map<number, { tid: number; stat?: string; schedstat?: string }>();
+  for (const [path, content] of files) {
+    const m = /^\/proc\/\d+\/task\/(\d+)\/(stat|schedstat)$/.exec(path);
+    if (!m) continue;
+    const tid = Number(m[1]);
+    const t = threads.get(tid) ?? { tid };
+    t[m[2] as 'stat' | 'schedstat'] = content;
+    threads.set(tid, t);
+  }
+  return sampleOf(atMs, files.get(`${base}/stat`), [...threads.values()], 1e9 / ticksPerSecond);
 }
 
 export type ClassSeconds = Record<ThreadClass, number>;
@@ -190,38 +371,51 @@ export function seriesOf(pid: number, samples: ProcSample[]): Array<{ t: number 
 
 /**
  * Samples a QEMU process from start() to stop(): at both ends and every intervalMs between, so that
- * threads living only part of the window are seen.
+ * threads living only part of the window are seen. The process runs on `host` (this machine by default;
+ * a remote host is read over its connection, with the same accounting).
  */
 export class QemuCpuMeter {
   private readonly samples: ProcSample[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
 
   private constructor(
     readonly pid: number,
+    private readonly host: HostAccess,
     private readonly ticksPerSecond: number,
     private readonly keepSeries: boolean,
   ) {}
 
   static async start(
     pid: number,
-    opts: { intervalMs?: number; series?: boolean } = {},
+    opts: { intervalMs?: number; series?: boolean; host?: HostAccess } = {},
   ): Promise<QemuCpuMeter> {
-    const meter = new QemuCpuMeter(pid, await clockTicksPerSecond(), opts.series ?? false);
-    meter.take();
-    meter.timer = setInterval(() => meter.take(), opts.intervalMs ?? 1000);
+    const host = opts.host ?? LOCAL_HOST;
+    const tps = host.local ? await clockTicksPerSecond() : await hostTicksPerSecond(host);
+    const meter = new QemuCpuMeter(pid, host, tps, opts.series ?? false);
+    await meter.take();
+    meter.timer = setInterval(() => {
+      // A slow host skips a beat rather than piling up reads.
+      if (!meter.inFlight) meter.inFlight = meter.take().finally(() => (meter.inFlight = undefined));
+    }, opts.intervalMs ?? 1000);
     return meter;
   }
 
-  private take(): void {
-    const s = sampleProcess(this.pid, this.ticksPerSecond);
+  private async take(): Promise<void> {
+    const s = this.host.local
+      ? sampleProcess(this.pid, this.ticksPerSecond)
+      : await sampleProcessOn(this.host, this.pid, this.ticksPerSecond);
     if (s) this.samples.push(s);
   }
 
   /** Takes the closing sample and accounts the window. */
-  stop(): CpuWindow {
+  async stop(): Promise<CpuWindow> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.take();
+    const closing = this.take();
+    await this.inFlight?.catch(() => undefined);
+    await closing;
+    this.samples.sort((a, b) => a.atMs - b.atMs);
     const w = accountWindow(this.pid, this.samples);
     if (this.keepSeries) w.series = seriesOf(this.pid, this.samples);
     return w;
@@ -236,18 +430,19 @@ export class QemuCpuMeter {
 /**
  * CPU of a host process and all its descendants (fio forks one process per job): utime+stime of every
  * live process in the tree plus cutime+cstime of each (children it already reaped). Used for the
- * host baseline, where the "hypervisor" cost is fio's own.
+ * host baseline, where the "hypervisor" cost is fio's own. `stats` are /proc/PID/stat texts by pid.
  */
-export function processTreeNs(rootPid: number, ticksPerSecond: number): number | undefined {
+export function treeNsOf(
+  stats: Iterable<[number, string]>,
+  rootPid: number,
+  ticksPerSecond: number,
+): number | undefined {
   const parentOf = new Map<number, number>();
   const ticksOf = new Map<number, number>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const text = readText(`/proc/${name}/stat`);
-    if (!text) continue;
+  for (const [pid, text] of stats) {
     const s = parseProcStat(text);
-    parentOf.set(Number(name), s.ppid);
-    ticksOf.set(Number(name), s.ticks + s.childTicks);
+    parentOf.set(pid, s.ppid);
+    ticksOf.set(pid, s.ticks + s.childTicks);
   }
   if (!ticksOf.has(rootPid)) return undefined;
   const inTree = (pid: number): boolean => {
@@ -263,37 +458,69 @@ export function processTreeNs(rootPid: number, ticksPerSecond: number): number |
   return (ticks * 1e9) / ticksPerSecond;
 }
 
+/** Every process's /proc/PID/stat on a host (this machine read directly; another in one command). */
+async function allProcStats(host: HostAccess): Promise<{ stats: Array<[number, string]>; atMs?: number }> {
+  const stats: Array<[number, string]> = [];
+  if (host.local) {
+    for (const name of readdirSync('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      const text = readText(`/proc/${name}/stat`);
+      if (text) stats.push([Number(name), text]);
+    }
+    return { stats };
+  }
+  const files = parseGrepDump(await ProcReaderSession.of(host).request('all'));
+  for (const [path, stat] of files) {
+    const m = /^\/proc\/(\d+)\/stat$/.exec(path);
+    if (m) stats.push([Number(m[1]), stat]);
+  }
+  return { stats, atMs: remoteTimeMs(files) };
+}
+
 /** Samples a process tree every intervalMs; stop() returns CPU seconds between the first and last sample. */
 export class TreeCpuMeter {
   private first: { atMs: number; ns: number } | undefined;
   private last: { atMs: number; ns: number } | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
 
   private constructor(
     readonly pid: number,
+    private readonly host: HostAccess,
     private readonly ticksPerSecond: number,
   ) {}
 
-  static async start(pid: number, intervalMs = 250): Promise<TreeCpuMeter> {
-    const meter = new TreeCpuMeter(pid, await clockTicksPerSecond());
-    meter.take();
-    meter.timer = setInterval(() => meter.take(), intervalMs);
+  static async start(
+    pid: number,
+    opts: { intervalMs?: number; host?: HostAccess } = {},
+  ): Promise<TreeCpuMeter> {
+    const host = opts.host ?? LOCAL_HOST;
+    const tps = host.local ? await clockTicksPerSecond() : await hostTicksPerSecond(host);
+    const meter = new TreeCpuMeter(pid, host, tps);
+    await meter.take();
+    meter.timer = setInterval(() => {
+      if (!meter.inFlight) meter.inFlight = meter.take().finally(() => (meter.inFlight = undefined));
+    }, opts.intervalMs ?? 250);
     return meter;
   }
 
-  private take(): void {
-    const ns = processTreeNs(this.pid, this.ticksPerSecond);
+  private async take(): Promise<void> {
+    const t0 = performance.now();
+    const { stats, atMs } = await allProcStats(this.host);
+    const ns = treeNsOf(stats, this.pid, this.ticksPerSecond);
     if (ns === undefined) return;
-    const s = { atMs: performance.now(), ns };
+    const s = { atMs: atMs ?? t0, ns };
     if (!this.first) this.first = s;
-    this.last = s;
+    if (!this.last || s.atMs > this.last.atMs) this.last = s;
   }
 
   /** CPU seconds and window seconds; undefined when the process was never seen twice. */
-  stop(): { seconds: number; totalS: number } | undefined {
+  async stop(): Promise<{ seconds: number; totalS: number } | undefined> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.take();
+    const closing = this.take();
+    await this.inFlight?.catch(() => undefined);
+    await closing;
     if (!this.first || !this.last || this.last === this.first) return undefined;
     return {
       seconds: (this.last.atMs - this.first.atMs) / 1000,

@@ -1,4 +1,5 @@
 import type { BootRequest, VmBackend } from '../guest/vm.js';
+import { LOCAL_HOST } from '../host/access.js';
 import { errorMessage } from '../util/errors.js';
 import type { QemuVm } from './vm.js';
 
@@ -9,6 +10,7 @@ import type { QemuVm } from './vm.js';
 export function qemuBackend(): VmBackend<QemuVm> {
   return {
     isLocal: true,
+    access: LOCAL_HOST,
     reach: async () => undefined,
     facts: async () => {
       try {

@@ -14,6 +14,8 @@ export interface ReportRun {
   acceleratorReason?: string;
   hostFacts: Record<string, unknown>;
   hostName?: string;
+  /** Each host's own facts, by host name, for runs over several hosts (shown side by side). */
+  factsByHost?: Record<string, Record<string, unknown>>;
   study?: Study;
   variants: Variant[];
   /** Results imported from elsewhere (`kvmio import fio`): figures without a VM configuration. */
@@ -46,7 +48,7 @@ export interface ReportStore {
   metricRows(runId: string): MetricRow[];
   variants?(runId: string): Variant[];
   failures?(runId: string): unknown[];
-  hosts?(runId: string): { name: string }[];
+  hosts?(runId: string): { name: string; facts?: Record<string, unknown> }[];
 }
 
 /** Builds the report input from the store; `latest` resolves to the newest run. */
@@ -66,8 +68,11 @@ export function loadReportData(store: ReportStore, runIds: readonly string[]): R
     if (seen.has(id)) continue; // "latest" and its id named together
     seen.add(id);
     const variants = store.variants?.(id) ?? [];
-    const hostName = store.hosts?.(id)[0]?.name;
-    runs.push(runFromMeta(hostName ? { hostName, ...meta } : meta, variants));
+    const hosts = store.hosts?.(id) ?? [];
+    const hostName = hosts[0]?.name;
+    const run = runFromMeta(hostName ? { hostName, ...meta } : meta, variants);
+    if (hosts.length > 1) run.factsByHost = Object.fromEntries(hosts.map((h) => [h.name, h.facts ?? {}]));
+    runs.push(run);
     for (const row of store.metricRows(id)) rows.push(row);
     for (const f of store.failures?.(id) ?? [])
       failures.push(failureFromRecord(id, f as Record<string, unknown>));
@@ -118,7 +123,14 @@ function perHostAggregate(data: ReportData): ReportData {
       runs.push(run);
       continue;
     }
-    for (const host of hosts) runs.push({ ...run, id: `${run.id}@${host}`, label: host, hostName: host });
+    for (const host of hosts)
+      runs.push({
+        ...run,
+        id: `${run.id}@${host}`,
+        label: host,
+        hostName: host,
+        hostFacts: run.factsByHost?.[host] ?? run.hostFacts,
+      });
     for (const r of rows) if (r.run === run.id) r.run = `${run.id}@${r.host}`;
     for (const f of data.failures) if (f.run === run.id && f.host) f.run = `${run.id}@${f.host}`;
   }

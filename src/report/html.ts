@@ -95,7 +95,15 @@ export function reportHtml(data: ReportData, charts: RenderedChart[], conclusion
         cpu?: { model?: string; logicalCpus?: number };
         qemu?: { version?: string };
         fio?: { version?: string };
+        libvirtHost?: { libvirt?: string };
+        remote?: unknown;
+        unmeasured?: unknown;
+        failed?: unknown;
       };
+      // A host kvmio could not measure fully says so here, next to the charts it is missing from.
+      const missing = Array.isArray(facts.unmeasured)
+        ? facts.unmeasured.map((m) => `<strong>${escapeHtml(String(m))}</strong>`)
+        : [];
       const bits = [
         `run <code>${escapeHtml(r.id)}</code>`,
         escapeHtml(r.name),
@@ -107,6 +115,10 @@ export function reportHtml(data: ReportData, charts: RenderedChart[], conclusion
         facts.kernel ? `kernel ${escapeHtml(facts.kernel)}` : '',
         facts.qemu?.version ? `QEMU ${escapeHtml(facts.qemu.version)}` : '',
         facts.fio?.version ? `fio ${escapeHtml(facts.fio.version.replace(/^fio-/, ''))}` : '',
+        facts.libvirtHost?.libvirt ? `libvirt ${escapeHtml(facts.libvirtHost.libvirt)}` : '',
+        typeof facts.remote === 'string' ? `reached as ${escapeHtml(facts.remote)}` : '',
+        typeof facts.failed === 'string' ? `<strong>host failed: ${escapeHtml(facts.failed)}</strong>` : '',
+        ...missing,
         r.started ? escapeHtml(r.started) : '',
       ].filter(Boolean);
       return `<li>${bits.join(' · ')}</li>`;

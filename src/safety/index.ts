@@ -2,3 +2,4 @@
 export { type PrepareOptions, prepareDiskFile } from './disk.js';
 export { type GuardOptions, guardTarget, type TargetInfo } from './guard.js';
 export { lockDisk } from './lock.js';
+export { prepareDiskOn } from './remote.js';

@@ -13,6 +13,8 @@ import { cacheDir } from '../util/paths.js';
  */
 
 interface Entry {
+  /** The host (its SSH destination) for files kvmio created on another host; absent for this machine's. */
+  host?: string;
   path: string;
   dev: string;
   ino: string;
@@ -56,6 +58,7 @@ function matches(e: Entry, id: Pick<Entry, 'dev' | 'ino' | 'birthNs'>): boolean 
 }
 
 function stillExists(e: Entry): boolean {
+  if (e.host !== undefined) return true; // another host's file: only that host can tell
   try {
     return matches(e, identity(e.path));
   } catch {
@@ -66,13 +69,35 @@ function stillExists(e: Entry): boolean {
 /** True when the existing regular file at `path` is one kvmio created. */
 export function isKvmioFile(path: string): boolean {
   const id = identity(path);
-  return load().some((e) => matches(e, id));
+  return load().some((e) => e.host === undefined && matches(e, id));
 }
 
 /** Records a file kvmio has just created (or resized); forgets entries whose file is gone. */
 export function recordKvmioFile(path: string, sizeBytes: number): void {
   const id = identity(path);
-  const kept = load().filter((e) => !matches(e, id) && stillExists(e));
+  const kept = load().filter((e) => !(e.host === undefined && matches(e, id)) && stillExists(e));
   kept.push({ path, ...id, sizeBytes, createdAt: new Date().toISOString() });
+  save(kept);
+}
+
+type Identity = Pick<Entry, 'dev' | 'ino' | 'birthNs'>;
+
+/** True when the file at `path` on another host (identity read there) is one kvmio created there. */
+export function isKvmioFileOn(host: string, path: string, id: Identity): boolean {
+  return load().some((e) => e.host === host && e.path === path && matches(e, id));
+}
+
+/** Records a file kvmio has just created (or resized) on another host. */
+export function recordKvmioFileOn(host: string, path: string, id: Identity, sizeBytes: number): void {
+  const kept = load().filter((e) => !(e.host === host && e.path === path) && stillExists(e));
+  kept.push({
+    host,
+    path,
+    dev: id.dev,
+    ino: id.ino,
+    birthNs: id.birthNs,
+    sizeBytes,
+    createdAt: new Date().toISOString(),
+  });
   save(kept);
 }

@@ -16,6 +16,8 @@ export interface RunOptions {
   allowFailure?: boolean;
   /** Called with the child's pid once it is spawned (to measure its CPU while it runs). */
   onSpawn?: (pid: number) => void;
+  /** Called with each chunk of stdout as it arrives (stdout is still returned whole). */
+  onStdout?: (chunk: string) => void;
 }
 
 export interface RunResult {
@@ -67,7 +69,10 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
             timedOut = true;
             killTree(child);
           }, opts.timeoutMs);
-    child.stdout?.on('data', (d: Buffer) => out.push(d));
+    child.stdout?.on('data', (d: Buffer) => {
+      out.push(d);
+      opts.onStdout?.(d.toString('utf8'));
+    });
     child.stderr?.on('data', (d: Buffer) => err.push(d));
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (timer) clearTimeout(timer);

@@ -134,8 +134,8 @@ export async function runFioClients(
       async () => {
         const meters = await Promise.all((vms ?? []).map((vm) => startGuestMeters(vm, ctx.series)));
         return {
-          stop: () => {
-            windows = meters.map((m) => m.stop());
+          stop: async () => {
+            windows = await Promise.all(meters.map((m) => m.stop()));
             return {};
           },
           cancel: () => {

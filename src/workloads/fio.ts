@@ -1,6 +1,7 @@
+import { type HostAccess, LOCAL_HOST } from '../host/access.js';
 import type { FioWorkload } from '../study/types.js';
 import { PointFailure } from '../util/errors.js';
-import { run } from '../util/proc.js';
+import type { RunResult } from '../util/proc.js';
 import { formatSizeForTool } from '../util/units.js';
 import { type FioJob, fioJobMetrics, fioJobThroughput, parseFioJson, singleJob } from './fio-json.js';
 import { guestRun, guestTry } from './guest-cmd.js';
@@ -51,6 +52,62 @@ export function fioArgv(spec: FioJobSpec, filename: string): string[] {
   return argv;
 }
 
+/**
+ * fio on a host, measured over its window by the CPU of fio's process tree on that host. On another
+ * host the command is wrapped so that it first prints its pid (a fixed script; fio's argv follows as
+ * the script's arguments, quoted by the host access), which the meter needs while fio runs.
+ */
+async function runHostFio(
+  host: HostAccess,
+  argv: string[],
+  timeoutMs: number,
+  rampMs: number,
+  lengthMs: number,
+): Promise<{ result: RunResult; window?: MeasuredWindow; pid?: number }> {
+  let pid: number | undefined;
+  let head = '';
+  const wrapped = host.local ? argv : ['sh', '-c', 'echo "$$"; exec "$@"', 'kvmio-fio', ...argv];
+  const onStdout = host.local
+    ? undefined
+    : (chunk: string) => {
+        if (pid !== undefined) return;
+        head += chunk;
+        const line = /^(\d+)\n/.exec(head);
+        if (line) pid = Number(line[1]);
+      };
+  let started: () => void = () => undefined;
+  const fioStarted = new Promise<void>((resolve) => {
+    started = resolve;
+  });
+  const work = host.run(wrapped, {
+    timeoutMs,
+    allowFailure: true,
+    ...(host.local
+      ? { onSpawn: (p: number) => (pid = p) }
+      : {
+          onStdout: (chunk: string) => {
+            onStdout?.(chunk);
+            if (pid !== undefined) started();
+          },
+        }),
+  });
+  // A remote login takes its time (the user's shell start-up): the window counts from fio's start.
+  if (!host.local)
+    await Promise.race([
+      fioStarted,
+      work.then(
+        () => undefined,
+        () => undefined,
+      ),
+    ]);
+  const { result, window } = await duringWindow(work, rampMs, lengthMs, () => {
+    if (pid === undefined) throw new Error('fio did not start');
+    return startHostMeters(pid, host);
+  });
+  if (!host.local) result.stdout = result.stdout.replace(/^\d+\n/, '');
+  return { result, window, pid };
+}
+
 /** Time a single fio run may take: its ramp and runtime, plus fio start-up and layout under emulation. */
 export function fioRunTimeoutMs(spec: Pick<FioJobSpec, 'runtimeSeconds' | 'rampSeconds'>): number {
   return (2 * (spec.runtimeSeconds + spec.rampSeconds) + 120) * 1000;
@@ -95,17 +152,18 @@ export async function runFioJob(
     await guestTry(vm, ['rm', '-f', outFile]);
   } else {
     argv = fioArgv(spec, target.diskPath);
-    ctx.log(`host: ${argv.join(' ')}`);
-    let pid: number | undefined;
-    const work = run(argv, { timeoutMs, allowFailure: true, onSpawn: (p) => (pid = p) });
-    const { result, window } = await duringWindow(work, rampMs, lengthMs, () => {
-      if (pid === undefined) throw new Error('fio did not start');
-      return startHostMeters(pid);
-    });
+    const host = target.host ?? LOCAL_HOST;
+    ctx.log(`host${host.local ? '' : ` ${host.label}`}: ${argv.join(' ')}`);
+    const { result, window, pid } = await runHostFio(host, argv, timeoutMs, rampMs, lengthMs);
     if (result.code !== 0 || result.timedOut) {
+      // A timed-out ssh session leaves its command running on the host: end it there.
+      if (result.timedOut && !host.local && pid !== undefined)
+        await host
+          .run(['kill', '-KILL', String(pid)], { allowFailure: true, timeoutMs: 10_000 })
+          .catch(() => undefined);
       const tail = (result.stderr || result.stdout).trim().split('\n').slice(-8).join('\n');
       throw new PointFailure(
-        `on the host, ${argv.join(' ')} ${result.timedOut ? 'timed out' : `exited with ${result.code}`}:\n${tail}`,
+        `on ${host.local ? 'the host' : host.label}, ${argv.join(' ')} ${result.timedOut ? 'timed out' : `exited with ${result.code}`}:\n${tail}`,
         {
           stderrTail: tail,
         },

@@ -1,16 +1,18 @@
 import type { GuestVm } from '../guest/vm.js';
+import type { HostAccess } from '../host/access.js';
 import type { MetricValue, Step } from '../study/results.js';
 
 export type { MetricValue };
 
 /**
- * Where a workload runs: inside a guest, on the host against the same disk (the "host" baseline), or on
+ * Where a workload runs: inside a guest, on the host against the same disk (the "host" baseline; `host`
+ * is how to reach that host, this machine when absent), or on
  * several guests at once through fio client/server (fio workloads; `server` is the host address
  * forwarded to the guest's fio server port, FIO_SERVER_PORT).
  */
 export type WorkloadTarget =
   | { kind: 'guest'; vm: GuestVm }
-  | { kind: 'host'; diskPath: string }
+  | { kind: 'host'; diskPath: string; host?: HostAccess }
   | { kind: 'guests'; guests: Array<{ vm: GuestVm; server: { host: string; port: number } }> };
 
 export interface StepResult {

@@ -1,4 +1,5 @@
 import type { GuestVm } from '../guest/vm.js';
+import { type HostAccess, LOCAL_HOST } from '../host/access.js';
 import {
   type CpuWindow,
   cpuEfficiency,
@@ -23,26 +24,29 @@ export interface MeasuredWindow {
 }
 
 export interface WindowMeter {
-  stop(): MeasuredWindow;
+  stop(): Promise<MeasuredWindow>;
   cancel(): void;
 }
 
 export async function startGuestMeters(vm: GuestVm, series: boolean): Promise<WindowMeter> {
-  const cpu = await QemuCpuMeter.start(vm.qemuPid(), { series });
+  // QEMU on another host is sampled there, over that host's connection.
+  // Where kvmio cannot reach the host, the window has no CPU figures (the host's facts say why).
+  const where = vm.qemuHost ? await vm.qemuHost() : { pid: vm.qemuPid(), host: LOCAL_HOST };
+  const cpu = where && (await QemuCpuMeter.start(where.pid, { series, host: where.host }));
   const probe = ResponsivenessProbe.start(vm);
   return {
-    stop: () => ({ probe: probe.stop(), cpu: cpu.stop() }),
+    stop: async () => ({ probe: probe.stop(), ...(cpu ? { cpu: await cpu.stop() } : {}) }),
     cancel: () => {
       probe.stop();
-      cpu.cancel();
+      cpu?.cancel();
     },
   };
 }
 
-export async function startHostMeters(pid: number): Promise<WindowMeter> {
-  const tree = await TreeCpuMeter.start(pid);
+export async function startHostMeters(pid: number, host: HostAccess = LOCAL_HOST): Promise<WindowMeter> {
+  const tree = await TreeCpuMeter.start(pid, { host });
   return {
-    stop: () => ({ hostCpu: tree.stop() }),
+    stop: async () => ({ hostCpu: await tree.stop() }),
     cancel: () => tree.cancel(),
   };
 }
@@ -111,7 +115,7 @@ export async function duringWindow<T>(
       const length = delay(lengthMs);
       await Promise.race([length.done, settled]);
       length.cancel();
-      window = meter.stop();
+      window = await meter.stop();
     } catch (err) {
       meter?.cancel();
       await work; // the tool's own failure explains more than the meter's

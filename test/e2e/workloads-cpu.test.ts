@@ -58,7 +58,7 @@ test('per-class CPU of a spinning TCG guest adds up to /proc/PID/stat of the who
   const innerStart = processTicks(pid);
   await sleep(2500);
   const innerEnd = processTicks(pid);
-  const w = meter.stop();
+  const w = await meter.stop();
   const outerEnd = processTicks(pid);
 
   const classSum = THREAD_CLASSES.reduce((s, c) => s + w.byClass[c], 0);

@@ -33,6 +33,8 @@ export interface Script {
 
 export class FakeBackend implements VmBackend<FakeVm> {
   readonly isLocal = true;
+  /** No host behind it: nothing runs on a host of its own. */
+  readonly access = undefined;
   boots = 0;
   fioRuns = 0;
   verified = 0;

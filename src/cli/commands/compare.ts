@@ -9,8 +9,8 @@ export function registerCompare(program: Command): void {
     program
       .command('compare')
       .description('compare two runs: the figures both measured, their means, the change and a verdict')
-      .argument('<runA>', 'reference run id (or "latest")')
-      .argument('<runB>', 'candidate run id (or "latest")')
+      .argument('<runA>', 'reference run id (or "latest"); RUN@HOST for one host of a run')
+      .argument('<runB>', 'candidate run id (or "latest"); RUN@HOST for one host of a run')
       .option(
         '--all',
         'every shared metric, not only the key ones (IOPS, bandwidth, latency, CPU, TPS, rsync time)',
@@ -19,8 +19,13 @@ export function registerCompare(program: Command): void {
   ).action((runA: string, runB: string, flags: { db: string; all?: boolean; json?: boolean }) => {
     const store = Store.open(flags.db, { readonly: true });
     try {
-      const a = store.requireRun(runA).id;
-      const b = store.requireRun(runB).id;
+      // RUN@HOST names one host of a run: hosts of one run compare like runs.
+      const withHost = (ref: string) => {
+        const at = ref.lastIndexOf('@');
+        return at > 0 ? `${store.requireRun(ref.slice(0, at)).id}${ref.slice(at)}` : store.requireRun(ref).id;
+      };
+      const a = withHost(runA);
+      const b = withHost(runB);
       const lines = compareRuns(store, a, b, { all: flags.all });
       if (flags.json) return printJson(lines);
       process.stdout.write(`${formatComparison(lines, a, b)}\n`);
