@@ -3,12 +3,23 @@ import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { FONT } from './specs.js';
 
-/** Vega-Lite → Vega → SVG, headless (no canvas: renderer 'none', text measured by estimate). */
+/**
+ * Vega-Lite → Vega → SVG, headless (no canvas: renderer 'none', text measured by estimate). Vega
+ * logs a failing dataflow operator and still returns an SVG without the marks: such an error rejects.
+ */
 export async function specToSvg(spec: object): Promise<string> {
   const vgSpec = compile(spec as TopLevelSpec).spec;
-  const view = new vega.View(vega.parse(vgSpec), { renderer: 'none' });
+  const errors: unknown[] = [];
+  const logger = vega.logger(vega.Error);
+  logger.error = (...args: readonly unknown[]) => {
+    errors.push(args.at(-1));
+    return logger;
+  };
+  const view = new vega.View(vega.parse(vgSpec), { renderer: 'none', logger });
   try {
-    return await view.toSVG();
+    const svg = await view.toSVG();
+    if (errors.length > 0) throw errors[0] instanceof Error ? errors[0] : new Error(String(errors[0]));
+    return svg;
   } finally {
     view.finalize();
   }

@@ -1,4 +1,11 @@
-/** Vega-Lite spec builders shared by every chart: grouped bars, stacked bars, lines; all with 95% CI bars. */
+/**
+ * Vega-Lite spec builders shared by every chart: grouped bars, stacked bars, lines; all with 95% CI bars.
+ *
+ * Names (variants, workloads) come from stores someone else made and may be `valueOf`, `constructor`
+ * or `__proto__`: vega-lite turns a `sort` array into an object keyed by the names, and vega's stack
+ * transform groups in a plain object, so both break on such names. Order is therefore given by scale
+ * domains only, and stacks are laid out here.
+ */
 
 export const FONT = 'DejaVu Sans';
 const WIDTH = 560;
@@ -69,7 +76,7 @@ export function groupedBarSpec(
   t: { title: string; subtitle?: string; yTitle: string },
 ): object {
   const x = { field: 'group', type: 'nominal', title: null, axis: { labelAngle: 0 }, sort: null };
-  const xOffset = { field: 'label', type: 'nominal', sort: colors.domain, scale: { domain: colors.domain } };
+  const xOffset = { field: 'label', type: 'nominal', scale: { domain: colors.domain } };
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: title(t.title, t.subtitle),
@@ -83,7 +90,7 @@ export function groupedBarSpec(
           x,
           xOffset,
           y: { field: 'mean', type: 'quantitative', title: t.yTitle, scale: yScale(data.map((d) => d.mean)) },
-          color: { field: 'label', type: 'nominal', title: null, scale: colors, sort: colors.domain },
+          color: { field: 'label', type: 'nominal', title: null, scale: colors },
         },
       },
       {
@@ -112,9 +119,21 @@ export function stackedBarSpec(
     field: 'label',
     type: 'nominal',
     title: null,
-    sort: labels,
+    scale: { domain: labels },
     axis: { labelAngle: -25, labelLimit: 400 },
   };
+  // The stack is laid out here, not by vega's stack transform: that groups a stack by its x value in
+  // a plain object, where a label such as `valueOf` finds Object.prototype's member.
+  const order = (part: string) => parts.domain.indexOf(part);
+  const tops = new Map<string, number>();
+  const placed = data
+    .filter((d) => Number.isFinite(d.value))
+    .sort((a, b) => order(a.part) - order(b.part))
+    .map((d) => {
+      const start = tops.get(d.label) ?? 0;
+      tops.set(d.label, start + d.value);
+      return { ...d, start, end: start + d.value };
+    });
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: title(t.title, t.subtitle),
@@ -122,19 +141,18 @@ export function stackedBarSpec(
     height: HEIGHT,
     layer: [
       {
-        data: { values: data },
+        data: { values: placed },
         mark: { type: 'bar' },
         encoding: {
           x,
           y: {
-            field: 'value',
+            field: 'start',
             type: 'quantitative',
             title: t.yTitle,
-            stack: 'zero',
             scale: yScale(totals.map((d) => d.mean)),
           },
-          color: { field: 'part', type: 'nominal', title: 'QEMU thread', scale: parts, sort: parts.domain },
-          order: { field: 'partIndex', type: 'quantitative' },
+          y2: { field: 'end' },
+          color: { field: 'part', type: 'nominal', title: 'QEMU thread', scale: parts },
         },
       },
       {
@@ -160,7 +178,7 @@ export function lineSpec(
     title: t.xTitle,
     ...(xType === 'ordinal' ? { axis: { labelAngle: 0 } } : {}),
   };
-  const color = { field: 'label', type: 'nominal', title: null, scale: colors, sort: colors.domain };
+  const color = { field: 'label', type: 'nominal', title: null, scale: colors };
   const hasDash = data.some((d) => d.dash !== undefined);
   const dash = hasDash ? { strokeDash: { field: 'dash', type: 'nominal', title: null } } : {};
   return {
