@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { MetricRow } from '../study/results.js';
 import type { Study, Variant } from '../study/types.js';
-import { UserError } from '../util/errors.js';
+import { errorMessage, UserError } from '../util/errors.js';
 import { migrate, newerSchema, SCHEMA_VERSION, STORE_TABLES } from './schema.js';
 
 /**
@@ -305,13 +305,28 @@ const SQLITE_STATEMENT_METHODS = ['all', 'get', 'run', 'iterate'] as const;
 /**
  * SQLite finds some damage only when a page is read, long after the store opened: every statement of
  * the store turns such a failure into one line naming the file (storeError), wherever it happens.
+ * SQLITE_ERROR is also what a wrong statement of kvmio's own gives: it is the file's fault only when
+ * the store, checked again, is damaged or no longer a store this kvmio reads; otherwise it stays an
+ * internal error.
  */
 function guardSqlite(db: Database.Database, path: string): void {
+  let checking = false;
+  const storeFault = (err: unknown): unknown => {
+    checking = true;
+    try {
+      checkStore(db, path);
+      return err;
+    } catch (fault) {
+      return fault instanceof UserError ? fault : damaged(path, errorMessage(fault));
+    } finally {
+      checking = false;
+    }
+  };
   const translate = (err: unknown): unknown => {
     const code = (err as { code?: unknown }).code;
-    return typeof code === 'string' && /^SQLITE_(CORRUPT|NOTADB|ERROR)/.test(code)
-      ? storeError(err, path)
-      : err;
+    if (checking || typeof code !== 'string') return err;
+    if (/^SQLITE_(CORRUPT|NOTADB)/.test(code)) return storeError(err, path);
+    return code === 'SQLITE_ERROR' ? storeFault(err) : err;
   };
   const prepare = db.prepare.bind(db);
   db.prepare = ((sql: string) => {
