@@ -470,6 +470,7 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
         );
     }
     const needsVm = plan.points.some((p) => p.variantId !== HOST_VARIANT_ID);
+    if (needsVm) for (const h of hosts) await h.backend.checkDisk?.(h.study);
     const accel: AccelChoice =
       opts.accelerator ??
       (needsVm ? await chooseAccelerator() : { accel: 'tcg', reason: 'no VM in this plan' });

@@ -88,6 +88,11 @@ export interface VmBackend<V extends GuestVm = GuestVm> {
   reach(): Promise<void>;
   /** Facts about the host for the run's provenance; never throws for missing facts. */
   facts(): Promise<Record<string, unknown>>;
+  /**
+   * Refuses (UserError) before any boot what every boot on this host would fail on, such as a disk
+   * directory the host's QEMU cannot enter; absent where there is nothing to check.
+   */
+  checkDisk?(study: Study): Promise<void>;
   /** Readies the host for boots (the guest image where the backend needs it); idempotent. */
   stage(log: (line: string) => void): Promise<void>;
   /** Boots a guest for the variant; resolves once it answers and its live config is verified. */

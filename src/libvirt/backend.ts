@@ -51,6 +51,10 @@ export function libvirtBackend(
       }
       return facts;
     },
+    checkDisk: async (study) => {
+      const { checkQemuCanReach } = await import('./dac.js');
+      await checkQemuCanReach(new Virsh(host.uri), study.disk.path, study.source);
+    },
     stage: async (log) => {
       if (staged) return;
       const [{ ensureGuest }, { stageGuest }] = await Promise.all([

@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../guest/agent-protocol.js';
 import { GUEST_KERNEL_CMDLINE } from '../guest/build.js';
 import { findTestDisks, waitTestDisksGone } from '../guest/disks.js';
@@ -9,9 +9,10 @@ import { type HostAccess, hostAccessFor } from '../host/access.js';
 import { aioModeProblems } from '../qemu/verify.js';
 import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
 import type { DiskSpec, Study, Variant } from '../study/types.js';
-import { PointFailure, UserError } from '../util/errors.js';
+import { PointFailure } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, processAlive, sleep, waitFor } from '../util/proc.js';
+import { checkQemuCanReach } from './dac.js';
 import type { TestDeviceLayout } from './domain.js';
 import { libvirtForwardPort } from './forward.js';
 import { ensureNetwork, guestAddress } from './network.js';
@@ -79,7 +80,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   const stack = opts.stack ?? (await libvirtStack(virsh));
   opts = { ...opts, stack };
   const diskPath = opts.disk?.path ?? opts.study.disk.path;
-  if (virsh.isLocal) checkReachable(diskPath, opts.study.source);
+  await checkQemuCanReach(virsh, diskPath, opts.study.source);
   // libvirt's log directory exists on every libvirt host and is readable by root.
   const consoleLog = `/var/log/libvirt/qemu/${opts.name}-console.log`;
   const owner = { host: hostname(), pid: process.pid };
@@ -169,26 +170,6 @@ function readFrom(path: string, offset: number): string | undefined {
     return data.subarray(data.length >= offset ? offset : 0).toString('utf8');
   } catch {
     return undefined;
-  }
-}
-
-/**
- * libvirt hands the test disk to QEMU's unprivileged user (it relabels the file itself, not its
- * directories): every directory above it must be searchable by others, or QEMU fails with a bare EACCES.
- */
-function checkReachable(path: string, source: string): void {
-  for (let dir = dirname(path); dir !== '/'; dir = dirname(dir)) {
-    let mode: number;
-    try {
-      mode = statSync(dir).mode;
-    } catch {
-      return; // a missing directory is reported by whoever creates the disk
-    }
-    if ((mode & 0o001) === 0) {
-      throw new UserError(
-        `${source}: disk.path ${path}: libvirt's QEMU runs as an unprivileged user and cannot enter ${dir}; put the disk under /var/tmp, /var/lib/kvmio or another directory others can search (chmod o+x)`,
-      );
-    }
   }
 }
 
