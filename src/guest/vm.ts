@@ -44,6 +44,11 @@ export interface GuestVm {
    * QEMU here.
    */
   qemuHost?(): Promise<{ pid: number; host: HostAccess } | undefined>;
+  /**
+   * Read and write requests QEMU has completed on the VM's block devices so far (query-blockstats):
+   * how the host sees when a workload's I/O begins.
+   */
+  blockRequests?(): Promise<number>;
   /** Round trip of a no-op through the monitor and through the guest agent, milliseconds. */
   ping(): Promise<{ monitorMs: number; agentMs: number }>;
   /** Whether `next` can replace the current variant without a reboot (disk knobs only). */

@@ -6,6 +6,7 @@ import { GUEST_KERNEL_CMDLINE } from '../guest/build.js';
 import { findTestDisks, waitTestDisksGone } from '../guest/disks.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import { type HostAccess, hostAccessFor } from '../host/access.js';
+import { blockRequests } from '../qemu/blockstats.js';
 import { aioModeProblems } from '../qemu/verify.js';
 import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
 import type { DiskSpec, Study, Variant } from '../study/types.js';
@@ -391,6 +392,10 @@ class LibvirtGuest implements LibvirtVm {
   }
 
   /** Round trips through virsh: they include starting virsh and connecting (tens of ms), not only QEMU. */
+  async blockRequests(): Promise<number> {
+    return blockRequests(await this.virsh.monitor(this.name, 'query-blockstats'));
+  }
+
   async ping(): Promise<{ monitorMs: number; agentMs: number }> {
     let t = performance.now();
     await this.virsh.monitor(this.name, 'query-status');

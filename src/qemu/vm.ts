@@ -28,6 +28,7 @@ import {
   variantDiskPaths,
 } from './argv.js';
 import { qemuBinary } from './binary.js';
+import { blockRequests } from './blockstats.js';
 import { type QemuCapabilities, qemuCapabilities } from './capabilities.js';
 import { applyPinning } from './pinning.js';
 import { QmpClient } from './qmp.js';
@@ -263,6 +264,10 @@ export class QemuVm implements GuestVm {
   qemuPid(): number {
     if (this.child.pid === undefined) throw new Error('QEMU has no pid (did not start)');
     return this.child.pid;
+  }
+
+  async blockRequests(): Promise<number> {
+    return blockRequests(await this.qmp.execute('query-blockstats', undefined, { timeoutMs: 10_000 }));
   }
 
   ping(): Promise<{ monitorMs: number; agentMs: number }> {

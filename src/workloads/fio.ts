@@ -145,8 +145,20 @@ export async function runFioJob(
     // are the aggregate of the variant's disks.
     argv = [...fioArgv(spec, (await vm.testDisks()).join(':')), `--output=${outFile}`];
     ctx.log(`guest: ${argv.join(' ')}`);
+    // The window is timed from fio's first request as QEMU counts them, where the backend can tell.
+    const before = vm.blockRequests ? await vm.blockRequests().catch(() => undefined) : undefined;
+    const ioStarted =
+      before === undefined || !vm.blockRequests
+        ? undefined
+        : async () => ((await vm.blockRequests?.()) ?? Number.POSITIVE_INFINITY) > before;
     const work = guestRun(vm, argv, timeoutMs);
-    const { window } = await duringWindow(work, rampMs, lengthMs, () => startGuestMeters(vm, ctx.series));
+    const { window } = await duringWindow(
+      work,
+      rampMs,
+      lengthMs,
+      () => startGuestMeters(vm, ctx.series),
+      ioStarted,
+    );
     measured = window;
     text = (await vm.readFile(outFile)).toString('utf8');
     await guestTry(vm, ['rm', '-f', outFile]);

@@ -8,13 +8,14 @@ import {
   TreeCpuMeter,
 } from '../metrics/cpu.js';
 import { type ProbeSummary, probeMetrics, ResponsivenessProbe } from '../metrics/probe.js';
+import { sleep } from '../util/proc.js';
 import type { MetricValue } from './types.js';
 
 /**
  * The measured window of a run: host CPU (per QEMU thread class, or of the host fio process tree) and
  * VM responsiveness, from the end of the ramp to the end of the runtime, timed from the moment the
- * command was started. Since the command starts at or after that moment, the window lies inside the
- * tool's own measured phase as long as the tool needs less than the ramp to get going.
+ * command was started, or, where the host can see the guest's I/O begin (QEMU's block statistics),
+ * from that moment: a tool in an emulated guest can need longer than its ramp to get going.
  */
 
 export interface MeasuredWindow {
@@ -86,14 +87,47 @@ function delay(ms: number): { done: Promise<void>; cancel: () => void } {
 }
 
 /**
- * Awaits `work` while measuring the window [startAfterMs, startAfterMs + lengthMs] from now. If the work
- * ends before the window closes, the window closes then (and a failed work's error is rethrown).
+ * Waits until `ioStarted` says the work's I/O began (or the work ended). Returns when that happened,
+ * as the midpoints of the last poll that said no and of the one that said yes: the I/O began between
+ * them. Undefined when the work ended first or the question cannot be answered.
+ */
+async function waitForIo(
+  ioStarted: () => Promise<boolean>,
+  finished: () => boolean,
+): Promise<{ atMs: number; uncertaintyMs: number } | undefined> {
+  let lastNo = performance.now();
+  while (!finished()) {
+    const t0 = performance.now();
+    let yes: boolean;
+    try {
+      yes = await ioStarted();
+    } catch {
+      return undefined;
+    }
+    const mid = (t0 + performance.now()) / 2;
+    if (yes) return { atMs: mid, uncertaintyMs: mid - lastNo };
+    lastNo = mid;
+    await sleep(IO_POLL_MS);
+  }
+  return undefined;
+}
+
+const IO_POLL_MS = 100;
+
+/**
+ * Awaits `work` while measuring the window [startAfterMs, startAfterMs + lengthMs] from now, or, with
+ * `ioStarted`, from the moment the work's I/O begins (under emulation a tool in the guest can take
+ * seconds to start, and a window timed from its launch would measure the start-up instead of the I/O).
+ * The window then shrinks by how late the start was seen, so that it stays inside the measured phase.
+ * If the work ends before the window closes, the window closes then (and a failed work's error is
+ * rethrown).
  */
 export async function duringWindow<T>(
   work: Promise<T>,
   startAfterMs: number,
   lengthMs: number,
   startMeters: () => Promise<WindowMeter>,
+  ioStarted?: () => Promise<boolean>,
 ): Promise<{ result: T; window?: MeasuredWindow }> {
   let finished = false;
   const settled = work.then(
@@ -104,6 +138,11 @@ export async function duringWindow<T>(
       finished = true;
     },
   );
+  let windowMs = lengthMs;
+  if (ioStarted) {
+    const began = await waitForIo(ioStarted, () => finished);
+    if (began) windowMs = Math.max(lengthMs - began.uncertaintyMs, lengthMs / 2);
+  }
   const ramp = delay(startAfterMs);
   await Promise.race([ramp.done, settled]);
   ramp.cancel();
@@ -112,7 +151,7 @@ export async function duringWindow<T>(
     let meter: WindowMeter | undefined;
     try {
       meter = await startMeters();
-      const length = delay(lengthMs);
+      const length = delay(windowMs);
       await Promise.race([length.done, settled]);
       length.cancel();
       window = await meter.stop();
