@@ -1,7 +1,7 @@
 import { DOMParser, type Document, type Element, XMLSerializer } from '@xmldom/xmldom';
 import { parseCpuList } from '../study/cpuset.js';
 import { TEST_DISK_SERIAL } from '../study/disks.js';
-import type { Pinning, Variant } from '../study/types.js';
+import type { Pinning, Qcow2Options, Variant } from '../study/types.js';
 import { variantDisks } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 import { type Accel, type DomainOwner, diskXml, KVMIO_XMLNS, scsiControllerXml } from './xml.js';
@@ -63,6 +63,8 @@ export interface MergeOptions {
   testDisks: string[];
   diskType?: 'file' | 'block';
   iothreadVqMapping?: boolean;
+  /** The study's qcow2 settings, for qcow2 variants' test disks. */
+  qcow2?: Qcow2Options;
   pinning?: Pinning;
   owner?: DomainOwner;
   study: string;
@@ -177,6 +179,7 @@ export function mergeDomain(opts: MergeOptions): MergedDomain {
         diskType: opts.diskType,
         iothreadVqMapping: opts.iothreadVqMapping,
         index,
+        qcow2: opts.qcow2,
       }),
     );
     const dev = freeTarget(usedTargets, v.bus === 'virtio-blk' ? 'vd' : 'sd');

@@ -92,6 +92,7 @@ export async function mergeOwnDomain(req: OwnDomainRequest, scratch: string): Pr
     testDisks: testDiskPaths(req.diskPath, variantDisks(req.variant)),
     diskType: req.diskType,
     iothreadVqMapping: req.iothreadVqMapping,
+    qcow2: req.study.disk.qcow2,
     pinning: req.study.pinning,
     owner: req.owner,
     study: req.study.name,

@@ -1,7 +1,8 @@
 import { type LiveTestDisk, verifyQemu } from '../qemu/verify.js';
-import { TEST_DISK_SERIAL, testDiskPaths, testDiskSerial } from '../study/disks.js';
+import { TEST_DISK_SERIAL, testDiskSerial, variantImagePaths } from '../study/disks.js';
+import { QCOW2_DEFAULTS } from '../study/image-schema.js';
 import type { Variant } from '../study/types.js';
-import { iothreadQueues, variantDisks } from '../study/variants.js';
+import { iothreadQueues, variantDisks, variantFormat } from '../study/variants.js';
 import { PointFailure } from '../util/errors.js';
 import type { LiveContext } from './vm.js';
 import { testDiskIothread } from './xml.js';
@@ -57,7 +58,7 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
   };
   expect('live XML iothreads', live.iothreads, v.iothreads + layout.userIothreads);
   const disks = variantDisks(v);
-  const paths = testDiskPaths(ctx.diskPath, Math.max(disks, ctx.maxDisks));
+  const paths = variantImagePaths(ctx.diskPath, v, Math.max(disks, ctx.maxDisks));
   const liveDisks: LiveTestDisk[] = [];
   for (const [i, path] of paths.slice(0, disks).entries()) {
     // Disk 0 keeps the single-disk wording.
@@ -75,6 +76,7 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
       const driver = attrsOf(disk, 'driver');
       expect(`live XML disk${which} cache`, driver.cache, v.cache);
       expect(`live XML disk${which} io`, driver.io, v.aio);
+      expect(`live XML disk${which} format`, driver.type, variantFormat(v));
       expect(`live XML disk${which} bus`, attrsOf(disk, 'target').bus, blk ? 'virtio' : 'scsi');
       if (blk) {
         expect(`live XML disk${which} queues`, driver.queues, String(v.queues));
@@ -118,6 +120,7 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
         ...Array.from({ length: v.iothreads }, (_, k) => layout.iothreadBase + k + 1),
       ].map((id) => `iothread${id}`),
       absentPaths: paths.slice(disks),
+      qcow2: ctx.qcow2 ?? QCOW2_DEFAULTS,
     },
   );
   problems.push(...qemu);

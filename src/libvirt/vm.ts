@@ -9,7 +9,8 @@ import { type HostAccess, hostAccessFor } from '../host/access.js';
 import { blockRequests } from '../qemu/blockstats.js';
 import { aioModeProblems } from '../qemu/verify.js';
 import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
-import type { DiskSpec, Study, Variant } from '../study/types.js';
+import type { DiskSpec, Qcow2Options, Study, Variant } from '../study/types.js';
+import { variantFormat } from '../study/variants.js';
 import { PointFailure } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, processAlive, sleep, waitFor } from '../util/proc.js';
@@ -250,6 +251,8 @@ export interface LiveContext {
   diskPath: string;
   /** The most test disks any variant of the study has: nodes of the others must be gone. */
   maxDisks: number;
+  /** The study's qcow2 settings (qcow2 variants' images are checked against them). */
+  qcow2?: Qcow2Options;
   /** No live switch yet since the domain started. */
   fresh: boolean;
   /** Numbering of the test devices inside a user's own domain; default: the builtin guest's. */
@@ -295,6 +298,7 @@ class LibvirtGuest implements LibvirtVm {
       name: this.name,
       diskPath: this.diskPath,
       maxDisks: studyMaxDisks(this.opts.study),
+      qcow2: this.opts.study.disk.qcow2,
       fresh,
       layout: this.own?.layout,
       qemuPid: () => (this.virsh.isLocal ? this.qemuPid() : undefined),
@@ -422,6 +426,7 @@ class LibvirtGuest implements LibvirtVm {
     // A user's domain has devices of its own that live switching would have to tell apart from kvmio's.
     if (this.own) return 'a domain of your own';
     if (next.memory !== this.variant.memory) return 'memory backing';
+    if (variantFormat(next) !== variantFormat(this.variant)) return 'image format';
     // Multi-disk variants boot a VM of their own: live switching moves one test disk only.
     if ((next.disks ?? 1) > 1 || (this.variant.disks ?? 1) > 1) return 'several disks';
     if (next.iothreads > 1 && (next.disks ?? 1) === 1) {
@@ -443,6 +448,7 @@ class LibvirtGuest implements LibvirtVm {
       diskPath: this.diskPath,
       iothreadVqMapping: this.stack.iothreadVqMapping,
       scsiIothreadVqMapping: this.stack.scsiIothreadVqMapping,
+      qcow2: this.opts.study.disk.qcow2,
     });
     this.markLog();
     await this.detach(curDisk, 'disk');
@@ -470,6 +476,7 @@ class LibvirtGuest implements LibvirtVm {
         diskPath: this.diskPath,
         iothreadVqMapping: this.stack.iothreadVqMapping,
         scsiIothreadVqMapping: this.stack.scsiIothreadVqMapping,
+        qcow2: this.opts.study.disk.qcow2,
       }),
       'disk',
     );

@@ -1,7 +1,7 @@
 import { parseCpuList } from '../study/cpuset.js';
-import { studyMaxDisks, testDiskPaths, testDiskSerial } from '../study/disks.js';
-import type { CacheMode, Pinning, Study, Variant } from '../study/types.js';
-import { iothreadQueues, variantDisks } from '../study/variants.js';
+import { imagePath, studyMaxDisks, testDiskPaths, testDiskSerial } from '../study/disks.js';
+import type { CacheMode, Pinning, Qcow2Options, Study, Variant } from '../study/types.js';
+import { iothreadQueues, variantDisks, variantFormat } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 
 /**
@@ -27,8 +27,10 @@ export interface DomainOwner {
 
 export interface DiskXmlOptions {
   variant: Variant;
-  /** File or block device on the host that runs the VM. */
+  /** File or block device on the host that runs the VM (a qcow2 variant's image is beside it, PATH.qcow2). */
   diskPath: string;
+  /** The study's qcow2 settings (disk.qcow2): the metadata cache size goes into `<driver>`. */
+  qcow2?: Qcow2Options;
   /** Default: 'block' for paths under /dev/, else 'file'. */
   diskType?: 'file' | 'block';
   /** libvirt >= 10 with QEMU >= 9: one virtio-blk disk's queues spread over several iothreads. */
@@ -164,11 +166,29 @@ export function scsiControllerXml(variant: Variant, indent = '', index = 0): str
  * `<driver …/>`, or with `<iothreads>` when one disk (or controller) is spread over several
  * iothreads: each iothread with the queues it serves, as kvmio's direct backend maps them.
  */
-function driverXml(driverAttrs: string, variant: Variant, indent: string): string[] {
-  const queues = iothreadQueues(variant);
-  if (queues.length === 0) return [`${indent}<driver${driverAttrs}/>`];
+function driverXml(
+  driverAttrs: string,
+  variant: Variant,
+  indent: string,
+  opts: { qcow2?: Qcow2Options; spread?: boolean } = {},
+): string[] {
+  const { qcow2, spread = true } = opts;
+  const queues = spread ? iothreadQueues(variant) : [];
+  // libvirt's metadata_cache max_size is QEMU's cache-size of the qcow2 node (L2 + refcount caches).
+  const cacheBytes = variantFormat(variant) === 'qcow2' ? qcow2?.cacheSizeBytes : undefined;
+  const metadataCache =
+    cacheBytes === undefined
+      ? []
+      : [
+          `${indent}  <metadata_cache>`,
+          `${indent}    <max_size unit='bytes'>${cacheBytes}</max_size>`,
+          `${indent}  </metadata_cache>`,
+        ];
+  if (queues.length === 0 && metadataCache.length === 0) return [`${indent}<driver${driverAttrs}/>`];
+  if (queues.length === 0) return [`${indent}<driver${driverAttrs}>`, ...metadataCache, `${indent}</driver>`];
   return [
     `${indent}<driver${driverAttrs}>`,
+    ...metadataCache,
     `${indent}  <iothreads>`,
     ...queues.flatMap((vqs, k) => [
       `${indent}    <iothread id='${k + 1}'>`,
@@ -182,8 +202,10 @@ function driverXml(driverAttrs: string, variant: Variant, indent: string): strin
 
 /** The test disk alone (also what live attach/detach sends to libvirt). */
 export function diskXml(opts: DiskXmlOptions, indent = ''): string {
-  const { variant, diskPath } = opts;
+  const { variant } = opts;
   checkVariant(variant, opts.iothreadVqMapping, opts.scsiIothreadVqMapping);
+  const format = variantFormat(variant);
+  const diskPath = imagePath(opts.diskPath, format);
   const type = opts.diskType ?? diskTypeOf(diskPath);
   const index = opts.index ?? 0;
   const target = diskTarget(variant, index);
@@ -191,7 +213,7 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
   // virtio-scsi takes its iothread and queues on the controller, virtio-blk on the disk.
   const driver = attrs({
     name: 'qemu',
-    type: 'raw',
+    type: format,
     cache: variant.cache,
     io: variant.aio,
     iothread: blk ? testDiskIothread(variant, index) : undefined,
@@ -200,7 +222,8 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
   });
   const source =
     type === 'block' ? `<source dev='${escapeXml(diskPath)}'/>` : `<source file='${escapeXml(diskPath)}'/>`;
-  const driverLines = blk ? driverXml(driver, variant, `${indent}  `) : [`${indent}  <driver${driver}/>`];
+  // A virtio-scsi disk's iothreads are its controller's.
+  const driverLines = driverXml(driver, variant, `${indent}  `, { qcow2: opts.qcow2, spread: blk });
   return [
     `${indent}<disk type='${type}' device='disk'>`,
     ...driverLines,
@@ -305,6 +328,7 @@ export function domainXml(opts: DomainXmlOptions): string {
           iothreadVqMapping: opts.iothreadVqMapping,
           scsiIothreadVqMapping: opts.scsiIothreadVqMapping,
           index,
+          qcow2: study.disk.qcow2,
         },
         '    ',
       ),

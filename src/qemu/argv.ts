@@ -1,7 +1,8 @@
 import { join } from 'node:path';
-import { studyMaxDisks, testDiskPaths } from '../study/disks.js';
-import type { CacheMode, Study, Variant } from '../study/types.js';
-import { iothreadQueues, variantDisks } from '../study/variants.js';
+import { studyMaxDisks, variantImagePaths } from '../study/disks.js';
+import { QCOW2_DEFAULTS } from '../study/image-schema.js';
+import type { CacheMode, Qcow2Options, Study, Variant } from '../study/types.js';
+import { iothreadQueues, variantDisks, variantFormat } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 import { qemuBinary } from './binary.js';
 import type { QemuCapabilities } from './capabilities.js';
@@ -149,16 +150,28 @@ function versionText(caps: QemuCapabilities): string {
   return `${caps.version.major}.${caps.version.minor}.${caps.version.micro}`;
 }
 
-/** Host paths of the variant's test disks: disk.path, then PATH.1, PATH.2, … */
+/** Host paths QEMU opens for the variant's test disks: disk.path, then PATH.1, … (PATH.qcow2 … for qcow2). */
 export function variantDiskPaths(variant: Variant, diskPath: string): string[] {
-  return testDiskPaths(diskPath, variantDisks(variant));
+  return variantImagePaths(diskPath, variant);
 }
 
-/** Test disk `index`'s blockdev nodes, file first, as blockdev-add takes them. */
+/** QEMU's qcow2 driver options of the study's images: the metadata cache sizes, when set. */
+function qcow2NodeOptions(q: Qcow2Options): Record<string, unknown> {
+  return {
+    ...(q.l2CacheSizeBytes !== undefined ? { 'l2-cache-size': q.l2CacheSizeBytes } : {}),
+    ...(q.cacheSizeBytes !== undefined ? { 'cache-size': q.cacheSizeBytes } : {}),
+  };
+}
+
+/**
+ * Test disk `index`'s blockdev nodes, file first, as blockdev-add takes them: the protocol node on
+ * `diskPath` (the raw file or device, or the qcow2 image) and the variant's format node over it.
+ */
 export function testDiskBlockdevs(
   variant: Variant,
   diskPath: string,
   index = 0,
+  qcow2: Qcow2Options = QCOW2_DEFAULTS,
 ): Array<Record<string, unknown>> {
   const { direct, noFlush } = cacheFlags(variant.cache);
   const cache = { direct, 'no-flush': noFlush };
@@ -172,7 +185,14 @@ export function testDiskBlockdevs(
       cache,
       discard: 'unmap',
     },
-    { driver: 'raw', 'node-name': names.formatNode, file: names.fileNode, cache, discard: 'unmap' },
+    {
+      driver: variantFormat(variant),
+      'node-name': names.formatNode,
+      file: names.fileNode,
+      cache,
+      discard: 'unmap',
+      ...(variantFormat(variant) === 'qcow2' ? qcow2NodeOptions(qcow2) : {}),
+    },
   ];
 }
 
@@ -321,7 +341,8 @@ export function qemuArgv(opts: QemuArgvOptions): string[] {
   for (let i = 0; i < testDiskSlots(opts); i++)
     argv.push('-device', `pcie-root-port,id=${testDiskNames(i).rootPort},chassis=${i + 1}`);
   variantDiskPaths(variant, study.disk.path).forEach((path, i) => {
-    for (const node of testDiskBlockdevs(variant, path, i)) argv.push('-blockdev', JSON.stringify(node));
+    for (const node of testDiskBlockdevs(variant, path, i, study.disk.qcow2))
+      argv.push('-blockdev', JSON.stringify(node));
     for (const dev of testDiskDevices(variant, i)) argv.push('-device', formatDevice(dev));
   });
   if (opts.paused) argv.push('-S');

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import type { Variant } from '../study/types.js';
+import type { Qcow2Options, Variant } from '../study/types.js';
+import { variantFormat } from '../study/variants.js';
 import { cacheFlags } from './argv.js';
 
 /**
@@ -57,6 +58,8 @@ export interface LiveExpectation {
   iothreadIds: string[];
   /** Paths of test disks the variant does not have: QEMU must hold no node for them. */
   absentPaths: string[];
+  /** How a qcow2 variant's images were made (cluster size and lazy refcounts are read back). */
+  qcow2?: Qcow2Options;
 }
 
 interface BlockNode {
@@ -64,6 +67,11 @@ interface BlockNode {
   drv: string;
   file: string;
   cache: { direct: boolean; 'no-flush': boolean; writeback: boolean };
+  image?: {
+    format?: string;
+    'cluster-size'?: number;
+    'format-specific'?: { type?: string; data?: { 'lazy-refcounts'?: boolean } };
+  };
 }
 
 interface BlockInfo {
@@ -76,6 +84,7 @@ interface BlockInfo {
 export interface DiskCheckContext {
   qemu: LiveQemu;
   variant: Variant;
+  qcow2?: Qcow2Options;
   disk: LiveTestDisk;
   nodes: BlockNode[];
   blocks: BlockInfo[];
@@ -104,6 +113,36 @@ const checkBlockNodes: DiskCheck = async ({ variant, disk, nodes, blocks, expect
   const id = drive.replace(/^\/machine\/peripheral\//, '');
   const attached = blocks.find((b) => b.qdev === id || b.qdev === drive || b.qdev?.startsWith(`${drive}/`));
   expect(`file of the node attached to the ${disk.label} device`, attached?.inserted?.file, disk.path);
+};
+
+/**
+ * The format node: a qcow2 variant's disk is a qcow2 node over a protocol node on the image, with the
+ * image's cluster size and lazy refcounts as made; a raw variant's has no qcow2 node.
+ */
+const checkFormat: DiskCheck = async ({ variant, qcow2, disk, nodes, expect, problem }) => {
+  const ours = nodes.filter((n) => n.file === disk.path);
+  const formatNodes = ours.filter((n) => n.drv !== 'file' && n.drv !== 'host_device');
+  if (variantFormat(variant) === 'raw') {
+    for (const n of formatNodes.filter((x) => x.drv !== 'raw'))
+      problem(`${disk.label} has a ${n.drv} node ${n['node-name']}, expected raw`);
+    return;
+  }
+  const node = formatNodes.find((n) => n.drv === 'qcow2');
+  if (!node) {
+    problem(
+      `${disk.label} has no qcow2 node on ${disk.path} (nodes: ${ours.map((n) => `${n['node-name']}=${n.drv}`).join(', ') || 'none'})`,
+    );
+    return;
+  }
+  if (!ours.some((n) => n.drv === 'file'))
+    problem(`${disk.label}'s qcow2 node ${node['node-name']} is not over a file node on ${disk.path}`);
+  if (!qcow2) return;
+  expect(`${node['node-name']} cluster size`, node.image?.['cluster-size'], qcow2.clusterSizeBytes);
+  expect(
+    `${node['node-name']} lazy refcounts`,
+    node.image?.['format-specific']?.data?.['lazy-refcounts'],
+    qcow2.lazyRefcounts,
+  );
 };
 
 /** The virtio device: model, queue count, iothread, and the drive's write cache. */
@@ -170,7 +209,7 @@ async function checkVqMapping({ disk, expect, problem, qomGet, qemu }: DiskCheck
  * The checks run on every test disk, in order. Further QEMU-level checks of a disk (such as which
  * iothread serves which virtqueue of a disk with `iothread: null`) are DiskChecks added here.
  */
-export const diskChecks: DiskCheck[] = [checkBlockNodes, checkDevice, checkVqMapping];
+export const diskChecks: DiskCheck[] = [checkBlockNodes, checkFormat, checkDevice, checkVqMapping];
 
 /**
  * Every way the running QEMU differs from `want`, as one line each (empty: it matches). The caller
@@ -190,7 +229,17 @@ export async function verifyQemu(qemu: LiveQemu, want: LiveExpectation): Promise
   const blocks = await qemu.monitor<BlockInfo[]>('query-block');
   for (const disk of want.disks) {
     for (const check of diskChecks)
-      await check({ qemu, variant: want.variant, disk, nodes, blocks, expect, problem, qomGet });
+      await check({
+        qemu,
+        variant: want.variant,
+        qcow2: want.qcow2,
+        disk,
+        nodes,
+        blocks,
+        expect,
+        problem,
+        qomGet,
+      });
   }
   for (const path of want.absentPaths) {
     for (const n of nodes.filter((node) => node.file === path))

@@ -5,9 +5,10 @@ import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestRelease } from '../guest/b
 import { findTestDisks } from '../guest/disks.js';
 import { freePort, hmpHostForward } from '../guest/forward.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
-import { testDiskPaths } from '../study/disks.js';
+import { variantImagePaths } from '../study/disks.js';
+import { QCOW2_DEFAULTS } from '../study/image-schema.js';
 import type { Study, Variant } from '../study/types.js';
-import { iothreadQueues, variantDisks } from '../study/variants.js';
+import { bootGroupKey, iothreadQueues, variantDisks } from '../study/variants.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, sleep, spawnOwned } from '../util/proc.js';
@@ -197,7 +198,7 @@ export class QemuVm implements GuestVm {
   async verifyLive(opts: { fresh: boolean }): Promise<void> {
     const v = this.variant;
     const disks = variantDisks(v);
-    const paths = testDiskPaths(this.opts.study.disk.path, Math.max(disks, this.diskSlots));
+    const paths = variantImagePaths(this.opts.study.disk.path, v, Math.max(disks, this.diskSlots));
     const liveDisks: LiveTestDisk[] = paths.slice(0, disks).map((path, i) => {
       const names = testDiskNames(i);
       const device = `/machine/peripheral/${names.device}`;
@@ -224,6 +225,7 @@ export class QemuVm implements GuestVm {
         disks: liveDisks,
         iothreadIds: iothreadIds(v.iothreads),
         absentPaths: paths.slice(disks),
+        qcow2: this.opts.study.disk.qcow2 ?? QCOW2_DEFAULTS,
       },
     );
     this.stderrMark = this.stderrTotal;
@@ -285,9 +287,9 @@ export class QemuVm implements GuestVm {
   }
 
   canSwitchLive(next: Variant): boolean {
-    // vCPUs and memory size come from the study and are fixed; only the memory backing needs a boot,
-    // or more test disks than the VM has root ports for.
-    return next.memory === this.variant.memory && variantDisks(next) <= this.diskSlots;
+    // vCPUs and memory size come from the study and are fixed; only the memory backing and the image
+    // format need a boot (bootGroupKey), or more test disks than the VM has root ports for.
+    return bootGroupKey(next) === bootGroupKey(this.variant) && variantDisks(next) <= this.diskSlots;
   }
 
   /** Root ports for test disks made at boot (see testDiskSlots). */
@@ -302,8 +304,8 @@ export class QemuVm implements GuestVm {
   private async switchLive(next: Variant): Promise<void> {
     if (!this.canSwitchLive(next)) {
       throw new Error(
-        next.memory !== this.variant.memory
-          ? `cannot switch ${this.variant.id} -> ${next.id} live: the memory backing differs (reboot)`
+        bootGroupKey(next) !== bootGroupKey(this.variant)
+          ? `cannot switch ${this.variant.id} -> ${next.id} live: the memory backing or image format differs (reboot)`
           : `cannot switch ${this.variant.id} -> ${next.id} live: the VM has root ports for ${this.diskSlots} test disk(s) (reboot)`,
       );
     }
@@ -327,7 +329,8 @@ export class QemuVm implements GuestVm {
       await qmp.execute('object-add', { 'qom-type': 'iothread', id });
     const paths = variantDiskPaths(next, this.opts.study.disk.path);
     for (const [i, path] of paths.entries()) {
-      for (const node of testDiskBlockdevs(next, path, i)) await qmp.execute('blockdev-add', node);
+      for (const node of testDiskBlockdevs(next, path, i, this.opts.study.disk.qcow2))
+        await qmp.execute('blockdev-add', node);
       for (const dev of testDiskDevices(next, i)) await qmp.execute('device_add', dev);
     }
     this.variant = next;

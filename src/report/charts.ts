@@ -1,4 +1,5 @@
 import { HOST_VARIANT_ID, type Variant } from '../study/types.js';
+import { variantFormat } from '../study/variants.js';
 import type { ReportData } from './data.js';
 import { slug } from './escape.js';
 import { getOr, PointIndex, type Step } from './points.js';
@@ -294,9 +295,10 @@ export function pairsDifferingIn(m: ReportModel, field: keyof Variant): [Series,
       const a = list[i] as Series;
       const b = list[j] as Series;
       if (a.run !== b.run || !a.def || !b.def) continue;
-      const keys = (['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache'] as const).filter(
-        (k) => a.def?.[k] !== b.def?.[k],
-      );
+      const keys: (keyof Variant)[] = (
+        ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache'] as const
+      ).filter((k) => a.def?.[k] !== b.def?.[k]);
+      if (variantFormat(a.def) !== variantFormat(b.def)) keys.push('format');
       if (keys.length === 1 && keys[0] === field) pairs.push([a, b]);
     }
   }
@@ -414,6 +416,7 @@ export function buildCharts(m: ReportModel): Chart[] {
   charts.push(...iothreadCharts(m, qd1, iops));
   charts.push(...pairCharts(m, 'bus', 'virtio-blk vs virtio-scsi', qd1, iops, sweeps));
   charts.push(...pairCharts(m, 'memory', 'Huge pages vs 4k pages', qd1, iops, []));
+  charts.push(...pairCharts(m, 'format', 'Image format: raw vs qcow2', qd1, iops, sweeps));
   return withFileSafeIds(charts.filter((c): c is Chart => c !== undefined));
 }
 
@@ -473,7 +476,7 @@ function iothreadCharts(m: ReportModel, qd1: WorkloadInfo[], iops: WorkloadInfo[
   for (const s of m.ordered) {
     if (!s.def) continue;
     const { aio, bus, memory, queues, cache } = s.def;
-    const key = [s.run, aio, bus, memory, queues, cache].join('|');
+    const key = [s.run, aio, bus, memory, queues, cache, variantFormat(s.def)].join('|');
     families.set(key, [...(families.get(key) ?? []), s]);
   }
   const multi = [...families.values()].filter((f) => new Set(f.map((s) => s.def?.iothreads)).size >= 2);
@@ -577,7 +580,7 @@ function iothreadCharts(m: ReportModel, qd1: WorkloadInfo[], iops: WorkloadInfo[
 /** Bars (and curves) restricted to the variants of pairs that differ only in `field`. */
 function pairCharts(
   m: ReportModel,
-  field: 'bus' | 'memory',
+  field: 'bus' | 'memory' | 'format',
   heading: string,
   qd1: WorkloadInfo[],
   iops: WorkloadInfo[],

@@ -7,7 +7,7 @@ import {
 } from '../race/rule.js';
 import { type Comparison, compareSamples, controlFamily } from '../stats/compare.js';
 import { HOST_VARIANT_ID, type Variant } from '../study/types.js';
-import { referenceVariant } from '../study/variants.js';
+import { referenceVariant, variantFormat } from '../study/variants.js';
 import { buildModel, pairsDifferingIn, type ReportModel } from './charts.js';
 import type { ReportData, ReportRun } from './data.js';
 import { escapeMarkdown as esc } from './escape.js';
@@ -25,7 +25,7 @@ interface Measure {
   step: (s: Series) => Step | undefined;
 }
 
-export type Question = 'backend' | 'iothread' | 'threads-cpu' | 'bus' | 'memory' | 'runs';
+export type Question = 'backend' | 'iothread' | 'threads-cpu' | 'bus' | 'memory' | 'format' | 'runs';
 
 /** A comparison of b against reference a on one measure, with its (family-controlled) verdict. */
 export interface Claim {
@@ -195,7 +195,8 @@ function gatherClaims(m: ReportModel, run: ReportRun): Claim[] {
       s.def.bus === ref.def.bus &&
       s.def.memory === ref.def.memory &&
       s.def.queues === ref.def.queues &&
-      s.def.cache === ref.def.cache;
+      s.def.cache === ref.def.cache &&
+      variantFormat(s.def) === variantFormat(ref.def);
     if (!sameElse) continue;
     if (s.def.aio !== ref.def.aio && (s.def.iothreads === ref.def.iothreads || s.def.aio === 'threads'))
       claims.push(...compareOn(m, 'backend', ref, s, perf));
@@ -210,6 +211,10 @@ function gatherClaims(m: ReportModel, run: ReportRun): Claim[] {
   for (const [a, b] of pairsDifferingIn(m, 'memory').filter(([a]) => a.run === run.id)) {
     const [small, huge] = a.def?.memory === '4k' ? [a, b] : [b, a];
     claims.push(...compareOn(m, 'memory', small, huge, [...perf, ...cpu]));
+  }
+  for (const [a, b] of pairsDifferingIn(m, 'format').filter(([a]) => a.run === run.id)) {
+    const [raw, image] = variantFormat(a.def ?? {}) === 'raw' ? [a, b] : [b, a];
+    claims.push(...compareOn(m, 'format', raw, image, [...perf, ...cpu]));
   }
   return claims;
 }
@@ -267,9 +272,11 @@ export function libvirtLines(s: Series): string[] {
   if (v.memory === 'hugepages') lines.push('<memoryBacking><hugepages/></memoryBacking>');
   if (v.bus === 'virtio-scsi') {
     lines.push(`<controller type='scsi' model='virtio-scsi'><driver${iothread}/></controller>`);
-    lines.push(`<driver name='qemu' type='raw' cache='${v.cache}' io='${v.aio}'/>`);
+    lines.push(`<driver name='qemu' type='${variantFormat(v)}' cache='${v.cache}' io='${v.aio}'/>`);
   } else {
-    lines.push(`<driver name='qemu' type='raw' cache='${v.cache}' io='${v.aio}'${iothread}${queues}/>`);
+    lines.push(
+      `<driver name='qemu' type='${variantFormat(v)}' cache='${v.cache}' io='${v.aio}'${iothread}${queues}/>`,
+    );
   }
   return lines;
 }
@@ -298,6 +305,7 @@ const QUESTIONS: [Question, string][] = [
   ['threads-cpu', 'CPU cost of aio=threads'],
   ['bus', 'virtio-blk vs virtio-scsi'],
   ['memory', 'Huge pages vs 4k pages'],
+  ['format', 'raw vs qcow2'],
   ['runs', 'Runs compared'],
 ];
 

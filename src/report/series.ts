@@ -3,9 +3,11 @@ import {
   BUSES,
   CACHE_MODES,
   HOST_VARIANT_ID,
+  IMAGE_FORMATS,
   MEMORY_BACKINGS,
   type Variant,
 } from '../study/types.js';
+import { variantFormat } from '../study/variants.js';
 import type { ReportData } from './data.js';
 
 /** One line/bar family of the report: a variant of a run. */
@@ -57,7 +59,7 @@ export function seriesKey(run: string, variant: string): string {
 }
 
 function isBaseForm(v: Variant): boolean {
-  return v.bus === 'virtio-blk' && v.memory === '4k' && v.cache === 'none';
+  return v.bus === 'virtio-blk' && v.memory === '4k' && v.cache === 'none' && variantFormat(v) === 'raw';
 }
 
 /**
@@ -96,7 +98,8 @@ export function vmVariant(v: unknown): Variant | undefined {
     MEMORY_BACKINGS.includes(x.memory as never) &&
     CACHE_MODES.includes(x.cache as never) &&
     count(x.iothreads) &&
-    count(x.queues);
+    count(x.queues) &&
+    (x.format === undefined || IMAGE_FORMATS.includes(x.format));
   return ok ? (x as Variant) : undefined;
 }
 
@@ -121,6 +124,7 @@ export function variantLabel(
   const extra: string[] = [];
   if (v.bus === 'virtio-scsi') extra.push('scsi');
   if (v.memory === 'hugepages') extra.push('hugepages');
+  if (variantFormat(v) !== 'raw') extra.push(variantFormat(v));
   if (varying.has('queues')) extra.push(`${v.queues} queue${v.queues === 1 ? '' : 's'}`);
   if (varying.has('cache') || v.cache !== 'none') extra.push(`cache=${v.cache}`);
   return [label, ...extra].join(' · ');

@@ -15,6 +15,7 @@ import { UserError } from '../util/errors.js';
 import { run } from '../util/proc.js';
 import { formatBytes } from '../util/units.js';
 import { type GuardOptions, guardTarget, type TargetInfo } from './guard.js';
+import { prepareQcow2Image } from './image.js';
 import { recordKvmioFile } from './registry.js';
 
 export interface PrepareOptions extends GuardOptions {
@@ -79,9 +80,11 @@ async function createFile(path: string, sizeBytes: number, prealloc: boolean, fi
 /**
  * Makes the disk under test ready: guards it, then creates the raw file if missing (sized, recorded as
  * kvmio's), resizes a file kvmio made earlier to the requested size, or accepts a block device that is
- * at least as large as requested (sizeBytes 0 = the whole device). Nothing is written before the guard passed.
+ * at least as large as requested (sizeBytes 0 = the whole device); a qcow2 image (`imageOf`) is made from
+ * its raw file (image.ts). Nothing is written before the guard passed.
  */
 export async function prepareDiskFile(spec: DiskSpec, opts: PrepareOptions = {}): Promise<TargetInfo> {
+  if (spec.imageOf !== undefined) return prepareQcow2Image({ ...spec, imageOf: spec.imageOf }, opts);
   const info = await guardTarget(spec.path, opts);
   const prealloc = opts.preallocate ?? false;
   if (info.kind === 'block') {

@@ -15,6 +15,7 @@ import {
   readSize,
   readString,
 } from './fields.js';
+import { readQcow2 } from './image-schema.js';
 import { isLocalLibvirtUri, libvirtUriProblem } from './libvirt-uri.js';
 import {
   AIO_MODES,
@@ -23,6 +24,7 @@ import {
   CACHE_MODES,
   type DiskSpec,
   type HostSpec,
+  IMAGE_FORMATS,
   MEMORY_BACKINGS,
   type Pinning,
   type Study,
@@ -35,6 +37,7 @@ import {
   impossibleReason,
   type MatrixAxes,
   matchesRule,
+  variantFormat,
   variantId,
 } from './variants.js';
 import { NAME_HELP, NAME_PATTERN, readWorkloads } from './workload-schema.js';
@@ -59,6 +62,7 @@ export const STUDY_DEFAULTS = {
     queues: [1],
     cache: ['none'],
     disks: [1],
+    format: ['raw'],
   } satisfies MatrixAxes,
   baseline: false,
   repetitions: 3,
@@ -81,7 +85,7 @@ const TOP_KEYS = [
   'workloads',
   'hosts',
 ];
-const MATRIX_KEYS = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache', 'disks'] as const;
+const MATRIX_KEYS = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache', 'disks', 'format'] as const;
 /** Limits of what one study may ask for: each far beyond a real study, all below exhausting memory. */
 const MAX_VARIANTS = 1000;
 const MAX_PLAN_POINTS = 20_000;
@@ -105,6 +109,8 @@ function readAxisValue(src: YamlSource, path: KeyPath, key: MatrixKey, value: un
       return readInt(src, path, value, 1, 64);
     case 'disks':
       return readInt(src, path, value, 1, MAX_DISKS);
+    case 'format':
+      return readEnum(src, path, value, IMAGE_FORMATS);
   }
 }
 
@@ -128,6 +134,7 @@ function readMatrix(src: YamlSource, value: unknown): MatrixAxes {
     queues: axis('queues'),
     cache: axis('cache'),
     disks: axis('disks'),
+    format: axis('format'),
   } as MatrixAxes;
 }
 
@@ -281,11 +288,13 @@ function readDiskPath(src: YamlSource, path: KeyPath, value: unknown): string {
 
 function readDisk(src: YamlSource, path: KeyPath, value: unknown, fallback: DiskSpec): DiskSpec {
   if (value === undefined) return { ...fallback };
-  const d = readMap(src, path, value, ['path', 'size']);
+  const d = readMap(src, path, value, ['path', 'size', 'qcow2']);
   const diskPath = d.path === undefined ? fallback.path : readDiskPath(src, [...path, 'path'], d.path);
   // A device's size is its own unless a smaller one is asked for: 0 stands for the whole device.
   const wholeDevice = d.path !== undefined && diskPath.startsWith('/dev/');
+  const qcow2 = d.qcow2 === undefined ? fallback.qcow2 : readQcow2(src, [...path, 'qcow2'], d.qcow2);
   return {
+    ...(qcow2 ? { qcow2 } : {}),
     path: diskPath,
     sizeBytes:
       d.size === undefined
@@ -410,6 +419,7 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
   }
   const variants = expandVariants(src, matrix, readExclude(src, top.exclude), notes);
   checkMultiDisk(src, variants, disk, top.hosts);
+  checkImageFormats(src, variants, disk, backend, top.hosts);
 
   const repetitions =
     top.repetitions === undefined
@@ -503,6 +513,44 @@ function checkMultiDisk(src: YamlSource, variants: Variant[], disk: DiskSpec, ho
       if (typeof p === 'string') check(['hosts', i, 'disk', 'path'], p);
     });
   }
+}
+
+/**
+ * qcow2 variants get an image file beside disk.path (PATH.qcow2), made from the filled raw file: a
+ * block device has no beside. libvirt sets only QEMU's combined cache-size, never l2-cache-size.
+ */
+function checkImageFormats(
+  src: YamlSource,
+  variants: Variant[],
+  disk: DiskSpec,
+  backend: string,
+  hostsValue: unknown,
+): void {
+  const qcow2 = variants.some((v) => variantFormat(v) === 'qcow2');
+  if (!qcow2) {
+    if (disk.qcow2)
+      src.fail(['disk', 'qcow2'], 'is set but no variant uses format qcow2: add qcow2 to matrix.format');
+    return;
+  }
+  const check = (path: KeyPath, p: string) => {
+    if (p.startsWith('/dev/'))
+      src.fail(
+        path,
+        `${describe(p)} is a block device, but matrix.format has qcow2: kvmio makes the qcow2 image as a file beside disk.path (PATH.qcow2); give a file path`,
+      );
+  };
+  check(['disk', 'path'], disk.path);
+  if (Array.isArray(hostsValue)) {
+    hostsValue.forEach((h, i) => {
+      const p = isPlainMap(h) && isPlainMap(h.disk) ? h.disk.path : undefined;
+      if (typeof p === 'string') check(['hosts', i, 'disk', 'path'], p);
+    });
+  }
+  if (backend === 'libvirt' && disk.qcow2?.l2CacheSizeBytes !== undefined)
+    src.fail(
+      ['disk', 'qcow2', 'l2_cache_size'],
+      "is not expressible in libvirt: <driver><metadata_cache><max_size> sets QEMU's combined cache-size (L2 and refcount caches); use disk.qcow2.cache_size with backend libvirt",
+    );
 }
 
 /** A workload that touches more than the disk holds fails late, mid-run: catch it here. */

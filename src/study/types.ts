@@ -19,6 +19,24 @@ export type MemoryBacking = (typeof MEMORY_BACKINGS)[number];
 export const CACHE_MODES = ['none', 'directsync', 'writethrough', 'writeback', 'unsafe'] as const;
 export type CacheMode = (typeof CACHE_MODES)[number];
 
+/** Image formats of the test disk: the file or device as is, or a qcow2 image (made by kvmio). */
+export const IMAGE_FORMATS = ['raw', 'qcow2'] as const;
+export type ImageFormat = (typeof IMAGE_FORMATS)[number];
+
+export const QCOW2_PREALLOCATIONS = ['off', 'metadata', 'falloc', 'full'] as const;
+export type Qcow2Preallocation = (typeof QCOW2_PREALLOCATIONS)[number];
+
+/** How kvmio makes (qemu-img create -o) and opens (qcow2 driver options) the qcow2 images of a study. */
+export interface Qcow2Options {
+  clusterSizeBytes: number;
+  preallocation: Qcow2Preallocation;
+  lazyRefcounts: boolean;
+  /** QEMU's l2-cache-size (direct backend only); undefined = QEMU's default. */
+  l2CacheSizeBytes?: number;
+  /** QEMU's cache-size (L2 + refcount caches; libvirt's metadata_cache max_size); undefined = default. */
+  cacheSizeBytes?: number;
+}
+
 export const BACKENDS = ['qemu', 'libvirt'] as const;
 export type Backend = (typeof BACKENDS)[number];
 
@@ -37,6 +55,8 @@ export interface Variant {
    * disk i is served by iothread i mod M (one iothread per disk where QEMU lacks iothread-vq-mapping).
    */
   disks?: number;
+  /** Image format of the test disks (absent = raw). */
+  format?: ImageFormat;
 }
 
 /** The bare-host baseline's variant id. */
@@ -119,6 +139,13 @@ export interface DiskSpec {
   /** A raw file (created if missing, when kvmio may) or a block device. */
   path: string;
   sizeBytes: number;
+  /** How qcow2 variants' images are made (absent: the defaults). */
+  qcow2?: Qcow2Options;
+  /**
+   * Set on a qcow2 image to prepare (studyDiskSpecs): the raw file it is made from and filled with;
+   * `path` is then the image (kvmio's own, made again for every run).
+   */
+  imageOf?: string;
 }
 
 export interface GuestSpec {

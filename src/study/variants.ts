@@ -1,4 +1,4 @@
-import type { AioMode, Bus, CacheMode, MemoryBacking, Variant } from './types.js';
+import type { AioMode, Bus, CacheMode, ImageFormat, MemoryBacking, Variant } from './types.js';
 
 export type VariantKnobs = Omit<Variant, 'id'>;
 
@@ -32,20 +32,26 @@ export function iothreadQueues(v: Pick<Variant, 'iothreads' | 'queues' | 'disks'
   );
 }
 
+/** The image format of a variant's test disks (absent = raw). */
+export function variantFormat(v: Pick<Variant, 'format'>): ImageFormat {
+  return v.format ?? 'raw';
+}
+
 /** How many test disks a variant has (absent = 1). */
 export function variantDisks(v: Pick<Variant, 'disks'>): number {
   return v.disks ?? 1;
 }
 
 /**
- * `blk-native-io1-4k`, plus `-d4` after the iothreads for 4 test disks, `-q4` when queues != 1 and
- * `-writeback` when cache != none. Stable: part of stored results.
+ * `blk-native-io1-4k`, plus `-d4` after the iothreads for 4 test disks, `-q4` when queues != 1,
+ * `-writeback` when cache != none and `-qcow2` for a qcow2 image. Stable: part of stored results.
  */
 export function variantId(v: VariantKnobs): string {
   const disks = variantDisks(v) > 1 ? `-d${variantDisks(v)}` : '';
   let id = `${BUS_IDS[v.bus]}-${AIO_IDS[v.aio]}-io${v.iothreads}${disks}-${MEMORY_IDS[v.memory]}`;
   if (v.queues !== 1) id += `-q${v.queues}`;
   if (v.cache !== 'none') id += `-${v.cache}`;
+  if (variantFormat(v) !== 'raw') id += `-${variantFormat(v)}`;
   return id;
 }
 
@@ -70,11 +76,12 @@ export function idleIothreadsReason(v: VariantKnobs): string | undefined {
 }
 
 /**
- * Variants with the same key can share one running VM: only the guest's memory backing needs a reboot;
- * disk knobs (aio, cache, iothreads, bus, queues) switch live by hot-plugging the test disk.
+ * Variants with the same key can share one running VM: the guest's memory backing and the image
+ * format need a reboot (a VM never carries one format's disk into another's measurements); disk knobs
+ * (aio, cache, iothreads, bus, queues) switch live by hot-plugging the test disk.
  */
 export function bootGroupKey(v: VariantKnobs): string {
-  return v.memory;
+  return variantFormat(v) === 'raw' ? v.memory : `${v.memory}-${variantFormat(v)}`;
 }
 
 export interface MatrixAxes {
@@ -85,20 +92,34 @@ export interface MatrixAxes {
   queues: number[];
   cache: CacheMode[];
   disks: number[];
+  format: ImageFormat[];
 }
 
-/** The cross product in the matrix's key order (aio outermost, disks innermost) and the file's value order. */
+/**
+ * The cross product in the matrix's key order (format outermost, so one format's variants share
+ * VMs, then aio, … disks innermost) and the file's value order.
+ */
 export function crossProduct(m: MatrixAxes): VariantKnobs[] {
   const out: VariantKnobs[] = [];
-  // disks stays absent for one disk, so single-disk variants look as they always did.
-  for (const aio of m.aio)
-    for (const iothreads of m.iothreads)
-      for (const bus of m.bus)
-        for (const memory of m.memory)
-          for (const queues of m.queues)
-            for (const cache of m.cache)
-              for (const disks of m.disks)
-                out.push({ aio, iothreads, bus, memory, queues, cache, ...(disks > 1 ? { disks } : {}) });
+  // disks and format stay absent at their defaults, so such variants look as they always did.
+  for (const format of m.format)
+    for (const aio of m.aio)
+      for (const iothreads of m.iothreads)
+        for (const bus of m.bus)
+          for (const memory of m.memory)
+            for (const queues of m.queues)
+              for (const cache of m.cache)
+                for (const disks of m.disks)
+                  out.push({
+                    aio,
+                    iothreads,
+                    bus,
+                    memory,
+                    queues,
+                    cache,
+                    ...(disks > 1 ? { disks } : {}),
+                    ...(format !== 'raw' ? { format } : {}),
+                  });
   return out;
 }
 
@@ -107,7 +128,9 @@ export type ExcludeRule = { [K in keyof VariantKnobs]?: VariantKnobs[K][] };
 
 export function matchesRule(v: VariantKnobs, rule: ExcludeRule): boolean {
   return (Object.keys(rule) as (keyof VariantKnobs)[]).every((k) =>
-    (rule[k] as unknown[] | undefined)?.includes(k === 'disks' ? variantDisks(v) : v[k]),
+    (rule[k] as unknown[] | undefined)?.includes(
+      k === 'disks' ? variantDisks(v) : k === 'format' ? variantFormat(v) : v[k],
+    ),
   );
 }
 
@@ -117,7 +140,11 @@ export function matchesRule(v: VariantKnobs, rule: ExcludeRule): boolean {
  */
 export function referenceVariant<V extends Variant>(variants: readonly V[]): V | undefined {
   const base = (v: Variant) =>
-    v.bus === 'virtio-blk' && v.memory === '4k' && v.queues <= 1 && v.cache === 'none';
+    v.bus === 'virtio-blk' &&
+    v.memory === '4k' &&
+    v.queues <= 1 &&
+    v.cache === 'none' &&
+    variantFormat(v) === 'raw';
   return (
     variants.find((v) => base(v) && v.aio === 'native' && v.iothreads === 1) ??
     variants.find((v) => v.aio === 'native' && v.iothreads >= 1) ??
@@ -128,5 +155,6 @@ export function referenceVariant<V extends Variant>(variants: readonly V[]): V |
 /** How many knobs two variants differ in: the report compares variants that differ in few. */
 export function knobDistance(a: Variant, b: Variant): number {
   const knobs = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache', 'disks'] as const;
-  return knobs.filter((k) => (a[k] ?? 1) !== (b[k] ?? 1)).length;
+  const formats = variantFormat(a) !== variantFormat(b) ? 1 : 0;
+  return knobs.filter((k) => (a[k] ?? 1) !== (b[k] ?? 1)).length + formats;
 }

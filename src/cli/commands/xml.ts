@@ -44,7 +44,7 @@ export function registerXml(program: Command): void {
       if (flags.diskOnly) {
         const paths = testDiskPaths(study.disk.path, variantDisks(variant));
         const parts = paths.map((diskPath, index) =>
-          diskXml({ variant, diskPath, iothreadVqMapping, index }),
+          diskXml({ variant, diskPath, iothreadVqMapping, index, qcow2: study.disk.qcow2 }),
         );
         if (variant.bus === 'virtio-scsi')
           parts.push(...paths.map((_, index) => scsiControllerXml(variant, '', index)));
