@@ -420,6 +420,15 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
   const variants = expandVariants(src, matrix, readExclude(src, top.exclude), notes);
   checkMultiDisk(src, variants, disk, top.hosts);
   checkImageFormats(src, variants, disk, backend, top.hosts);
+  if (
+    variants.some((v) => variantFormat(v) !== 'raw') &&
+    (top.hosts !== undefined || !isLocalLibvirtUri(uri)) &&
+    backend === 'libvirt'
+  )
+    src.fail(
+      ['matrix', 'format'],
+      'qcow2 runs on this machine only: kvmio makes the image here with qemu-img; remove hosts (or the remote libvirt.uri), or use format raw',
+    );
 
   const repetitions =
     top.repetitions === undefined

@@ -113,6 +113,10 @@ test('qcow2 settings outside the allow-list are refused with the file, the key a
     refusal(`backend: libvirt\n${disk('{ l2_cache_size: 1M }')}`),
     /disk\.qcow2\.l2_cache_size: is not expressible in libvirt: .*cache-size.*use disk\.qcow2\.cache_size/,
   );
+  assert.match(
+    refusal(`backend: libvirt\nlibvirt: { uri: "qemu+ssh://root@b/system" }\n${disk('{}')}`),
+    /matrix\.format: qcow2 runs on this machine only/,
+  );
 });
 
 test('direct QEMU: a qcow2 format node with the cache sizes over a file node on PATH.qcow2', () => {
