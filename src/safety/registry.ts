@@ -1,6 +1,17 @@
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { cacheDir } from '../util/paths.js';
+import { processAlive } from '../util/proc.js';
 
 /**
  * The record of disk files kvmio created, so that it reuses its own files and refuses everyone else's.
@@ -47,6 +58,50 @@ function save(entries: Entry[]): void {
   renameSync(tmp, file); // atomic: a concurrent reader sees the old or the new registry, never half
 }
 
+const LOCK_WAIT_MS = 10_000;
+
+/**
+ * Runs a read-modify-write of the registry alone: kvmio processes running at the same time (several
+ * studies, tests) would otherwise lose each other's entries, and a lost entry makes kvmio refuse its
+ * own file. The lock is a file created with O_EXCL holding the pid; a holder that is gone is stale.
+ */
+function updateRegistry(change: (entries: Entry[]) => Entry[]): void {
+  const lock = `${registryFile()}.lock`;
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const fd = openSync(lock, 'wx', 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(lock, 'utf8'));
+      } catch {
+        continue; // released meanwhile
+      }
+      if (!(holder > 0 && processAlive(holder))) {
+        try {
+          unlinkSync(lock);
+        } catch {
+          // taken over by another process meanwhile
+        }
+        continue;
+      }
+      if (Date.now() > deadline)
+        throw new Error(`the registry of kvmio's disk files is locked by process ${holder}: ${lock}`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+  try {
+    save(change(load()));
+  } finally {
+    unlinkSync(lock);
+  }
+}
+
 function identity(path: string): Pick<Entry, 'dev' | 'ino' | 'birthNs'> {
   const st = statSync(path, { bigint: true });
   return { dev: String(st.dev), ino: String(st.ino), birthNs: String(st.birthtimeNs) };
@@ -75,9 +130,10 @@ export function isKvmioFile(path: string): boolean {
 /** Records a file kvmio has just created (or resized); forgets entries whose file is gone. */
 export function recordKvmioFile(path: string, sizeBytes: number): void {
   const id = identity(path);
-  const kept = load().filter((e) => !(e.host === undefined && matches(e, id)) && stillExists(e));
-  kept.push({ path, ...id, sizeBytes, createdAt: new Date().toISOString() });
-  save(kept);
+  updateRegistry((entries) => [
+    ...entries.filter((e) => !(e.host === undefined && matches(e, id)) && stillExists(e)),
+    { path, ...id, sizeBytes, createdAt: new Date().toISOString() },
+  ]);
 }
 
 type Identity = Pick<Entry, 'dev' | 'ino' | 'birthNs'>;
@@ -89,15 +145,16 @@ export function isKvmioFileOn(host: string, path: string, id: Identity): boolean
 
 /** Records a file kvmio has just created (or resized) on another host. */
 export function recordKvmioFileOn(host: string, path: string, id: Identity, sizeBytes: number): void {
-  const kept = load().filter((e) => !(e.host === host && e.path === path) && stillExists(e));
-  kept.push({
-    host,
-    path,
-    dev: id.dev,
-    ino: id.ino,
-    birthNs: id.birthNs,
-    sizeBytes,
-    createdAt: new Date().toISOString(),
-  });
-  save(kept);
+  updateRegistry((entries) => [
+    ...entries.filter((e) => !(e.host === host && e.path === path) && stillExists(e)),
+    {
+      host,
+      path,
+      dev: id.dev,
+      ino: id.ino,
+      birthNs: id.birthNs,
+      sizeBytes,
+      createdAt: new Date().toISOString(),
+    },
+  ]);
 }

@@ -27,7 +27,10 @@ interface RemoteStat {
   birthNs: string;
 }
 
-/** `stat -L --printf` output "%F|%s|%b|%B|%d|%i|%W" (GNU coreutils), resolved path first. */
+/**
+ * `stat -L --printf` output "%F|%s|%b|%B|%d|%i|%.9W" (GNU coreutils): the birth time in ns where the
+ * filesystem has one, as this machine's own identity of a file has it.
+ */
 export function parseRemoteStat(text: string): RemoteStat {
   const [what = '', size, blocks, blockSize, dev = '', ino = '', birth = '0'] = text.trim().split('|');
   const kind =
@@ -43,12 +46,16 @@ export function parseRemoteStat(text: string): RemoteStat {
     allocatedBytes: Number(blocks) * Number(blockSize),
     dev,
     ino,
-    birthNs: birth === '-' || birth === '?' ? '0' : `${birth}000000000`,
+    birthNs: /^\d+\.\d{9}$/.test(birth)
+      ? String(BigInt(birth.replace('.', '')))
+      : /^[1-9]\d*$/.test(birth)
+        ? `${birth}000000000`
+        : '0',
   };
 }
 
 async function statOn(host: HostAccess, path: string): Promise<RemoteStat | undefined> {
-  const r = await host.run(['stat', '-L', '--printf', '%F|%s|%b|%B|%d|%i|%W', '--', path], {
+  const r = await host.run(['stat', '-L', '--printf', '%F|%s|%b|%B|%d|%i|%.9W', '--', path], {
     allowFailure: true,
     timeoutMs: 20_000,
   });

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { closeHostAccesses, hostAccessFor, type SshHost } from '../../src/host/access.js';
 import { QemuCpuMeter, THREAD_CLASSES } from '../../src/metrics/cpu.js';
 import { sleep } from '../../src/util/proc.js';
+import { releaseTestHost, testHostUp } from '../helpers/test-host.js';
 
 /**
  * Per-thread CPU on a remote host: a QEMU on the test host (scripts/test-host.sh: its own network
@@ -12,18 +11,15 @@ import { sleep } from '../../src/util/proc.js';
  * kernel, read locally at the same time.
  */
 
-const repo = join(import.meta.dirname, '..', '..', '..');
-const testHost = (verb: 'up') =>
-  execFileSync('bash', [join(repo, 'scripts', 'test-host.sh'), verb], { encoding: 'utf8', timeout: 120_000 });
-
 let uri = '';
 
 before(() => {
-  uri = testHost('up').trim().split('\n').slice(-1)[0] ?? '';
+  uri = testHostUp();
   assert.match(uri, /^qemu\+ssh:\/\/root@[\d.]+\/system$/);
 });
 after(async () => {
   await closeHostAccesses();
+  releaseTestHost();
 });
 
 test('per-thread CPU of a QEMU on the test host, read over SSH, matches the same QEMU read locally', {

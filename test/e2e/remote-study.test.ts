@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,16 +11,13 @@ import { exportJson } from '../../src/store/export.js';
 import { Store } from '../../src/store/store.js';
 import { parseStudy } from '../../src/study/load.js';
 import type { MetricRow } from '../../src/study/types.js';
+import { releaseTestHost, testHost, testHostUp } from '../helpers/test-host.js';
 
 /**
  * Remote hosts end to end: the test host (scripts/test-host.sh: its own network namespace, sshd and
  * libvirtd, reached only by qemu+ssh:// and SSH) next to the local libvirt. Real QEMU under TCG, fio
  * 2–3 s, one boot per host per study. Disks in /var/tmp (libvirt's QEMU cannot enter mkdtemp's dirs).
  */
-
-const repo = join(import.meta.dirname, '..', '..', '..');
-const testHost = (verb: 'up' | 'stop') =>
-  execFileSync('bash', [join(repo, 'scripts', 'test-host.sh'), verb], { encoding: 'utf8', timeout: 120_000 });
 
 let uri = '';
 const tag = `${process.pid}`;
@@ -34,13 +30,14 @@ const diskOf = (name: string) => {
 const dir = mkdtempSync(join(tmpdir(), 'kvmio-e2e-remote-'));
 
 before(() => {
-  uri = testHost('up').trim().split('\n').slice(-1)[0] ?? '';
+  uri = testHostUp();
   assert.match(uri, /^qemu\+ssh:\/\/root@[\d.]+\/system$/);
 });
 after(async () => {
   await closeHostAccesses();
   rmSync(dir, { recursive: true, force: true });
   for (const d of disks) rmSync(d, { force: true });
+  releaseTestHost();
 });
 
 function studyText(name: string, variants: string, workloads: string): string {

@@ -64,7 +64,12 @@ test('parseGrepDump: file names before the first colon; comms may hold colons an
   assert.equal(m.get('/proc/42/task/43/schedstat'), '81234567 1000 20');
 });
 
-test('parseRemoteStat: GNU stat --printf "%F|%s|%b|%B|%d|%i|%W"', () => {
+test('parseRemoteStat: GNU stat --printf "%F|%s|%b|%B|%d|%i|%.9W"', () => {
+  // Recorded from coreutils 9.1 here; Node's statSync(…, {bigint: true}).birthtimeNs of that file was
+  // 1795868037020498730: the remote identity is the local one.
+  const g = parseRemoteStat('regular file|67108864|131072|512|65024|15343690|1795868037.020498730');
+  assert.equal(g.birthNs, '1795868037020498730');
+  assert.equal(parseRemoteStat('regular file|1|8|512|5|7|0.000000000').birthNs, '0');
   const f = parseRemoteStat('regular file|67108864|131072|512|65024|1234|1764321000');
   assert.equal(f.kind, 'file');
   assert.equal(f.sizeBytes, 67108864);
