@@ -1,14 +1,8 @@
 import { readFileSync } from 'node:fs';
-import {
-  classifyThread,
-  clockTicksPerSecond,
-  parseProcStat,
-  QemuCpuMeter,
-  THREAD_CLASSES,
-  type ThreadClass,
-} from '../../src/metrics/cpu.js';
+import { clockTicksPerSecond, parseProcStat, QemuCpuMeter } from '../../src/metrics/cpu.js';
 import type { QemuVm } from '../../src/qemu/vm.js';
 import { lockDisk } from '../../src/safety/lock.js';
+import { classifyThread, THREAD_CLASSES, type ThreadClass } from '../../src/study/qemu-threads.js';
 import type { Variant } from '../../src/study/types.js';
 import { makeVariant } from '../../src/study/variants.js';
 import { run } from '../../src/util/proc.js';

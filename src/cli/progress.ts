@@ -1,5 +1,6 @@
 import { createLogUpdate } from 'log-update';
 import type { RunEvent, RunEventSink } from '../engine/events.js';
+import { mean } from '../stats/summary.js';
 import { formatSeconds } from '../util/units.js';
 
 /**
@@ -65,7 +66,7 @@ class Tracker {
   /** Seconds to go: the mean measured duration (all workloads) times the points left, minus the current one's progress. */
   eta(): number {
     const all = [...this.durations.values()].flat();
-    const per = all.length > 0 ? all.reduce((a, b) => a + b, 0) / all.length : this.estimatePerPoint;
+    const per = all.length > 0 ? mean(all) : this.estimatePerPoint;
     const inCurrent = this.current ? (Date.now() - this.currentSince) / 1000 : 0;
     return Math.max(0, per * this.left - Math.min(inCurrent, per));
   }

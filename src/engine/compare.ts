@@ -1,4 +1,4 @@
-import { type Comparison, compareSamples, controlFamily } from '../stats/index.js';
+import { type Comparison, compareSamples, controlFamily, mean } from '../stats/index.js';
 import type { Store } from '../store/store.js';
 import type { MetricRow } from '../study/results.js';
 import { UserError } from '../util/errors.js';
@@ -70,8 +70,6 @@ export function hostRows(store: Store, ref: string): MetricRow[] {
     throw new UserError(`run ${id} has no host "${host}"; its hosts: ${names.join(', ') || '(none)'}`);
   return rows.filter((r) => r.host === host);
 }
-
-const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
 
 export function compareRuns(
   store: Store,

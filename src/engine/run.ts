@@ -444,168 +444,252 @@ function checkResumable(
 }
 
 export async function runStudy(study: Study, opts: RunStudyOptions): Promise<RunStudyResult> {
-  const { store } = opts;
-  const emit: RunEventSink = opts.onEvent ?? (() => undefined);
-  const only = opts.resume ? checkResumable(store, opts.resume, study, opts.only) : opts.only;
+  const only = opts.resume ? checkResumable(opts.store, opts.resume, study, opts.only) : opts.only;
   const plan = planStudy(study, { only });
   if (plan.points.length === 0)
     throw new UserError(`${study.source}: the plan has no points (no variants or workloads)`);
-
   // Nothing is written to the disk under test, and no run recorded, before the guard passed.
   const hosts = await hostRuns(study, opts.backends ?? openBackend);
-  // Multi-disk variants (matrix disks) add files beside each disk: guarded, prepared and locked alike.
-  const disks = localDisks(study, hosts).flatMap((d) => studyDiskSpecs(study, d));
-  const releases: Array<() => void> = [];
-  const releaseLock = () => {
-    for (const release of releases.splice(0)) release();
-  };
-  const releaseOnExit = onCleanup(releaseLock);
+  const releaseDisks = await lockAndPrepareDisks(study, hosts, opts.destroyData);
   try {
-    for (const disk of disks) releases.push(lockDisk(disk.path));
-    for (const [i, disk] of disks.entries()) {
-      const info = await prepareDiskFile(disk, { destroyData: opts.destroyData });
-      if (i === 0 && info.kind === 'block' && study.guest.count > 1)
-        throw new UserError(
-          `${study.source}: guest.count ${study.guest.count} gives every guest a disk of its own, as files beside disk.path; ${disk.path} is a block device: use a file, or guest.count 1`,
-        );
-    }
-    const needsVm = plan.points.some((p) => p.variantId !== HOST_VARIANT_ID);
-    if (needsVm) for (const h of hosts) await h.backend.checkDisk?.(h.study);
-    const accel: AccelChoice =
-      opts.accelerator ??
-      (needsVm ? await chooseAccelerator() : { accel: 'tcg', reason: 'no VM in this plan' });
-
-    let runId: string;
-    const resumed = opts.resume !== undefined;
-    if (opts.resume) {
-      runId = store.requireRun(opts.resume).id;
-      // Points left `running` by a process that died: not a finding, just not measured.
-      store.discardRunningPoints(runId);
-      store.setRunStatus(runId, 'running', false);
-      store.setAccelerator(runId, accel.accel, accel.reason);
-    } else {
-      runId = store.createRun({
-        name: study.name,
-        source: study.source,
-        study,
-        only,
-        kvmioVersion: VERSION,
-        accelerator: accel.accel,
-        acceleratorReason: accel.reason,
-        notes: plan.notes,
-      });
-      store.setVariants(runId, plan.variants);
-    }
+    // The VMs' side of the disks (libvirt's QEMU user must reach them), before the first boot.
+    if (needsVm(plan)) for (const h of hosts) await h.backend.checkDisk?.(h.study);
+    const accel = opts.accelerator ?? (await acceleratorFor(plan));
+    const runId = openRun(opts.store, study, plan, only, accel, opts.resume);
     const accelFacts = { accelerator: accel.accel, acceleratorReason: accel.reason };
     // Recorded at once (a run lists its hosts even if it dies early); facts follow per host.
-    for (const h of hosts) store.setHost(runId, h.name, h.uri, accelFacts);
-
-    let interruptedBy: string | undefined;
-    const resume = resumeCommand(study, runId, store.path, opts.resumeFlags);
-    const offInterrupt = onInterrupt((signal) => {
-      interruptedBy = signal;
-      emit({ event: 'interrupted', run: runId, signal, resume });
-    });
-    // Runs last among cleanups (registered first): VMs are gone by then. Synchronous SQLite writes.
-    const offCleanup = onCleanup(() => {
-      if (!interruptedBy) return;
-      store.discardRunningPoints(runId);
-      store.setRunStatus(runId, 'interrupted');
-    });
-
+    for (const h of hosts) opts.store.setHost(runId, h.name, h.uri, accelFacts);
+    const emit: RunEventSink = opts.onEvent ?? (() => undefined);
+    const interrupt = wireInterrupt(
+      opts.store,
+      runId,
+      emit,
+      resumeCommand(study, runId, opts.store.path, opts.resumeFlags),
+    );
     const ctx: RunContext = {
-      store,
+      store: opts.store,
       runId,
       study,
       plan,
       accel,
       emit,
-      interrupted: () => interruptedBy !== undefined,
+      interrupted: interrupt.interrupted,
       destroyData: opts.destroyData,
     };
     const workers = hosts.map((h) => new HostWorker(ctx, h, accelFacts));
-    const okBefore = store.okIndexes(runId);
-    const todo = plan.points.filter((p) => !okBefore.has(p.index));
     const startedAt = Date.now();
-    let raced = new Set<number>();
-    emit({
-      event: 'run-start',
-      run: runId,
-      name: study.name,
-      db: store.path,
-      resumed,
-      todo: todo.length,
-      total: plan.points.length,
-      alreadyDone: plan.points.length - todo.length,
-      estimatedSeconds: plan.estimatedSeconds,
-      accelerator: accel.accel,
-      acceleratorReason: accel.reason,
-      warning: accel.warning,
-      notes: plan.notes,
-    });
-
-    try {
-      await Promise.all(workers.map((w) => w.open()));
-      if (study.race) raced = await runRaced(ctx, workers, todo, opts.budgetSeconds);
-      else await runOnHosts(workers, todo, false);
-      // Adaptive rounds; their indexes continue after the plan's (and after earlier adaptive rounds').
-      while (study.adaptive && !ctx.interrupted()) {
-        const stored = store.points(runId);
-        const nextIndex = Math.max(plan.points.length, ...stored.map((p) => p.index + 1));
-        const round = nextAdaptiveRound(ctx, nextIndex);
-        if (round.points.length === 0) break;
-        emit({
-          event: 'adaptive-round',
-          run: runId,
-          round: round.points[0]?.round ?? 0,
-          points: round.points.length,
-          reasons: round.reasons,
-        });
-        await runOnHosts(workers, round.points, true);
-      }
-    } catch (err) {
-      // Not a point's fault (those are caught per point) but the engine's or the store's: the run
-      // stops, resumable, and says why.
-      if (!ctx.interrupted()) {
-        store.discardRunningPoints(runId);
-        store.setRunStatus(runId, 'interrupted');
-        offCleanup();
-        offInterrupt();
-      }
-      throw err;
-    } finally {
-      if (!ctx.interrupted()) await Promise.all(workers.map((w) => w.group.stop()));
-      await closeHostAccesses();
-    }
-    if (ctx.interrupted()) {
-      // The process is on its way out (proc.ts exits after the cleanups): never resolve.
-      await new Promise(() => undefined);
-    }
-    offInterrupt();
-    offCleanup();
-
-    const points = store.points(runId);
-    const failed = points.filter((p) => p.status !== 'ok').length;
-    const missing = plan.points.filter(
-      (p) => !raced.has(p.index) && !points.some((q) => q.index === p.index),
-    ).length;
-    const failedHosts = workers.flatMap((w) => (w.failure ? [{ name: w.host.name, reason: w.failure }] : []));
-    const status = failed + missing === 0 && failedHosts.length === 0 ? 'complete' : 'partial';
-    store.setRunStatus(runId, status);
-    for (const h of failedHosts)
-      emit({ event: 'log', run: runId, line: `host ${h.name} failed: ${h.reason}` });
-    emit({
-      event: 'run-end',
-      run: runId,
-      status,
-      ok: points.length - failed,
-      failed,
-      seconds: (Date.now() - startedAt) / 1000,
-      ...(failedHosts.length > 0 ? { failedHosts } : {}),
-    });
-    return { runId, status, plan, ok: points.length - failed, failed, accelerator: accel, failedHosts };
+    const todo = announceRun(ctx, opts.resume !== undefined);
+    const raced = await runRounds(ctx, workers, todo, opts.budgetSeconds, interrupt);
+    return finishRun(ctx, workers, raced, startedAt);
   } finally {
-    releaseOnExit();
-    releaseLock();
+    releaseDisks();
   }
+}
+
+/**
+ * Locks every disk file of the study (multi-disk variants add files beside each disk) and prepares
+ * it behind the data guard. Returns the release of the locks, also registered for an abrupt exit.
+ */
+async function lockAndPrepareDisks(
+  study: Study,
+  hosts: HostRun[],
+  destroyData: string[] | undefined,
+): Promise<() => void> {
+  const disks = localDisks(study, hosts).flatMap((d) => studyDiskSpecs(study, d));
+  const releases: Array<() => void> = [];
+  const releaseLocks = () => {
+    for (const release of releases.splice(0)) release();
+  };
+  const offExit = onCleanup(releaseLocks);
+  const release = () => {
+    offExit();
+    releaseLocks();
+  };
+  try {
+    for (const disk of disks) releases.push(lockDisk(disk.path));
+    for (const [i, disk] of disks.entries()) {
+      const info = await prepareDiskFile(disk, { destroyData });
+      if (i === 0 && info.kind === 'block' && study.guest.count > 1)
+        throw new UserError(
+          `${study.source}: guest.count ${study.guest.count} gives every guest a disk of its own, as files beside disk.path; ${disk.path} is a block device: use a file, or guest.count 1`,
+        );
+    }
+  } catch (err) {
+    release();
+    throw err;
+  }
+  return release;
+}
+
+const needsVm = (plan: Plan) => plan.points.some((p) => p.variantId !== HOST_VARIANT_ID);
+
+async function acceleratorFor(plan: Plan): Promise<AccelChoice> {
+  return needsVm(plan) ? chooseAccelerator() : { accel: 'tcg', reason: 'no VM in this plan' };
+}
+
+/** Records a new run, or reopens the one being resumed; returns its id. */
+function openRun(
+  store: Store,
+  study: Study,
+  plan: Plan,
+  only: string[] | undefined,
+  accel: AccelChoice,
+  resume: string | undefined,
+): string {
+  if (resume) {
+    const runId = store.requireRun(resume).id;
+    // Points left `running` by a process that died: not a finding, just not measured.
+    store.discardRunningPoints(runId);
+    store.setRunStatus(runId, 'running', false);
+    store.setAccelerator(runId, accel.accel, accel.reason);
+    return runId;
+  }
+  const runId = store.createRun({
+    name: study.name,
+    source: study.source,
+    study,
+    only,
+    kvmioVersion: VERSION,
+    accelerator: accel.accel,
+    acceleratorReason: accel.reason,
+    notes: plan.notes,
+  });
+  store.setVariants(runId, plan.variants);
+  return runId;
+}
+
+interface InterruptWiring {
+  interrupted: () => boolean;
+  /** Unhooks the handlers once the run ended on its own. */
+  off: () => void;
+}
+
+/**
+ * Ctrl-C marks the run interrupted and says how to resume; the store is made consistent in the
+ * last cleanup (registered first, it runs after the VMs are gone), with synchronous SQLite writes.
+ */
+function wireInterrupt(store: Store, runId: string, emit: RunEventSink, resume: string): InterruptWiring {
+  let interruptedBy: string | undefined;
+  const offInterrupt = onInterrupt((signal) => {
+    interruptedBy = signal;
+    emit({ event: 'interrupted', run: runId, signal, resume });
+  });
+  const offCleanup = onCleanup(() => {
+    if (!interruptedBy) return;
+    store.discardRunningPoints(runId);
+    store.setRunStatus(runId, 'interrupted');
+  });
+  return {
+    interrupted: () => interruptedBy !== undefined,
+    off: () => {
+      offCleanup();
+      offInterrupt();
+    },
+  };
+}
+
+/** Tells the progress view what the run will do; returns the points still to measure. */
+function announceRun(ctx: RunContext, resumed: boolean): PlannedPoint[] {
+  const { store, runId, study, plan, accel } = ctx;
+  const okBefore = store.okIndexes(runId);
+  const todo = plan.points.filter((p) => !okBefore.has(p.index));
+  ctx.emit({
+    event: 'run-start',
+    run: runId,
+    name: study.name,
+    db: store.path,
+    resumed,
+    todo: todo.length,
+    total: plan.points.length,
+    alreadyDone: plan.points.length - todo.length,
+    estimatedSeconds: plan.estimatedSeconds,
+    accelerator: accel.accel,
+    acceleratorReason: accel.reason,
+    warning: accel.warning,
+    notes: plan.notes,
+  });
+  return todo;
+}
+
+/**
+ * The rounds: the planned ones (raced or all of them), then any adaptive ones. Returns the planned
+ * points racing left out. An interrupt never returns: the process is on its way out.
+ */
+async function runRounds(
+  ctx: RunContext,
+  workers: HostWorker[],
+  todo: PlannedPoint[],
+  budgetSeconds: number | undefined,
+  interrupt: InterruptWiring,
+): Promise<Set<number>> {
+  let raced = new Set<number>();
+  try {
+    await Promise.all(workers.map((w) => w.open()));
+    if (ctx.study.race) raced = await runRaced(ctx, workers, todo, budgetSeconds);
+    else await runOnHosts(workers, todo, false);
+    await runAdaptiveRounds(ctx, workers);
+  } catch (err) {
+    // Not a point's fault (those are caught per point) but the engine's or the store's: the run
+    // stops, resumable, and says why.
+    if (!ctx.interrupted()) {
+      ctx.store.discardRunningPoints(ctx.runId);
+      ctx.store.setRunStatus(ctx.runId, 'interrupted');
+      interrupt.off();
+    }
+    throw err;
+  } finally {
+    if (!ctx.interrupted()) await Promise.all(workers.map((w) => w.group.stop()));
+    await closeHostAccesses();
+  }
+  // proc.ts exits after the cleanups: never resolve.
+  if (ctx.interrupted()) await new Promise(() => undefined);
+  interrupt.off();
+  return raced;
+}
+
+/** Adaptive rounds until no pair needs one; their indexes continue after the plan's and earlier rounds'. */
+async function runAdaptiveRounds(ctx: RunContext, workers: HostWorker[]): Promise<void> {
+  while (ctx.study.adaptive && !ctx.interrupted()) {
+    const stored = ctx.store.points(ctx.runId);
+    const nextIndex = Math.max(ctx.plan.points.length, ...stored.map((p) => p.index + 1));
+    const round = nextAdaptiveRound(ctx, nextIndex);
+    if (round.points.length === 0) break;
+    ctx.emit({
+      event: 'adaptive-round',
+      run: ctx.runId,
+      round: round.points[0]?.round ?? 0,
+      points: round.points.length,
+      reasons: round.reasons,
+    });
+    await runOnHosts(workers, round.points, true);
+  }
+}
+
+/** The run's final status: complete when every planned point racing kept is ok and no host failed. */
+function finishRun(
+  ctx: RunContext,
+  workers: HostWorker[],
+  raced: Set<number>,
+  startedAt: number,
+): RunStudyResult {
+  const { store, runId, plan, emit } = ctx;
+  const points = store.points(runId);
+  const failed = points.filter((p) => p.status !== 'ok').length;
+  const missing = plan.points.filter(
+    (p) => !raced.has(p.index) && !points.some((q) => q.index === p.index),
+  ).length;
+  const failedHosts = workers.flatMap((w) => (w.failure ? [{ name: w.host.name, reason: w.failure }] : []));
+  const status = failed + missing === 0 && failedHosts.length === 0 ? 'complete' : 'partial';
+  store.setRunStatus(runId, status);
+  for (const h of failedHosts) emit({ event: 'log', run: runId, line: `host ${h.name} failed: ${h.reason}` });
+  emit({
+    event: 'run-end',
+    run: runId,
+    status,
+    ok: points.length - failed,
+    failed,
+    seconds: (Date.now() - startedAt) / 1000,
+    ...(failedHosts.length > 0 ? { failedHosts } : {}),
+  });
+  return { runId, status, plan, ok: points.length - failed, failed, accelerator: ctx.accel, failedHosts };
 }

@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { DEFAULT_GUEST_RELEASE, type GuestRelease } from '../study/guest-release.js';
 import { packageFile } from '../util/paths.js';
+
+export {
+  DEFAULT_GUEST_RELEASE,
+  GUEST_MIN_MEMORY_MIB,
+  GUEST_RELEASES,
+  type GuestRelease,
+} from '../study/guest-release.js';
 
 /**
  * What goes into the embedded guest: the Debian packages it is made from and the files taken from
@@ -9,18 +17,6 @@ import { packageFile } from '../util/paths.js';
 
 /** Bumped whenever the builder itself changes how the guest is assembled. */
 export const BUILDER_VERSION = 3;
-
-/**
- * The Debian releases the guest can be made from: trixie (kernel 6.12, fio 3.39, PostgreSQL 17, as
- * the study's guest) or bookworm (kernel 6.1, fio 3.33, PostgreSQL 15).
- */
-export const GUEST_RELEASES = ['trixie', 'bookworm'] as const;
-export type GuestRelease = (typeof GUEST_RELEASES)[number];
-/**
- * bookworm, whose fio matches Debian 12's on the host: fio's client/server protocol (several guests)
- * only connects equal versions. trixie (the study's guest) is a study key away.
- */
-export const DEFAULT_GUEST_RELEASE: GuestRelease = 'bookworm';
 
 /** PostgreSQL's major version in each release (its package name and paths carry it). */
 const POSTGRES_MAJOR: Record<GuestRelease, number> = { trixie: 17, bookworm: 15 };
@@ -201,12 +197,6 @@ export function contentHash(recipe: string, packages: readonly ResolvedPackage[]
 
 /** Printed on the serial console by the guest's agent wrapper when qemu-ga starts (see assets/agent). */
 export const GUEST_READY_MARKER = 'KVMIO-GUEST-READY';
-
-/**
- * Guest RAM below which the guest cannot boot: the ~115 MiB initramfs is unpacked into RAM while its
- * packed copy is still there, and the root filesystem (with /tmp) is RAM too.
- */
-export const GUEST_MIN_MEMORY_MIB = 512;
 
 /**
  * Kernel command line for every backend (direct QEMU and libvirt). The console is the first serial

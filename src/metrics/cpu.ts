@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { type HostAccess, LOCAL_HOST } from '../host/access.js';
+import { classifyThread, type ThreadClass } from '../study/qemu-threads.js';
 import type { MetricValue } from '../study/results.js';
 
 /**
@@ -12,19 +13,6 @@ import type { MetricValue } from '../study/results.js';
  * go, so whatever the total holds beyond the threads we saw is counted as worker time (and reported
  * separately as cpu.unseen_s).
  */
-
-export const THREAD_CLASSES = ['vcpu', 'iothread', 'main', 'worker', 'other'] as const;
-export type ThreadClass = (typeof THREAD_CLASSES)[number];
-
-export function classifyThread(comm: string, tid: number, pid: number): ThreadClass {
-  if (/^CPU \d+\/(KVM|TCG|HVF|WHPX)/.test(comm)) return 'vcpu';
-  // QEMU's own monitor thread (out-of-band QMP) is named like an iothread but serves no disk.
-  if (comm === 'IO mon_iothread') return 'other';
-  if (comm.startsWith('IO ')) return 'iothread';
-  if (tid === pid) return 'main';
-  if (comm === 'worker') return 'worker';
-  return 'other';
-}
 
 export interface ProcStat {
   comm: string;

@@ -1,6 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { classifyThread } from '../metrics/cpu.js';
 import { parseCpuList } from '../study/cpuset.js';
+import { classifyThread } from '../study/qemu-threads.js';
 import type { Pinning } from '../study/types.js';
 import { UserError } from '../util/errors.js';
 import { run } from '../util/proc.js';

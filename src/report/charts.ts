@@ -1,3 +1,4 @@
+import { mean, summary } from '../stats/summary.js';
 import { HOST_VARIANT_ID, type Variant } from '../study/types.js';
 import { variantFormat } from '../study/variants.js';
 import type { ReportData } from './data.js';
@@ -67,24 +68,18 @@ function colorsFor(series: Series[]): ColorScale {
 
 function bar(group: string, s: Series, values: number[], scale: number): BarDatum | undefined {
   if (values.length === 0) return undefined;
-  const n = values.length;
-  const mean = values.reduce((a, b) => a + b, 0) / n;
-  const sd = n > 1 ? Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1)) : 0;
-  const half = n > 1 ? tHalf(n) * (sd / Math.sqrt(n)) : 0;
+  const st = summary(values);
+  // One repetition draws as a point without an interval.
+  const half = st.n > 1 ? st.ciHalf : 0;
   return {
     group,
     label: s.label,
-    mean: mean * scale,
-    lo: (mean - half) * scale,
-    hi: (mean + half) * scale,
-    n,
+    mean: st.mean * scale,
+    lo: (st.mean - half) * scale,
+    hi: (st.mean + half) * scale,
+    n: st.n,
   };
 }
-
-// Student t 97.5% quantiles for small df; larger df use the stats module via summary() elsewhere.
-import { tCritical } from '../stats/summary.js';
-
-const tHalf = (n: number) => tCritical(n - 1);
 
 /** The single step of a fixed fio/rsync point (null), or the only step present. */
 function fixedStep(m: ReportModel, s: Series, w: WorkloadInfo): Step | undefined {
@@ -171,7 +166,7 @@ function cpuStack(
         label: s.label,
         part,
         partIndex,
-        value: shares.reduce((a, b) => a + b, 0) / shares.length,
+        value: mean(shares),
       });
     });
     // Without per-class figures the total is drawn whole rather than not at all.
@@ -250,7 +245,7 @@ function curve(m: ReportModel, w: WorkloadInfo, keep: (s: Series) => boolean): L
       if (!lat) continue;
       out.push({
         label: s.label,
-        x: r.xs.reduce((a, b) => a + b, 0) / r.xs.length,
+        x: mean(r.xs),
         y: lat.mean,
         ylo: lat.lo,
         yhi: lat.hi,
@@ -449,7 +444,7 @@ function pgbenchChart(
       if (tps.length === 0 || !lat) continue;
       lines.push({
         label: s.label,
-        x: tps.reduce((a, b) => a + b, 0) / tps.length,
+        x: mean(tps),
         y: lat.mean,
         ylo: lat.lo,
         yhi: lat.hi,

@@ -1,4 +1,4 @@
-import { type Summary, summary } from '../stats/summary.js';
+import { mean, type Summary, summary } from '../stats/summary.js';
 import type { MetricRow } from '../study/results.js';
 
 export type { Step } from '../study/results.js';
@@ -23,13 +23,11 @@ export function getOr<K, V>(map: Map<K, V>, key: K, make: () => V): V {
 const isRate = (metric: string) => /\.(iops|bw_bytes)$|^pgbench\.tps$/.test(metric);
 
 function combineGuests(metric: string, guests: Map<string, number[]>): number {
-  const avg = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
   const all = guests.get('all');
-  if (all) return avg(all);
-  if (guests.size === 1) return avg(guests.values().next().value as number[]);
-  const perGuest = [...guests.values()].map(avg);
-  const sum = perGuest.reduce((a, b) => a + b, 0);
-  return isRate(metric) ? sum : sum / perGuest.length;
+  if (all) return mean(all);
+  if (guests.size === 1) return mean(guests.values().next().value as number[]);
+  const perGuest = [...guests.values()].map(mean);
+  return isRate(metric) ? perGuest.reduce((a, b) => a + b, 0) : mean(perGuest);
 }
 
 /**

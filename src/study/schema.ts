@@ -1,6 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { DEFAULT_GUEST_RELEASE, GUEST_MIN_MEMORY_MIB, GUEST_RELEASES } from '../guest/recipe.js';
 import { formatBytes } from '../util/units.js';
 import { onlineCpus, parseCpuset } from './cpuset.js';
 import {
@@ -15,6 +14,7 @@ import {
   readSize,
   readString,
 } from './fields.js';
+import { DEFAULT_GUEST_RELEASE, GUEST_MIN_MEMORY_MIB, GUEST_RELEASES } from './guest-release.js';
 import { readQcow2 } from './image-schema.js';
 import { isLocalLibvirtUri, libvirtUriProblem } from './libvirt-uri.js';
 import {

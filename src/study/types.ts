@@ -1,6 +1,6 @@
 export type { MetricRow } from './results.js';
 
-import type { GuestRelease } from '../guest/recipe.js';
+import type { GuestRelease } from './guest-release.js';
 
 /**
  * The study model: what a study file describes once it is validated. Every other module works from

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { closeHostAccesses, hostAccessFor, type SshHost } from '../../src/host/access.js';
-import { QemuCpuMeter, THREAD_CLASSES } from '../../src/metrics/cpu.js';
+import { QemuCpuMeter } from '../../src/metrics/cpu.js';
+import { THREAD_CLASSES } from '../../src/study/qemu-threads.js';
 import { sleep } from '../../src/util/proc.js';
 import { releaseTestHost, testHostUp } from '../helpers/test-host.js';
 

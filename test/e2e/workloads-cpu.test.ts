@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { clockTicksPerSecond, parseProcStat, QemuCpuMeter, THREAD_CLASSES } from '../../src/metrics/cpu.js';
+import { clockTicksPerSecond, parseProcStat, QemuCpuMeter } from '../../src/metrics/cpu.js';
+import { THREAD_CLASSES } from '../../src/study/qemu-threads.js';
 import { run, sleep } from '../../src/util/proc.js';
 
 /**

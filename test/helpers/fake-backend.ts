@@ -26,7 +26,8 @@ const FIO_JSON = readFileSync(
 export interface Script {
   bootFails?: (variant: Variant, boots: number) => boolean;
   fioFails?: (runs: number) => boolean;
-  iopsFactor?: (runs: number) => number;
+  /** Speed of fio run `runs` (1-based, all variants counted) on `variant`: IOPS and bandwidth times it, latency divided by it. */
+  iopsFactor?: (runs: number, variant: Variant) => number;
   /** fio runs this long (ms) before it answers. */
   fioMs?: number;
 }
@@ -60,11 +61,17 @@ export class FakeBackend implements VmBackend<FakeVm> {
     return { 'fake.name': vm.name };
   }
   /** fio in the guest: writes the recorded JSON (IOPS scaled) where --output points. */
-  fio(): string {
+  fio(variant: Variant): string {
     const run = ++this.fioRuns;
     if (this.script.fioFails?.(run)) throw new PointFailure(`fake fio run ${run} failed`);
     const report = JSON.parse(FIO_JSON);
-    for (const job of report.jobs) job.read.iops *= this.script.iopsFactor?.(run) ?? 1;
+    const factor = this.script.iopsFactor?.(run, variant) ?? 1;
+    for (const job of report.jobs) {
+      job.read.iops *= factor;
+      job.read.bw_bytes *= factor;
+      job.read.clat_ns.mean /= factor;
+      job.read.lat_ns.mean /= factor;
+    }
     return JSON.stringify(report);
   }
 }
@@ -80,7 +87,7 @@ export class FakeVm implements GuestVm {
   async exec(argv: string[], _opts: GuestExecOptions): Promise<GuestExecResult> {
     if (argv[0] === 'fio') {
       const out = argv.find((a) => a.startsWith('--output='))?.slice('--output='.length);
-      if (out) this.files.set(out, this.backend.fio());
+      if (out) this.files.set(out, this.backend.fio(this.variant));
       if (this.backend.fioMs) await sleep(this.backend.fioMs);
     }
     return { exitCode: 0, stdout: '', stderr: '' };

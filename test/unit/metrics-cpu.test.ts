@@ -3,13 +3,13 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import {
   accountWindow,
-  classifyThread,
   cpuEfficiency,
   type ProcSample,
   parseProcStat,
   parseSchedstat,
 } from '../../src/metrics/cpu.js';
 import { percentile } from '../../src/metrics/probe.js';
+import { classifyThread } from '../../src/study/qemu-threads.js';
 
 // Recorded from a real qemu-system-x86_64 7.2 (TCG, debug-threads=on, one iothread, aio=threads);
 // the command and method are in the fixture's "recorded" field.

@@ -1,0 +1,19 @@
+/** The guest a study may ask for: the study validates these, the guest builder makes them. */
+
+/**
+ * The Debian releases the guest can be made from: trixie (kernel 6.12, fio 3.39, PostgreSQL 17, as
+ * the study's guest) or bookworm (kernel 6.1, fio 3.33, PostgreSQL 15).
+ */
+export const GUEST_RELEASES = ['trixie', 'bookworm'] as const;
+export type GuestRelease = (typeof GUEST_RELEASES)[number];
+/**
+ * bookworm, whose fio matches Debian 12's on the host: fio's client/server protocol (several guests)
+ * only connects equal versions. trixie (the study's guest) is a study key away.
+ */
+export const DEFAULT_GUEST_RELEASE: GuestRelease = 'bookworm';
+
+/**
+ * Guest RAM below which the guest cannot boot: the ~115 MiB initramfs is unpacked into RAM while its
+ * packed copy is still there, and the root filesystem (with /tmp) is RAM too.
+ */
+export const GUEST_MIN_MEMORY_MIB = 512;
