@@ -25,7 +25,15 @@ interface Measure {
   step: (s: Series) => Step | undefined;
 }
 
-export type Question = 'backend' | 'iothread' | 'threads-cpu' | 'bus' | 'memory' | 'format' | 'runs';
+export type Question =
+  | 'backend'
+  | 'iothread'
+  | 'threads-cpu'
+  | 'cache'
+  | 'bus'
+  | 'memory'
+  | 'format'
+  | 'runs';
 
 /** A comparison of b against reference a on one measure, with its (family-controlled) verdict. */
 export interface Claim {
@@ -191,13 +199,18 @@ function gatherClaims(m: ReportModel, run: ReportRun): Claim[] {
   // Backends at the reference's other settings.
   for (const s of list) {
     if (s === ref || !s.def || !ref.def) continue;
-    const sameElse =
+    const sameDevice =
       s.def.bus === ref.def.bus &&
       s.def.memory === ref.def.memory &&
       s.def.queues === ref.def.queues &&
-      s.def.cache === ref.def.cache &&
       variantFormat(s.def) === variantFormat(ref.def);
-    if (!sameElse) continue;
+    if (!sameDevice) continue;
+    if (s.def.cache !== ref.def.cache) {
+      // A cache mode is judged at the reference's aio mode and iothreads, or not at all.
+      if (s.def.aio === ref.def.aio && s.def.iothreads === ref.def.iothreads)
+        claims.push(...compareOn(m, 'cache', ref, s, perf));
+      continue;
+    }
     if (s.def.aio !== ref.def.aio && (s.def.iothreads === ref.def.iothreads || s.def.aio === 'threads'))
       claims.push(...compareOn(m, 'backend', ref, s, perf));
     if (s.def.aio === ref.def.aio && s.def.iothreads !== ref.def.iothreads)
@@ -303,6 +316,7 @@ const QUESTIONS: [Question, string][] = [
   ['backend', 'Which backend'],
   ['iothread', 'Does an IO thread matter'],
   ['threads-cpu', 'CPU cost of aio=threads'],
+  ['cache', 'Which cache mode'],
   ['bus', 'virtio-blk vs virtio-scsi'],
   ['memory', 'Huge pages vs 4k pages'],
   ['format', 'raw vs qcow2'],
@@ -393,7 +407,7 @@ export function buildConclusion(m: ReportModel): Conclusion {
         '',
       );
     }
-    for (const [q, heading] of QUESTIONS.slice(0, 5)) {
+    for (const [q, heading] of QUESTIONS.filter(([q]) => q !== 'runs')) {
       const cs = mine.filter((c) => c.question === q);
       if (cs.length === 0) continue;
       md.push(`${m.data.runs.length > 1 ? '###' : '##'} ${heading}`, '');
