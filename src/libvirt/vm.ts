@@ -8,12 +8,13 @@ import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js'
 import { type HostAccess, hostAccessFor } from '../host/access.js';
 import { blockRequests } from '../qemu/blockstats.js';
 import { aioModeProblems } from '../qemu/verify.js';
+import { ownerGone, processStartTicks } from '../safety/leftovers.js';
 import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
 import type { DiskSpec, Qcow2Options, Study, Variant } from '../study/types.js';
 import { variantFormat } from '../study/variants.js';
 import { PointFailure } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
-import { onCleanup, processAlive, sleep, waitFor } from '../util/proc.js';
+import { onCleanup, sleep, waitFor } from '../util/proc.js';
 import { checkQemuCanReach } from './dac.js';
 import type { TestDeviceLayout } from './domain.js';
 import { libvirtForwardPort } from './forward.js';
@@ -207,12 +208,23 @@ export async function reapOrphans(
   const reaped: string[] = [];
   for (const name of names) {
     const owner = await kvmioOwner(virsh, name);
-    if (!owner || owner.host !== hostname() || processAlive(owner.pid)) continue;
-    log(`libvirt: destroying ${name}, left running by kvmio pid ${owner.pid} which is gone`);
+    // The domain's QEMU started after its kvmio: an owner pid alive but younger is another program.
+    const since = virsh.isLocal ? domainQemuStart(name) : undefined;
+    if (!owner || owner.host !== hostname() || !ownerGone(owner.pid, since)) continue;
+    log(`libvirt: destroying ${name}, left running by kvmio pid ${owner.pid}, which is gone`);
     await destroy(virsh, name);
     reaped.push(name);
   }
   return reaped;
+}
+
+/** When the QEMU of a local running domain started (clock ticks since boot), from libvirt's pid file. */
+function domainQemuStart(name: string): number | undefined {
+  try {
+    return processStartTicks(Number(readFileSync(`/run/libvirt/qemu/${name}.pid`, 'utf8').trim()));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The kvmio owner recorded in a domain's metadata, or undefined for domains kvmio did not make. */

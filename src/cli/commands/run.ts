@@ -1,10 +1,13 @@
 import type { Command } from 'commander';
 import { resumeCommand } from '../../engine/resume.js';
 import { runStudy } from '../../engine/run.js';
+import { Virsh } from '../../libvirt/virsh.js';
+import { stopLeftoverQemus } from '../../safety/leftovers.js';
 import { Store } from '../../store/store.js';
 import { shapeForRun } from '../../study/budget.js';
 import { splitGlobs } from '../../study/glob.js';
 import { loadStudyArg } from '../../study/load.js';
+import type { Study } from '../../study/types.js';
 import { UserError } from '../../util/errors.js';
 import { withDb, withOnly, withRaceAndBudget, withStudyArg } from '../common.js';
 import { createProgress, progressMode } from '../progress.js';
@@ -56,6 +59,7 @@ export function registerRun(program: Command): void {
     const { study } = shaped;
     const runFlags = [...(flags.race ? ['--race'] : []), ...(flags.budget ? ['--budget', flags.budget] : [])];
     const store = Store.open(flags.db);
+    await stopLeftovers(study, (line) => process.stderr.write(`kvmio: ${line}\n`));
     const progress = createProgress(progressMode(flags, process.stderr), process.stderr);
     let warning: string | undefined;
     try {
@@ -102,4 +106,21 @@ export function registerRun(program: Command): void {
       store.close();
     }
   });
+}
+
+/**
+ * Before a run (and a resume): what a kvmio killed without cleanup left on this machine and on the
+ * study's libvirt hosts, its own QEMU processes and transient domains, is stopped, one line each; the
+ * disk guard would otherwise refuse a disk held by a VM whose owner is gone.
+ */
+async function stopLeftovers(study: Study, say: (line: string) => void): Promise<void> {
+  await stopLeftoverQemus(say);
+  if (study.backend !== 'libvirt') return;
+  const { reapOrphans } = await import('../../libvirt/vm.js');
+  const uris = new Set(study.hosts.length > 0 ? study.hosts.map((h) => h.uri) : [study.libvirt.uri]);
+  for (const uri of uris) {
+    const virsh = new Virsh(uri);
+    // A host that does not answer is the run's to report; its leftovers wait for a later run.
+    if (await virsh.tryRun(['uri'], { timeoutMs: 20_000 })) await reapOrphans(virsh, say);
+  }
 }
