@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isLocalUri } from '../libvirt/virsh.js';
 import { HostUnreachableError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import {
@@ -244,6 +245,14 @@ export class SshHost implements HostAccess {
 }
 
 const remoteHosts = new Map<string, SshHost>();
+
+/**
+ * Whether kvmio can reach the host of a libvirt URI itself (its disk, fio, /proc): this machine's
+ * URIs and qemu+ssh:// ones. The plan schedules a host's baseline only where this holds.
+ */
+export function hostReachable(uri: string): boolean {
+  return isLocalUri(uri) || sshTargetOf(uri) !== undefined;
+}
 
 /**
  * The access for a libvirt URI: this machine for local URIs, the URI's SSH destination (one shared

@@ -1,3 +1,4 @@
+import { hostReachable } from '../host/access.js';
 import { UserError } from '../util/errors.js';
 import { formatBytes, formatSeconds } from '../util/units.js';
 import { globToRegExp } from './glob.js';
@@ -187,7 +188,10 @@ function planNotes(study: Study, plan: Pick<Plan, 'variants' | 'baseline'>, only
 export function planStudy(study: Study, opts: PlanOptions = {}): Plan {
   const { variants, baseline } = selectVariants(study, opts.only);
   const groups = bootGroups(variants);
-  const hosts = study.hosts.length > 0 ? study.hosts.map((h) => h.name) : ['local'];
+  const hostSpecs = study.hosts.length > 0 ? study.hosts : [{ name: 'local', uri: study.libvirt.uri }];
+  const hosts = hostSpecs.map((h) => h.name);
+  // The baseline is fio on the host's own disk: kvmio runs it where it reaches the host itself.
+  const noBaseline = hostSpecs.filter((h) => study.backend === 'libvirt' && !hostReachable(h.uri));
   const points: PlannedPoint[] = [];
   let boots = 0;
   let liveSwitches = 0;
@@ -223,7 +227,8 @@ export function planStudy(study: Study, opts: PlanOptions = {}): Plan {
       if (runningGroup !== undefined && order.includes(runningGroup)) {
         order = [runningGroup, ...order.filter((k) => k !== runningGroup)];
       }
-      if (baseline) add(round, host, HOST_VARIANT_ID, { boot: false, switchLive: false });
+      if (baseline && !noBaseline.some((h) => h.name === host))
+        add(round, host, HOST_VARIANT_ID, { boot: false, switchLive: false });
       for (const key of order) {
         for (const v of seededShuffle(groups.get(key)!, `${seed}:${key}`)) {
           const boot = runningGroup !== key;
@@ -246,6 +251,10 @@ export function planStudy(study: Study, opts: PlanOptions = {}): Plan {
       liveSwitches * PLAN_COSTS.switchSeconds) /
     hosts.length;
   const notes = planNotes(study, { variants, baseline }, opts.only);
+  if (baseline && noBaseline.length > 0)
+    notes.push(
+      `baseline: no host points on ${noBaseline.map((h) => `${h.name} (${h.uri})`).join(', ')}: kvmio runs the baseline's fio on a remote host over SSH only (qemu+ssh://)`,
+    );
   if (study.race) {
     const least = planStudy({ ...study, repetitions: study.race.minRepetitions, race: undefined }, opts);
     notes.push(
