@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both install what is missing first.
-.PHONY: setup build guest services test-stack test-host test-host-down lint test test-unit demo bench clean
+.PHONY: setup build guest services test-stack test-host test-host-down lint test test-host-stack test-study-stack test-unit demo bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -27,9 +27,17 @@ test-host-down:
 lint: setup
 	@npx biome check src test scripts bin
 
-# The test host is taken down after the tests, also when they fail.
-test: setup test-stack services guest lint test-host
-	@node --test --test-concurrency=1 --test-reporter=spec dist/test/unit/ dist/test/e2e/; rc=$$?; bash scripts/test-host.sh down; exit $$rc
+# Every test on the host's stack (Debian 12: QEMU 7.2, libvirt 9.0) first, then on the study's
+# (test-stack: QEMU 10, libvirt 11.3) the e2e files of that stack; scripts/test-phases.sh says which
+# stack each phase runs on. The test host is taken down after the tests, also when they fail.
+test: setup services guest lint test-host
+	@bash scripts/test-phases.sh; rc=$$?; bash scripts/test-host.sh down; exit $$rc
+
+test-host-stack: setup services guest lint test-host
+	@bash scripts/test-phases.sh host; rc=$$?; bash scripts/test-host.sh down; exit $$rc
+
+test-study-stack: setup services guest
+	@bash scripts/test-phases.sh study
 
 test-unit: setup
 	@node --test --test-concurrency=1 dist/test/unit/
