@@ -151,6 +151,7 @@ async function runPoint(
     const consoleTail = detail.consoleTail ?? vmNow?.consoleTail(40) ?? '';
     const artifacts: Record<string, string> = vmNow ? host.backend.artifacts(vmNow) : {};
     if (detail.stderrTail) artifacts['qemu.stderr'] = detail.stderrTail;
+    if (detail.kernelLog) artifacts['kernel.log'] = detail.kernelLog;
     if (vmNow) artifacts.console = vmNow.consoleTail(200);
     if (logLines.length > 0) artifacts.log = logLines.join('\n');
     const reason = errorMessage(err);

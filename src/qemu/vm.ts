@@ -5,6 +5,7 @@ import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestRelease } from '../guest/b
 import { findTestDisks } from '../guest/disks.js';
 import { freePort, hmpHostForward } from '../guest/forward.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
+import { kernelAccount, kernelNowUsec, taskIds } from '../host/kernel-log.js';
 import { variantImagePaths } from '../study/disks.js';
 import { QCOW2_DEFAULTS } from '../study/image-schema.js';
 import type { Study, Variant } from '../study/types.js';
@@ -79,6 +80,9 @@ export class QemuVm implements GuestVm {
   private readonly exited: Promise<void>;
   private unregisterCleanup: () => void = () => undefined;
   private lastConsole = '';
+  /** QEMU's pid and the thread ids seen at each verification: a fault names the thread's id. */
+  private readonly tasks = new Set<number>();
+  private readonly startedUsec = kernelNowUsec();
 
   constructor(
     private readonly opts: StartQemuVmOptions,
@@ -91,6 +95,7 @@ export class QemuVm implements GuestVm {
     this.variant = opts.variant;
     this.paths = runtimePaths(dir);
     this.agent = new AgentClient(this.paths.agent);
+    if (child.pid !== undefined) this.tasks.add(child.pid);
     child.stderr?.on('data', (d: Buffer) => {
       const text = d.toString('utf8');
       this.stderrTotal += text.length;
@@ -111,9 +116,11 @@ export class QemuVm implements GuestVm {
   private onUnexpectedExit(code: number | null, signal: NodeJS.Signals | null, why?: string): void {
     const how = why ?? (signal ? `was killed by ${signal}` : `exited with code ${code}`);
     const stderr = this.stderrTail.trim();
+    // The kernel's account (a fault's signal, address and library) is logged before the process ends.
+    const kernel = kernelAccount(this.child.pid, this.tasks, this.startedUsec);
     this.deathError = new PointFailure(
-      `QEMU (${this.name}) ${how} unexpectedly${stderr ? `: ${stderr.split('\n').slice(-5).join('\n')}` : ''}`,
-      { consoleTail: this.consoleTail(), stderrTail: stderr },
+      `QEMU (${this.name}) ${how} unexpectedly${stderr ? `: ${stderr.split('\n').slice(-5).join('\n')}` : ''}\n${kernel.summary}`,
+      { consoleTail: this.consoleTail(), stderrTail: stderr, kernelLog: kernel.lines.join('\n') },
     );
     this.qmp?.failAll(this.deathError);
     this.agent.fail(this.deathError);
@@ -196,6 +203,7 @@ export class QemuVm implements GuestVm {
    * `fresh`: no live switch since boot.
    */
   async verifyLive(opts: { fresh: boolean }): Promise<void> {
+    for (const id of taskIds(this.qemuPid())) this.tasks.add(id);
     const v = this.variant;
     const disks = variantDisks(v);
     const paths = variantImagePaths(this.opts.study.disk.path, v, Math.max(disks, this.diskSlots));

@@ -137,10 +137,14 @@ export function reportHtml(data: ReportData, charts: RenderedChart[], conclusion
   const failures =
     data.failures.length === 0
       ? ''
-      : `<h2>Failed points</h2><div class="scroll"><table><tr><th>run</th><th>variant</th><th>workload</th><th>step</th><th>rep</th><th>reason</th><th>console (tail)</th></tr>${data.failures
+      : `<h2>Failed points</h2><div class="scroll"><table><tr><th>run</th><th>variant</th><th>workload</th><th>step</th><th>rep</th><th>reason</th><th>console (tail)</th></tr>${[
+          ...data.failures,
+        ]
+          // Grouped by variant: a crash that repeats on one variant reads as one finding.
+          .sort((a, b) => a.variant.localeCompare(b.variant))
           .map(
             (f) =>
-              `<tr><td>${escapeHtml(f.run)}</td><td>${escapeHtml(f.variant)}</td><td>${escapeHtml(f.workload)}</td><td>${escapeHtml(String(f.step ?? ''))}</td><td>${f.rep ?? ''}</td><td>${escapeHtml(f.reason)}</td><td><pre>${escapeHtml((f.consoleTail ?? '').split('\n').slice(-8).join('\n'))}</pre></td></tr>`,
+              `<tr><td>${escapeHtml(f.run)}</td><td>${escapeHtml(f.variant)}</td><td>${escapeHtml(f.workload)}</td><td>${escapeHtml(String(f.step ?? ''))}</td><td>${f.rep ?? ''}</td><td>${escapeHtml(f.reason).replace(/\n/g, '<br>')}</td><td><pre>${escapeHtml((f.consoleTail ?? '').split('\n').slice(-8).join('\n'))}</pre></td></tr>`,
           )
           .join('')}</table></div>`;
   return `<!doctype html>

@@ -39,7 +39,8 @@ export class NotImplementedError extends UserError {
 export class PointFailure extends Error {
   constructor(
     message: string,
-    readonly detail: { consoleTail?: string; stderrTail?: string } = {},
+    /** kernelLog: the kernel log lines about the dead process (signal, address, library). */
+    readonly detail: { consoleTail?: string; stderrTail?: string; kernelLog?: string } = {},
   ) {
     super(message);
     this.name = 'PointFailure';
