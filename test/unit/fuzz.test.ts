@@ -2,8 +2,10 @@
  * Hostile input, generated: thousands of mutated study files, fio documents and results stores
  * through plan/argv/xml, import, report and export, in process for speed and through the real CLI
  * for a few. Every outcome must be a result or a UserError (exit 2) of one line; nothing is written
- * outside the paths given; time and memory stay bounded. Seeded (KVMIO_FUZZ_SEED to vary it) and
- * time-boxed (KVMIO_FUZZ_SECONDS in total, 38 by default). The seeds of the mutations are the presets,
+ * outside the paths given; time and memory stay bounded. Seeded (KVMIO_FUZZ_SEED to vary it); the
+ * in-process parts run a fixed number of cases (over 3,000 in all; KVMIO_FUZZ_SCALE multiplies them),
+ * each bounded in CPU time, so that a loaded machine makes the test slower, never smaller; the CLI
+ * sample is time-boxed (KVMIO_FUZZ_SECONDS, 38 by default). The seeds of the mutations are the presets,
  * the study fixtures and the recorded fio and run fixtures.
  */
 import assert from 'node:assert/strict';
@@ -39,15 +41,29 @@ const CASE_LIMIT_MS = 10_000;
 const dir = mkdtempSync(join(tmpdir(), 'kvmio-fuzz-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Shares of the budget: studies, fio documents, reports, stores, CLI. */
+const SCALE = Number(process.env.KVMIO_FUZZ_SCALE ?? 1);
+/** Share of the time budget for the CLI sample. */
 const share = (part: number) => Math.round(BUDGET_MS * part);
-const params = (part: number, numRuns: number): fc.Parameters<unknown> => ({
+/** Exactly `numRuns` cases (scaled), never cut short by the clock: the count is what was asked. */
+const params = (numRuns: number): fc.Parameters<unknown> => ({
   seed: SEED,
-  numRuns,
-  interruptAfterTimeLimit: share(part),
-  markInterruptAsFailure: false,
+  numRuns: Math.max(1, Math.round(numRuns * SCALE)),
   endOnFailure: true,
 });
+/** Cases per part (over 3,000 in all) and the CPU seconds each part may take at most. */
+const COUNTS = { studies: 2000, fio: 1000, reports: 60, stores: 400 };
+const CPU_LIMIT_S = { studies: 90, fio: 90, reports: 90, stores: 60 };
+let total = 0;
+const scaled = (n: number) => Math.max(1, Math.round(n * SCALE));
+
+/** Asserts the part ran all its cases within its CPU time (user + system, unaffected by load). */
+function ranAll(part: keyof typeof COUNTS, ran: number, cpuBefore: NodeJS.CpuUsage): void {
+  const used = process.cpuUsage(cpuBefore);
+  const seconds = (used.user + used.system) / 1e6;
+  assert.equal(ran, scaled(COUNTS[part]), `${part}: every case ran`);
+  assert.ok(seconds <= CPU_LIMIT_S[part] * SCALE, `${part}: ${seconds.toFixed(1)} s of CPU`);
+  total += ran;
+}
 
 /** Runs one case: a result, or a UserError of one bounded line; anything else fails the property. */
 function clean<T>(what: string, f: () => T): T | undefined {
@@ -172,6 +188,7 @@ const image = { kernel: 'GUEST/vmlinuz', initrd: 'GUEST/initrd.img', cmdline: 'c
 
 test('mutated studies: plan, argv and xml give a result or one clean line', (t) => {
   let cases = 0;
+  const cpu = process.cpuUsage();
   fc.assert(
     fc.property(
       fc.constantFrom(...studySeeds),
@@ -190,10 +207,10 @@ test('mutated studies: plan, argv and xml give a result or one clean line', (t) 
         clean('xml', () => domainXml({ study, variant, guest: image, accel: 'kvm', name: 'kvmio-fuzz' }));
       },
     ),
-    params(0.25, 5000),
+    params(COUNTS.studies),
   );
   t.diagnostic(`${cases} studies`);
-  assert.ok(cases >= 100, `${cases} studies`);
+  ranAll('studies', cases, cpu);
 });
 
 // ---- fio documents: import fio -----------------------------------------------------------------
@@ -252,6 +269,7 @@ test('mutated fio documents: import fio stores them whole or refuses them in one
   store.db.pragma('synchronous = OFF'); // a scratch store: speed over durability
   const file = join(dir, 'fuzz-fio.json');
   let cases = 0;
+  const cpu = process.cpuUsage();
   try {
     fc.assert(
       fc.property(
@@ -272,13 +290,13 @@ test('mutated fio documents: import fio stores them whole or refuses them in one
           assert.ok(['complete', 'partial'].includes(store.getRun(r.runId)?.status ?? ''));
         },
       ),
-      params(0.2, 3000),
+      params(COUNTS.fio),
     );
   } finally {
     store.close();
   }
   t.diagnostic(`${cases} fio documents`);
-  assert.ok(cases >= 200, `${cases} fio documents`);
+  ranAll('fio', cases, cpu);
 });
 
 // ---- stores someone else made: report and export -----------------------------------------------
@@ -310,6 +328,7 @@ const hostileRun = fc.record({
 
 test('reports and exports of hostile stores: files only inside --out, names as text', async (t) => {
   let cases = 0;
+  const cpu = process.cpuUsage();
   await fc.assert(
     fc.asyncProperty(hostileRun, async (h) => {
       cases++;
@@ -362,10 +381,10 @@ test('reports and exports of hostile stores: files only inside --out, names as t
       for (const line of csv.split('\n').slice(1, -1))
         assert.doesNotMatch(line, /^"?[=+\-@]/, 'the first cell (run) is neutralised');
     }),
-    params(0.25, 1000),
+    params(COUNTS.reports),
   );
   t.diagnostic(`${cases} reports`);
-  assert.ok(cases >= 10, `${cases} reports`);
+  ranAll('reports', cases, cpu);
 });
 
 // ---- damaged stores: every read verb's path -------------------------------------------------------
@@ -380,6 +399,7 @@ test('damaged stores: read verbs give a result or one clean line', (t) => {
   const bytes = readFileSync(good);
   const file = join(dir, 'damaged.sqlite');
   let cases = 0;
+  const cpu = process.cpuUsage();
   fc.assert(
     fc.property(
       fc.array(
@@ -412,10 +432,10 @@ test('damaged stores: read verbs give a result or one clean line', (t) => {
         assert.deepEqual(readFileSync(file), copy, 'a read verb changes nothing');
       },
     ),
-    params(0.15, 2000),
+    params(COUNTS.stores),
   );
   t.diagnostic(`${cases} damaged stores`);
-  assert.ok(cases >= 50, `${cases} damaged stores`);
+  ranAll('stores', cases, cpu);
 });
 
 // ---- the real CLI: exit 0 or 2, one line, no stack, nothing written where it was not asked ----------
@@ -465,7 +485,9 @@ test('the CLI on mutated inputs: exit 0 or 2, one line on error, no stack trace,
   for (const f of tree(inputs)) assert.match(f, expected);
 });
 
-test('memory stays bounded over the whole fuzz run', () => {
+test('thousands of cases in all, and memory bounded over the whole fuzz run', (t) => {
+  t.diagnostic(`${total} in-process cases`);
+  assert.ok(total >= 3000 * SCALE, `${total} cases`);
   const rss = process.memoryUsage().rss;
   assert.ok(rss < 2 * 1024 ** 3, `rss ${Math.round(rss / 1024 ** 2)} MiB`);
 });
