@@ -382,6 +382,8 @@ async function main(): Promise<void> {
   };
   const started = new Date();
   const done = new Map<string, string>();
+  const facts = await hostFacts();
+  const qemuLine = `QEMU ${facts.qemu.version ?? '?'} (${facts.qemu.binary}).`;
   for (const figure of FIGURES.filter((f) => wanted.includes(f.id))) {
     if (!figure.run) {
       if (values.only) opts.log(`figure ${figure.id} is not built yet`);
@@ -399,7 +401,8 @@ async function main(): Promise<void> {
     }
     const took = ((Date.now() - t0) / 1000).toFixed(0);
     const load = `Host load average (1 min): ${loadBefore.toFixed(1)} at the start, ${(loadavg()[0] ?? 0).toFixed(1)} at the end, on ${cpus().length} CPUs.`;
-    const how = `\n\n${load}\nReproduce: \`node dist/scripts/bench.js --only ${figure.id}${opts.quick ? ' --quick' : ''} --rounds ${opts.rounds} --runtime ${opts.runtimeSeconds} --ramp ${opts.rampSeconds}\` (took ${took} s, ${started.toISOString().slice(0, 10)}).`;
+    // A figure rerun on another QEMU than the rest of the file says which, and how to get it again.
+    const how = `\n\n${load} ${qemuLine}\nReproduce: \`${process.env.KVMIO_QEMU ? `KVMIO_QEMU=${process.env.KVMIO_QEMU} ` : ''}node dist/scripts/bench.js --only ${figure.id}${opts.quick ? ' --quick' : ''} --rounds ${opts.rounds} --runtime ${opts.runtimeSeconds} --ramp ${opts.rampSeconds}\` (took ${took} s, ${started.toISOString().slice(0, 10)}).`;
     done.set(figure.id, section(figure.id, figure.title, body + how));
   }
   const header = [
