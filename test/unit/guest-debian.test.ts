@@ -71,6 +71,28 @@ test('Release + Release.gpg: a Release its detached signature does not cover is 
     /Release\.gpg is not an OpenPGP signature/,
   );
 });
+test('Release + Release.gpg: a detached Debian signature over the Release text verifies; one byte changed is refused', async () => {
+  // This mirror's own Release.gpg files do not match their Release (gpgv: BAD signature, for
+  // bookworm-updates and bookworm-backports alike, checked 2026-11-28), so the good pair is made from
+  // the recorded InRelease: its real Debian signature, detached, over the signed text it covers.
+  const inRelease = fixture('bookworm-updates.InRelease').toString('utf8');
+  const signature = /-----BEGIN PGP SIGNATURE-----[\s\S]*-----END PGP SIGNATURE-----/.exec(inRelease)?.[0];
+  const body =
+    /^-----BEGIN PGP SIGNED MESSAGE-----\nHash: \S+\n\n([\s\S]*)\n-----BEGIN PGP SIGNATURE-----/.exec(
+      inRelease,
+    )?.[1];
+  assert.ok(signature && body);
+  const text = await verifyRelease(Buffer.from(body), signature, 'Release');
+  assert.equal(parseRelease(text).codename, 'bookworm-updates');
+  assert.equal(text, await verifyInRelease(inRelease, 'InRelease'));
+  const tampered = body.replace(/^(Codename: )bookworm-updates$/m, '$1bookworm-updatez');
+  assert.notEqual(tampered, body);
+  await assert.rejects(
+    verifyRelease(Buffer.from(tampered), signature, 'Release'),
+    /Release: no valid signature by a Debian archive key/,
+  );
+});
+
 // The fio stanza as in bookworm's main/binary-amd64/Packages (Description and tags trimmed).
 const FIO = `Package: fio
 Version: 3.33-3
