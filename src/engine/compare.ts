@@ -1,6 +1,8 @@
 import { type Comparison, compareSamples, controlFamily, mean } from '../stats/index.js';
 import type { Store } from '../store/store.js';
 import type { MetricRow } from '../study/results.js';
+import type { Variant } from '../study/types.js';
+import { idWithoutQemu } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 
 /**
@@ -71,6 +73,24 @@ export function hostRows(store: Store, ref: string): MetricRow[] {
   return rows.filter((r) => r.host === host);
 }
 
+/**
+ * Two runs whose variants differ only in their QEMU: each pair named `ID (QEMU A -> B)` on both
+ * sides, or undefined when no variant of A has its disk configuration in B.
+ */
+function acrossQemus(a: readonly Variant[], b: readonly Variant[]): Map<string, string> | undefined {
+  const out = new Map<string, string>();
+  const version = (v: Variant) => (typeof v.qemu?.version === 'string' ? v.qemu.version : 'default');
+  for (const va of a) {
+    const matches = b.filter((vb) => idWithoutQemu(vb) === idWithoutQemu(va));
+    if (matches.length !== 1 || !(va.qemu || matches[0]?.qemu)) continue;
+    const vb = matches[0] as Variant;
+    const label = `${idWithoutQemu(va)} (QEMU ${version(va)} -> ${version(vb)})`;
+    out.set(va.id, label);
+    out.set(vb.id, label);
+  }
+  return out.size > 0 ? out : undefined;
+}
+
 export function compareRuns(
   store: Store,
   runA: string,
@@ -82,7 +102,22 @@ export function compareRuns(
   const variantsOf = (rows: MetricRow[]) => new Set(rows.map((r) => r.variant));
   const va = variantsOf(rowsA);
   const vb = variantsOf(rowsB);
-  if (va.size === 1 && vb.size === 1 && ![...va].some((v) => vb.has(v))) {
+  if (![...va].some((v) => vb.has(v))) {
+    // Runs on different QEMUs (the matrix's qemu axis): the same disk configuration on each.
+    const runOf = (ref: string) =>
+      store.requireRun(ref.lastIndexOf('@') > 0 ? ref.slice(0, ref.lastIndexOf('@')) : ref).id;
+    const across = acrossQemus(store.variants(runOf(runA)), store.variants(runOf(runB)));
+    if (across) {
+      rowsA = rowsA.map((r) => ({ ...r, variant: across.get(r.variant) ?? r.variant }));
+      rowsB = rowsB.map((r) => ({ ...r, variant: across.get(r.variant) ?? r.variant }));
+    }
+  }
+  if (
+    va.size === 1 &&
+    vb.size === 1 &&
+    ![...va].some((v) => vb.has(v)) &&
+    !rowsA.some((r) => rowsB.some((b) => b.variant === r.variant))
+  ) {
     // Two single-variant runs (say two imported fio files): compare them with each other.
     const label = `${[...va][0]} -> ${[...vb][0]}`;
     rowsA = rowsA.map((r) => ({ ...r, variant: label }));

@@ -64,6 +64,8 @@ export interface GuestVm {
   forwardPort?(guestPort: number): Promise<{ host: string; port: number }>;
   /** Graceful shutdown first, then kill; safe to call twice. */
   stop(): Promise<void>;
+  /** The QEMU binary the VM runs and the version its monitor reported at boot (kept with every point). */
+  readonly qemu?: { path: string; version: string };
 }
 
 /** What a backend needs to boot one guest. */

@@ -88,7 +88,10 @@ export function libvirtBackend(
       });
     },
     verify: (vm) => vm.verifyAio(),
-    artifacts: (vm) => ({ 'libvirt.xml': vm.domainXml }),
+    artifacts: (vm) => ({
+      'libvirt.xml': vm.domainXml,
+      ...(vm.qemu ? { qemu: JSON.stringify(vm.qemu) } : {}),
+    }),
   };
 }
 

@@ -39,13 +39,15 @@ export function parseVirshVersion(text: string): { daemon?: Version; hypervisor?
 }
 
 /**
- * The host's stack. On a local URI the QEMU kvmio was pointed at (KVMIO_QEMU) becomes the domain's
- * `<emulator>`, and its abilities are asked of that binary; elsewhere libvirt's own QEMU is used and
+ * The host's stack. The variant's QEMU (matrix.qemu), else on a local URI the QEMU kvmio was pointed
+ * at (KVMIO_QEMU), becomes the domain's `<emulator>`, and its abilities are asked of that binary; elsewhere libvirt's own QEMU is used and
  * judged by the version libvirt reports.
  */
-export async function libvirtStack(virsh: Virsh): Promise<LibvirtStack> {
+export async function libvirtStack(virsh: Virsh, variantEmulator?: string): Promise<LibvirtStack> {
   const versions = parseVirshVersion(await virsh.run(['version', '--daemon']));
-  const emulator = virsh.isLocal && process.env.KVMIO_QEMU ? locateQemu().binary : undefined;
+  // A variant on the matrix's qemu axis names its QEMU; it runs on this machine (the study checks).
+  const emulator =
+    variantEmulator ?? (virsh.isLocal && process.env.KVMIO_QEMU ? locateQemu().binary : undefined);
   const caps = emulator ? await qemuCapabilities(emulator) : undefined;
   const qemu: Version | undefined = caps
     ? [caps.version.major, caps.version.minor, caps.version.micro]

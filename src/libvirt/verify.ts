@@ -57,6 +57,8 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
     scsiControllers: [],
   };
   expect('live XML iothreads', live.iothreads, v.iothreads + layout.userIothreads);
+  if (v.qemu)
+    expect('live XML <emulator>', /<emulator>([^<]+)<\/emulator>/.exec(xml)?.[1]?.trim(), v.qemu.path);
   const disks = variantDisks(v);
   const paths = variantImagePaths(ctx.diskPath, v, Math.max(disks, ctx.maxDisks));
   const liveDisks: LiveTestDisk[] = [];

@@ -7,11 +7,11 @@ import { findTestDisks, waitTestDisksGone } from '../guest/disks.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import { type HostAccess, hostAccessFor } from '../host/access.js';
 import { blockRequests } from '../qemu/blockstats.js';
-import { aioModeProblems } from '../qemu/verify.js';
+import { aioModeProblems, runningQemuVersion } from '../qemu/verify.js';
 import { ownerGone, processStartTicks } from '../safety/leftovers.js';
 import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
 import type { DiskSpec, Qcow2Options, Study, Variant } from '../study/types.js';
-import { variantFormat } from '../study/variants.js';
+import { sameQemu, variantFormat } from '../study/variants.js';
 import { PointFailure } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, sleep, waitFor } from '../util/proc.js';
@@ -80,7 +80,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   const log = opts.log ?? (() => undefined);
   await virsh.ensureReachable();
   await reapOrphans(virsh, log);
-  const stack = opts.stack ?? (await libvirtStack(virsh));
+  const stack = opts.stack ?? (await libvirtStack(virsh, opts.variant.qemu?.path));
   opts = { ...opts, stack };
   const diskPath = opts.disk?.path ?? opts.study.disk.path;
   await checkQemuCanReach(virsh, diskPath, opts.study.source);
@@ -141,6 +141,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
     log(`libvirt: ${opts.name} up in ${(vm.bootMs / 1000).toFixed(1)}s on ${opts.uri}`);
     if (own) await checkGuestTools(vm, opts.study);
     await verifyLive(vm.liveContext(true), opts.variant);
+    vm.qemu = await liveQemu(virsh, opts.name);
     vm.markLog();
   } catch (e) {
     const tail = vm.consoleTail(30);
@@ -151,6 +152,15 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
     });
   }
   return vm;
+}
+
+/** The running domain's QEMU: its live `<emulator>` and the version its monitor reports. */
+async function liveQemu(virsh: Virsh, name: string): Promise<{ path: string; version: string }> {
+  const xml = await virsh.run(['dumpxml', name]);
+  return {
+    path: /<emulator>([^<]+)<\/emulator>/.exec(xml)?.[1]?.trim() ?? 'unknown',
+    version: await runningQemuVersion((command, args) => virsh.monitor(name, command, args)),
+  };
 }
 
 /** Where libvirt keeps a local domain's QEMU log (QEMU's stderr goes there). */
@@ -277,6 +287,7 @@ export interface LiveContext {
 class LibvirtGuest implements LibvirtVm {
   variant: Variant;
   bootMs = 0;
+  qemu: { path: string; version: string } | undefined;
   readonly host: string;
   readonly uri: string;
   readonly name: string;
@@ -439,6 +450,7 @@ class LibvirtGuest implements LibvirtVm {
     if (this.own) return 'a domain of your own';
     if (next.memory !== this.variant.memory) return 'memory backing';
     if (variantFormat(next) !== variantFormat(this.variant)) return 'image format';
+    if (!sameQemu(next, this.variant)) return 'another QEMU';
     // Multi-disk variants boot a VM of their own: live switching moves one test disk only.
     if ((next.disks ?? 1) > 1 || (this.variant.disks ?? 1) > 1) return 'several disks';
     if (next.iothreads > 1 && (next.disks ?? 1) === 1) {

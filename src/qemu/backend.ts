@@ -40,7 +40,11 @@ export function qemuBackend(): VmBackend<QemuVm> {
     verify: (vm) => vm.verifyAio(),
     artifacts: (vm) => {
       const stderr = vm.stderr();
-      return { 'qemu.argv': JSON.stringify(vm.argv), ...(stderr ? { 'qemu.stderr': stderr } : {}) };
+      return {
+        'qemu.argv': JSON.stringify(vm.argv),
+        ...(stderr ? { 'qemu.stderr': stderr } : {}),
+        ...(vm.qemu ? { qemu: JSON.stringify(vm.qemu) } : {}),
+      };
     },
   };
 }

@@ -1,10 +1,11 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { spawnOwned } from '../util/proc.js';
 import { qemuBinary } from './binary.js';
 import { QmpClient } from './qmp.js';
+import { aioEvidence, aioFallbackWarnings } from './verify.js';
 
 /**
  * What this QEMU binary can do, asked of QEMU itself through QMP (never guessed from its version
@@ -68,6 +69,90 @@ export async function qemuCapabilities(binary = qemuBinary()): Promise<QemuCapab
   const key = binaryKey(binary);
   const hit = cache.get(key);
   if (hit) return hit;
+  const caps = await withBareQemu(binary, 'probing capabilities', (qmp) => capabilitiesFromQmp(qmp, binary));
+  cache.set(key, caps);
+  return caps;
+}
+
+/** Whether an aio mode works in this QEMU on this host: true, or why not in QEMU's words. */
+export type AioProbe = Record<string, true | string>;
+
+const aioCache = new Map<string, AioProbe>();
+
+/**
+ * Tries every aio mode this QEMU offers for real, on this host: a file node with that mode on a
+ * scratch file (O_DIRECT for native), one 4 KiB read through it (recent QEMU sets the context up on
+ * the first request), then the context itself in /proc and no fallback warning on stderr, exactly as
+ * live verification judges a VM. An error from blockdev-add, a fallback warning or a missing context
+ * is the mode's reason.
+ */
+export async function probeAioModes(binary = qemuBinary()): Promise<AioProbe> {
+  const key = binaryKey(binary);
+  const hit = aioCache.get(key);
+  if (hit) return hit;
+  const caps = await qemuCapabilities(binary);
+  const dir = mkdtempSync(join(scratchBase(), 'aio-probe-'));
+  const file = join(dir, 'probe.raw');
+  writeFileSync(file, Buffer.alloc(64 * 1024));
+  try {
+    const out = await withBareQemu(binary, 'probing aio modes', async (qmp, session) => {
+      const result: AioProbe = {};
+      for (const [i, mode] of caps.aioModes.entries()) {
+        const node = `kvmio-aio-${i}`;
+        const before = aioEvidence(session.pid);
+        const warningsBefore = aioFallbackWarnings(session.stderr()).length;
+        try {
+          await qmp.execute('blockdev-add', {
+            driver: 'file',
+            'node-name': node,
+            filename: file,
+            aio: mode,
+            cache: { direct: mode === 'native', 'no-flush': false },
+          });
+        } catch (e) {
+          result[mode] = `QEMU refuses it: ${(e as Error).message}`;
+          continue;
+        }
+        const read = await qmp
+          .execute<string>('human-monitor-command', { 'command-line': `qemu-io ${node} "read 0 4096"` })
+          .catch((e: Error) => `Error: ${e.message}`);
+        await new Promise((r) => setTimeout(r, 50));
+        const after = aioEvidence(session.pid);
+        const warnings = aioFallbackWarnings(session.stderr()).slice(warningsBefore);
+        if (/error|failed/i.test(String(read ?? ''))) result[mode] = `a read failed: ${String(read).trim()}`;
+        else if (warnings.length > 0) result[mode] = warnings.join('; ');
+        else if (mode === 'native' && after.nativeRings <= before.nativeRings)
+          result[mode] = 'no Linux AIO context after a read';
+        else if (mode === 'io_uring' && after.uringFds <= before.uringFds)
+          result[mode] = 'no io_uring instance after a read';
+        else result[mode] = true;
+        await qmp.execute('blockdev-del', { 'node-name': node }).catch(() => undefined);
+      }
+      return result;
+    });
+    aioCache.set(key, out);
+    return out;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A directory on a disk filesystem (O_DIRECT works there, unlike tmpfs). */
+function scratchBase(): string {
+  return process.env.KVMIO_SCRATCH_DIR || '/var/tmp';
+}
+
+interface BareSession {
+  pid: number;
+  stderr: () => string;
+}
+
+/** Runs `fn` against `binary` started with no machine and paused, then ends that QEMU. */
+async function withBareQemu<T>(
+  binary: string,
+  what: string,
+  fn: (qmp: QmpClient, session: BareSession) => Promise<T>,
+): Promise<T> {
   const dir = mkdtempSync(join(runtimeDir(), 'caps-'));
   const sock = join(dir, 'qmp.sock');
   const child = spawnOwned(
@@ -93,13 +178,11 @@ export async function qemuCapabilities(binary = qemuBinary()): Promise<QemuCapab
         if (exited === 'is not installed') {
           throw new UserError(`${binary} is not installed (run "make demo", or set KVMIO_QEMU)`);
         }
-        if (exited) throw new Error(`${binary} ${exited} while probing capabilities: ${stderr.trim()}`);
+        if (exited) throw new Error(`${binary} ${exited} while ${what}: ${stderr.trim()}`);
       },
     });
     try {
-      const caps = await capabilitiesFromQmp(qmp, binary);
-      cache.set(key, caps);
-      return caps;
+      return await fn(qmp, { pid: child.pid as number, stderr: () => stderr });
     } finally {
       await qmp.execute('quit').catch(() => undefined);
       qmp.close();

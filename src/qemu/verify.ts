@@ -248,8 +248,21 @@ export async function verifyQemu(qemu: LiveQemu, want: LiveExpectation): Promise
   const iothreads = await qemu.monitor<Array<{ id: string }>>('query-iothreads');
   expect('iothread objects', iothreads.map((t) => t.id).sort(), [...want.iothreadIds].sort());
 
+  if (want.variant.qemu) {
+    const running = await runningQemuVersion(qemu.monitor);
+    if (running !== want.variant.qemu.version)
+      problem(
+        `QEMU runs version ${running}, but the variant asks for QEMU ${want.variant.qemu.version} (${want.variant.qemu.path})`,
+      );
+  }
   await checkAioMode(qemu, want, nodes, problem);
   return problems;
+}
+
+/** The running QEMU's version as "10.0.2", from its monitor. */
+export async function runningQemuVersion(monitor: Monitor): Promise<string> {
+  const v = await monitor<{ qemu: { major: number; minor: number; micro: number } }>('query-version');
+  return `${v.qemu.major}.${v.qemu.minor}.${v.qemu.micro}`;
 }
 
 const FALLBACK_WARNING = /Unable to use (?:Linux AIO|linux io_uring), falling back to thread pool[^\n]*/g;

@@ -34,7 +34,7 @@ import { blockRequests } from './blockstats.js';
 import { type QemuCapabilities, qemuCapabilities } from './capabilities.js';
 import { applyPinning } from './pinning.js';
 import { QmpClient } from './qmp.js';
-import { aioModeProblems, type LiveTestDisk, verifyQemu } from './verify.js';
+import { aioModeProblems, type LiveTestDisk, runningQemuVersion, verifyQemu } from './verify.js';
 
 /** The direct-QEMU backend of GuestVm: QEMU started by kvmio, QMP for the VM, the agent for the guest. */
 
@@ -83,6 +83,7 @@ export class QemuVm implements GuestVm {
   /** QEMU's pid and the thread ids seen at each verification: a fault names the thread's id. */
   private readonly tasks = new Set<number>();
   private readonly startedUsec = kernelNowUsec();
+  qemu: { path: string; version: string } | undefined;
 
   constructor(
     private readonly opts: StartQemuVmOptions,
@@ -141,6 +142,10 @@ export class QemuVm implements GuestVm {
         checkAlive: () => this.checkAlive(),
       });
       if (this.deathError) this.qmp.failAll(this.deathError);
+      this.qemu = {
+        path: this.capabilities.binary,
+        version: await runningQemuVersion((c, a) => this.qmp.execute(c, a)),
+      };
       await this.verifyLive({ fresh: true });
       if (this.opts.paused) return;
       await this.agent.waitReady(timeout, () => this.checkAlive());
@@ -295,8 +300,8 @@ export class QemuVm implements GuestVm {
   }
 
   canSwitchLive(next: Variant): boolean {
-    // vCPUs and memory size come from the study and are fixed; only the memory backing and the image
-    // format need a boot (bootGroupKey), or more test disks than the VM has root ports for.
+    // vCPUs and memory size come from the study and are fixed; only the memory backing, the image
+    // format and the QEMU need a boot (bootGroupKey), or more test disks than the VM has root ports for.
     return bootGroupKey(next) === bootGroupKey(this.variant) && variantDisks(next) <= this.diskSlots;
   }
 
@@ -313,7 +318,7 @@ export class QemuVm implements GuestVm {
     if (!this.canSwitchLive(next)) {
       throw new Error(
         bootGroupKey(next) !== bootGroupKey(this.variant)
-          ? `cannot switch ${this.variant.id} -> ${next.id} live: the memory backing or image format differs (reboot)`
+          ? `cannot switch ${this.variant.id} -> ${next.id} live: the memory backing, image format or QEMU differs (reboot)`
           : `cannot switch ${this.variant.id} -> ${next.id} live: the VM has root ports for ${this.diskSlots} test disk(s) (reboot)`,
       );
     }
@@ -404,7 +409,7 @@ export class QemuVm implements GuestVm {
 
 /** Boots the guest for `variant` and returns once its agent answers and the live config is verified. */
 export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
-  const binary = opts.binary ?? qemuBinary();
+  const binary = opts.binary ?? opts.variant.qemu?.path ?? qemuBinary();
   const caps = await qemuCapabilities(binary);
   for (const disk of variantDiskPaths(opts.variant, opts.study.disk.path)) {
     if (!existsSync(disk)) {

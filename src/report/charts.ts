@@ -294,6 +294,7 @@ export function pairsDifferingIn(m: ReportModel, field: keyof Variant): [Series,
         ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache'] as const
       ).filter((k) => a.def?.[k] !== b.def?.[k]);
       if (variantFormat(a.def) !== variantFormat(b.def)) keys.push('format');
+      if (a.def.qemu?.name !== b.def.qemu?.name) keys.push('qemu');
       if (keys.length === 1 && keys[0] === field) pairs.push([a, b]);
     }
   }
@@ -412,6 +413,7 @@ export function buildCharts(m: ReportModel): Chart[] {
   charts.push(...pairCharts(m, 'bus', 'virtio-blk vs virtio-scsi', qd1, iops, sweeps));
   charts.push(...pairCharts(m, 'memory', 'Huge pages vs 4k pages', qd1, iops, []));
   charts.push(...pairCharts(m, 'format', 'Image format: raw vs qcow2', qd1, iops, sweeps));
+  charts.push(...pairCharts(m, 'qemu', 'QEMU version', qd1, iops, sweeps));
   return withFileSafeIds(charts.filter((c): c is Chart => c !== undefined));
 }
 
@@ -471,7 +473,9 @@ function iothreadCharts(m: ReportModel, qd1: WorkloadInfo[], iops: WorkloadInfo[
   for (const s of m.ordered) {
     if (!s.def) continue;
     const { aio, bus, memory, queues, cache } = s.def;
-    const key = [s.run, aio, bus, memory, queues, cache, variantFormat(s.def)].join('|');
+    const key = [s.run, aio, bus, memory, queues, cache, variantFormat(s.def), s.def.qemu?.name ?? ''].join(
+      '|',
+    );
     families.set(key, [...(families.get(key) ?? []), s]);
   }
   const multi = [...families.values()].filter((f) => new Set(f.map((s) => s.def?.iothreads)).size >= 2);
@@ -575,7 +579,7 @@ function iothreadCharts(m: ReportModel, qd1: WorkloadInfo[], iops: WorkloadInfo[
 /** Bars (and curves) restricted to the variants of pairs that differ only in `field`. */
 function pairCharts(
   m: ReportModel,
-  field: 'bus' | 'memory' | 'format',
+  field: 'bus' | 'memory' | 'format' | 'qemu',
   heading: string,
   qd1: WorkloadInfo[],
   iops: WorkloadInfo[],

@@ -99,14 +99,30 @@ export function vmVariant(v: unknown): Variant | undefined {
     CACHE_MODES.includes(x.cache as never) &&
     count(x.iothreads) &&
     count(x.queues) &&
-    (x.format === undefined || IMAGE_FORMATS.includes(x.format));
+    (x.format === undefined || IMAGE_FORMATS.includes(x.format)) &&
+    (x.qemu === undefined || isVariantQemu(x.qemu));
   return ok ? (x as Variant) : undefined;
+}
+
+/** A stored variant's QEMU: a name and a version of the forms a study allows, and a path. */
+function isVariantQemu(q: unknown): boolean {
+  if (typeof q !== 'object' || q === null) return false;
+  const { name, path, version } = q as Record<string, unknown>;
+  return (
+    typeof name === 'string' &&
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$/.test(name) &&
+    typeof version === 'string' &&
+    /^\d{1,4}\.\d{1,4}\.\d{1,4}$/.test(version) &&
+    typeof path === 'string' &&
+    path.length <= 4096
+  );
 }
 
 /**
  * The study's legend wording for a variant ("native (iothread)", "io_uring (iothread)", "threads",
  * "host"); an iothread is named for every aio mode alike; knobs that vary in the report are appended
- * ("· scsi", "· hugepages"). A variant without a VM configuration is labelled by its id.
+ * ("· scsi", "· hugepages"), and the QEMU version on the matrix's qemu axis ("· QEMU 10.0.2"). A
+ * variant without a VM configuration is labelled by its id.
  */
 export function variantLabel(
   v: Variant | undefined,
@@ -127,6 +143,8 @@ export function variantLabel(
   if (variantFormat(v) !== 'raw') extra.push(variantFormat(v));
   if (varying.has('queues')) extra.push(`${v.queues} queue${v.queues === 1 ? '' : 's'}`);
   if (varying.has('cache') || v.cache !== 'none') extra.push(`cache=${v.cache}`);
+  // Variants of the qemu axis are told apart by the version they ran on.
+  if (v.qemu) extra.push(`QEMU ${v.qemu.version}`);
   return [label, ...extra].join(' · ');
 }
 

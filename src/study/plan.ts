@@ -154,6 +154,11 @@ function planNotes(study: Study, plan: Pick<Plan, 'variants' | 'baseline'>, only
       `multi-disk variants use ${study.disk.path} and ${most - 1} more file(s) next to it (${study.disk.path}.1 …), ${formatBytes(study.disk.sizeBytes)} each; disk i is served by iothread i mod N`,
     );
   }
+  const qemus = [...new Map(plan.variants.flatMap((v) => (v.qemu ? [[v.qemu.path, v.qemu]] : []))).values()];
+  if (qemus.length > 0)
+    notes.push(
+      `QEMU axis: ${qemus.map((q) => `${q.version} (${q.path})`).join(', ')}; variants on different QEMUs never switch live: each QEMU boots its own VM${study.backend === 'libvirt' ? ' (the domain names it as <emulator>)' : ''}`,
+    );
   if (study.hosts.length > 1)
     notes.push(`${study.hosts.length} hosts run at the same time, each its own copy of the plan`);
   if (study.guest.count > 1)

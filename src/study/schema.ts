@@ -17,6 +17,7 @@ import {
 import { DEFAULT_GUEST_RELEASE, GUEST_MIN_MEMORY_MIB, GUEST_RELEASES } from './guest-release.js';
 import { readQcow2 } from './image-schema.js';
 import { isLocalLibvirtUri, libvirtUriProblem } from './libvirt-uri.js';
+import { readExcludedQemu, readQemuAxis, readQemus } from './qemus.js';
 import {
   AIO_MODES,
   BACKENDS,
@@ -84,8 +85,19 @@ const TOP_KEYS = [
   'race',
   'workloads',
   'hosts',
+  'qemus',
 ];
-const MATRIX_KEYS = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache', 'disks', 'format'] as const;
+const MATRIX_KEYS = [
+  'aio',
+  'iothreads',
+  'bus',
+  'memory',
+  'queues',
+  'cache',
+  'disks',
+  'format',
+  'qemu',
+] as const;
 /** Limits of what one study may ask for: each far beyond a real study, all below exhausting memory. */
 const MAX_VARIANTS = 1000;
 const MAX_PLAN_POINTS = 20_000;
@@ -93,7 +105,12 @@ const MAX_PLAN_POINTS = 20_000;
 const MAX_DISKS = 16;
 type MatrixKey = (typeof MATRIX_KEYS)[number];
 
-function readAxisValue(src: YamlSource, path: KeyPath, key: MatrixKey, value: unknown): string | number {
+function readAxisValue(
+  src: YamlSource,
+  path: KeyPath,
+  key: Exclude<MatrixKey, 'qemu'>,
+  value: unknown,
+): string | number {
   switch (key) {
     case 'aio':
       return readEnum(src, path, value, AIO_MODES);
@@ -114,11 +131,11 @@ function readAxisValue(src: YamlSource, path: KeyPath, key: MatrixKey, value: un
   }
 }
 
-function readMatrix(src: YamlSource, value: unknown): MatrixAxes {
+function readMatrix(src: YamlSource, value: unknown, qemus: Map<string, string>): MatrixAxes {
   const d = STUDY_DEFAULTS.matrix;
   if (value === undefined) return structuredClone(d) as MatrixAxes;
   const m = readMap(src, ['matrix'], value, MATRIX_KEYS);
-  const axis = (key: MatrixKey) =>
+  const axis = (key: Exclude<MatrixKey, 'qemu'>) =>
     m[key] === undefined
       ? [...d[key]]
       : readList(src, ['matrix', key], m[key], (p, v) => readAxisValue(src, p, key, v), {
@@ -135,10 +152,11 @@ function readMatrix(src: YamlSource, value: unknown): MatrixAxes {
     cache: axis('cache'),
     disks: axis('disks'),
     format: axis('format'),
+    ...(m.qemu === undefined ? {} : { qemu: readQemuAxis(src, m.qemu, qemus) }),
   } as MatrixAxes;
 }
 
-function readExclude(src: YamlSource, value: unknown): ExcludeRule[] {
+function readExclude(src: YamlSource, value: unknown, qemus: MatrixAxes['qemu']): ExcludeRule[] {
   if (value === undefined) return [];
   return readList(src, ['exclude'], value, (path, item) => {
     const rule = readMap(src, path, item, MATRIX_KEYS);
@@ -147,10 +165,13 @@ function readExclude(src: YamlSource, value: unknown): ExcludeRule[] {
     const out: Record<string, (string | number)[]> = {};
     for (const key of MATRIX_KEYS) {
       if (rule[key] === undefined) continue;
-      out[key] = readList(src, [...path, key], rule[key], (p, v) => readAxisValue(src, p, key, v), {
-        allowScalar: true,
-        nonEmpty: true,
-      });
+      out[key] = readList(
+        src,
+        [...path, key],
+        rule[key],
+        (p, v) => (key === 'qemu' ? readExcludedQemu(src, p, v, qemus) : readAxisValue(src, p, key, v)),
+        { allowScalar: true, nonEmpty: true },
+      );
     }
     return out as ExcludeRule;
   });
@@ -163,7 +184,7 @@ function expandVariants(
   exclude: ExcludeRule[],
   notes: string[],
 ): Variant[] {
-  const count = Object.values(matrix).reduce((n, axis) => n * axis.length, 1);
+  const count = Object.values(matrix).reduce((n, axis) => n * (axis?.length ?? 1), 1);
   if (count > MAX_VARIANTS)
     src.fail(
       ['matrix'],
@@ -410,14 +431,20 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
   }
 
   const disk = readDisk(src, ['disk'], top.disk, { ...STUDY_DEFAULTS.disk });
-  const matrix = readMatrix(src, top.matrix);
+  const qemus = readQemus(src, top.qemus);
+  const matrix = readMatrix(src, top.matrix, qemus);
+  if (qemus.size > 0 && !matrix.qemu)
+    src.fail(['qemus'], 'names QEMUs but matrix.qemu uses none of them: add matrix: { qemu: [NAME, …] }');
+  for (const name of qemus.keys())
+    if (matrix.qemu && !matrix.qemu.some((q) => q.name === name))
+      notes.push(`qemus.${name} is not in matrix.qemu: no variant runs on it`);
   if (matrix.memory.includes('hugepages') && guest.memoryBytes % HUGEPAGE !== 0) {
     src.fail(
       ['guest', 'memory'],
       `${formatBytes(guest.memoryBytes)} is not a multiple of 2 MiB, which hugepages variants need`,
     );
   }
-  const variants = expandVariants(src, matrix, readExclude(src, top.exclude), notes);
+  const variants = expandVariants(src, matrix, readExclude(src, top.exclude, matrix.qemu), notes);
   checkMultiDisk(src, variants, disk, top.hosts);
   checkImageFormats(src, variants, disk, backend, top.hosts);
   if (
@@ -452,6 +479,16 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
   if (top.description !== undefined) study.description = readString(src, ['description'], top.description);
   // The VMs run on this machine unless hosts or a remote libvirt URI name other machines.
   const runsHere = study.hosts.length === 0 && (backend === 'qemu' || isLocalLibvirtUri(uri));
+  if (matrix.qemu && !runsHere)
+    src.fail(
+      ['matrix', 'qemu'],
+      'names QEMU binaries of this machine, but the VMs run elsewhere (hosts: or a remote libvirt URI): use it with VMs on this machine',
+    );
+  if (matrix.qemu && guest.domain)
+    src.fail(
+      ['matrix', 'qemu'],
+      "cannot vary the QEMU of guest.domain: a user's own domain keeps its <emulator>",
+    );
   const pinning = readPinning(src, top.pinning, guest.vcpus, runsHere ? onlineCpus() : undefined);
   if (pinning) study.pinning = pinning;
   if (top.adaptive !== undefined) {

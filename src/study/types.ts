@@ -57,6 +57,18 @@ export interface Variant {
   disks?: number;
   /** Image format of the test disks (absent = raw). */
   format?: ImageFormat;
+  /** The QEMU this variant runs on (matrix.qemu); absent: the located default QEMU. */
+  qemu?: VariantQemu;
+}
+
+/**
+ * One QEMU of the matrix's qemu axis: `name` is what ids, `exclude` and `--only` use (a `qemus:`
+ * key, or the version for a bare path), `version` what `-version` printed when the study was loaded.
+ */
+export interface VariantQemu {
+  name: string;
+  path: string;
+  version: string;
 }
 
 /** The bare-host baseline's variant id. */

@@ -1,4 +1,4 @@
-import type { AioMode, Bus, CacheMode, ImageFormat, MemoryBacking, Variant } from './types.js';
+import type { AioMode, Bus, CacheMode, ImageFormat, MemoryBacking, Variant, VariantQemu } from './types.js';
 
 export type VariantKnobs = Omit<Variant, 'id'>;
 
@@ -44,7 +44,8 @@ export function variantDisks(v: Pick<Variant, 'disks'>): number {
 
 /**
  * `blk-native-io1-4k`, plus `-d4` after the iothreads for 4 test disks, `-q4` when queues != 1,
- * `-writeback` when cache != none and `-qcow2` for a qcow2 image. Stable: part of stored results.
+ * `-writeback` when cache != none, `-qcow2` for a qcow2 image and `-qemu-NAME` on the matrix's qemu
+ * axis. Stable: part of stored results.
  */
 export function variantId(v: VariantKnobs): string {
   const disks = variantDisks(v) > 1 ? `-d${variantDisks(v)}` : '';
@@ -52,6 +53,7 @@ export function variantId(v: VariantKnobs): string {
   if (v.queues !== 1) id += `-q${v.queues}`;
   if (v.cache !== 'none') id += `-${v.cache}`;
   if (variantFormat(v) !== 'raw') id += `-${variantFormat(v)}`;
+  if (v.qemu) id += `-qemu-${v.qemu.name}`;
   return id;
 }
 
@@ -76,12 +78,18 @@ export function idleIothreadsReason(v: VariantKnobs): string | undefined {
 }
 
 /**
- * Variants with the same key can share one running VM: the guest's memory backing and the image
- * format need a reboot (a VM never carries one format's disk into another's measurements); disk knobs
- * (aio, cache, iothreads, bus, queues) switch live by hot-plugging the test disk.
+ * Variants with the same key can share one running VM: the guest's memory backing, the image format
+ * (a VM never carries one format's disk into another's measurements) and the QEMU it runs on need a
+ * reboot; disk knobs (aio, cache, iothreads, bus, queues) switch live by hot-plugging the test disk.
  */
 export function bootGroupKey(v: VariantKnobs): string {
-  return variantFormat(v) === 'raw' ? v.memory : `${v.memory}-${variantFormat(v)}`;
+  const key = variantFormat(v) === 'raw' ? v.memory : `${v.memory}-${variantFormat(v)}`;
+  return v.qemu ? `${key} on QEMU ${v.qemu.name}` : key;
+}
+
+/** Whether two variants run on the same QEMU binary (a live switch never changes it). */
+export function sameQemu(a: Pick<Variant, 'qemu'>, b: Pick<Variant, 'qemu'>): boolean {
+  return a.qemu?.path === b.qemu?.path;
 }
 
 export interface MatrixAxes {
@@ -93,6 +101,8 @@ export interface MatrixAxes {
   cache: CacheMode[];
   disks: number[];
   format: ImageFormat[];
+  /** Absent: every variant runs on the located default QEMU. */
+  qemu?: VariantQemu[];
 }
 
 /**
@@ -101,7 +111,7 @@ export interface MatrixAxes {
  */
 export function crossProduct(m: MatrixAxes): VariantKnobs[] {
   const out: VariantKnobs[] = [];
-  // disks and format stay absent at their defaults, so such variants look as they always did.
+  // disks and format (and qemu) stay absent at their defaults, so such variants look as they always did.
   for (const format of m.format)
     for (const aio of m.aio)
       for (const iothreads of m.iothreads)
@@ -110,26 +120,36 @@ export function crossProduct(m: MatrixAxes): VariantKnobs[] {
             for (const queues of m.queues)
               for (const cache of m.cache)
                 for (const disks of m.disks)
-                  out.push({
-                    aio,
-                    iothreads,
-                    bus,
-                    memory,
-                    queues,
-                    cache,
-                    ...(disks > 1 ? { disks } : {}),
-                    ...(format !== 'raw' ? { format } : {}),
-                  });
+                  for (const qemu of m.qemu ?? [undefined])
+                    out.push({
+                      aio,
+                      iothreads,
+                      bus,
+                      memory,
+                      queues,
+                      cache,
+                      ...(disks > 1 ? { disks } : {}),
+                      ...(format !== 'raw' ? { format } : {}),
+                      ...(qemu ? { qemu } : {}),
+                    });
   return out;
 }
 
-/** A partial variant from `exclude:`; a list value matches any of its items. */
-export type ExcludeRule = { [K in keyof VariantKnobs]?: VariantKnobs[K][] };
+/** A partial variant from `exclude:`; a list value matches any of its items (QEMUs by name). */
+export type ExcludeRule = { [K in Exclude<keyof VariantKnobs, 'qemu'>]?: VariantKnobs[K][] } & {
+  qemu?: string[];
+};
 
 export function matchesRule(v: VariantKnobs, rule: ExcludeRule): boolean {
   return (Object.keys(rule) as (keyof VariantKnobs)[]).every((k) =>
     (rule[k] as unknown[] | undefined)?.includes(
-      k === 'disks' ? variantDisks(v) : k === 'format' ? variantFormat(v) : v[k],
+      k === 'disks'
+        ? variantDisks(v)
+        : k === 'format'
+          ? variantFormat(v)
+          : k === 'qemu'
+            ? v.qemu?.name
+            : v[k],
     ),
   );
 }
@@ -156,5 +176,20 @@ export function referenceVariant<V extends Variant>(variants: readonly V[]): V |
 export function knobDistance(a: Variant, b: Variant): number {
   const knobs = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache', 'disks'] as const;
   const formats = variantFormat(a) !== variantFormat(b) ? 1 : 0;
-  return knobs.filter((k) => (a[k] ?? 1) !== (b[k] ?? 1)).length + formats;
+  return (
+    knobs.filter((k) => (a[k] ?? 1) !== (b[k] ?? 1)).length +
+    formats +
+    (a.qemu?.name !== b.qemu?.name ? 1 : 0)
+  );
+}
+
+/**
+ * The id a variant has without its QEMU (`blk-native-io1-4k-qemu-10.0.2` → `blk-native-io1-4k`):
+ * the same disk configuration on another QEMU has the same one. Read from a stored spec, so only
+ * a well-formed `qemu.name` suffix is taken off.
+ */
+export function idWithoutQemu(v: { id: string; qemu?: { name?: unknown } }): string {
+  const name = v.qemu?.name;
+  const suffix = typeof name === 'string' ? `-qemu-${name}` : undefined;
+  return suffix && v.id.endsWith(suffix) ? v.id.slice(0, -suffix.length) : v.id;
 }

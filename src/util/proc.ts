@@ -98,6 +98,33 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Run
   });
 }
 
+/**
+ * Runs a short command to completion synchronously (a version query while a study file is read):
+ * argv, no shell, killed at the timeout. A spawn failure is the result's `error`, never a throw.
+ */
+export function runSync(
+  argv: readonly string[],
+  opts: { timeoutMs: number },
+): RunResult & { error?: string } {
+  const [cmd, ...args] = argv;
+  if (!cmd) throw new Error('runSync: empty argv');
+  const r = spawnSync(cmd, args, {
+    encoding: 'utf8',
+    timeout: opts.timeoutMs,
+    killSignal: 'SIGKILL',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const timedOut = (r.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT';
+  return {
+    code: r.status,
+    signal: r.signal,
+    stdout: r.stdout ?? '',
+    stderr: r.stderr ?? '',
+    timedOut,
+    ...(r.error && !timedOut ? { error: r.error.message } : {}),
+  };
+}
+
 /** True when argv runs and exits 0; never throws. */
 export async function succeeds(argv: readonly string[], timeoutMs = 10_000): Promise<boolean> {
   try {

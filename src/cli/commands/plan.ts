@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { type AxisQemu, checkQemuAxis } from '../../qemu/axis.js';
 import { shapeForRun } from '../../study/budget.js';
 import { splitGlobs } from '../../study/glob.js';
 import { loadStudyArg } from '../../study/load.js';
@@ -16,7 +17,7 @@ interface PlanFlags {
 }
 
 /** The machine-readable plan: the contract of `kvmio plan --json`. */
-export function planJson(plan: Plan) {
+export function planJson(plan: Plan, qemus: AxisQemu[] = []) {
   const { study } = plan;
   return {
     study: {
@@ -26,7 +27,7 @@ export function planJson(plan: Plan) {
       repetitions: study.repetitions,
       ...(study.race ? { race: { minRepetitions: study.race.minRepetitions } } : {}),
     },
-    variants: plan.variants.map(({ id, aio, iothreads, bus, memory, queues, cache, disks }) => ({
+    variants: plan.variants.map(({ id, aio, iothreads, bus, memory, queues, cache, disks, qemu }) => ({
       id,
       aio,
       iothreads,
@@ -35,7 +36,9 @@ export function planJson(plan: Plan) {
       queues,
       cache,
       disks: disks ?? 1,
+      ...(qemu ? { qemu } : {}),
     })),
+    ...(qemus.length > 0 ? { qemus: qemus.map(qemuAbilities) } : {}),
     baseline: plan.baseline,
     workloads: study.workloads.map((w) => w.name),
     points: plan.points,
@@ -85,8 +88,33 @@ function runOrder(points: PlannedPoint[]): string[] {
   return lines;
 }
 
-export function formatPlan(plan: Plan): string {
+/** What the plan learnt of one QEMU of the axis. */
+function qemuAbilities(q: AxisQemu) {
+  return {
+    name: q.qemu.name,
+    path: q.qemu.path,
+    version: q.qemu.version,
+    aio: q.aio,
+    vqMapping: {
+      'virtio-blk': q.capabilities.iothreadVqMapping,
+      'virtio-scsi': q.capabilities.scsiIothreadVqMapping,
+    },
+  };
+}
+
+/** One line per QEMU: "10.0.2 (q10): /opt/…; aio threads, native, io_uring; vq-mapping virtio-blk, virtio-scsi". */
+export function formatQemuLine(q: AxisQemu): string {
+  const a = qemuAbilities(q);
+  const aio = Object.entries(a.aio).map(([mode, ok]) => (ok === true ? mode : `${mode} (not here: ${ok})`));
+  const vq = Object.entries(a.vqMapping)
+    .filter(([, ok]) => ok)
+    .map(([bus]) => bus);
+  return `QEMU ${a.version}${a.name !== a.version ? ` (${a.name})` : ''}: ${a.path}; aio ${aio.join(', ')}; one disk over several iothreads: ${vq.length > 0 ? vq.join(', ') : 'no'}`;
+}
+
+export function formatPlan(plan: Plan, qemus: AxisQemu[] = []): string {
   const { study } = plan;
+  const onQemus = plan.variants.some((v) => v.qemu);
   const out: string[] = [];
   out.push(
     `Study ${study.name} (${study.source})${study.description ? `: ${study.description}` : ''}`,
@@ -96,9 +124,9 @@ export function formatPlan(plan: Plan): string {
     '',
     'Variants:',
     formatTable(
-      ['ID', 'AIO', 'IOTHREADS', 'DISKS', 'BUS', 'MEMORY', 'QUEUES', 'CACHE'],
+      ['ID', 'AIO', 'IOTHREADS', 'DISKS', 'BUS', 'MEMORY', 'QUEUES', 'CACHE', ...(onQemus ? ['QEMU'] : [])],
       [
-        ...(plan.baseline ? [['host', '-', '-', '-', '-', '-', '-', '-']] : []),
+        ...(plan.baseline ? [['host', '-', '-', '-', '-', '-', '-', '-', ...(onQemus ? ['-'] : [])]] : []),
         ...plan.variants.map((v) => [
           v.id,
           v.aio,
@@ -108,9 +136,11 @@ export function formatPlan(plan: Plan): string {
           v.memory,
           String(v.queues),
           v.cache,
+          ...(onQemus ? [v.qemu ? v.qemu.version : 'default'] : []),
         ]),
       ],
     ),
+    ...(qemus.length > 0 ? ['', 'QEMUs (probed now):', ...qemus.map((q) => `  ${formatQemuLine(q)}`)] : []),
     '',
     `Run order (${plan.points.length} points; each variant runs every workload; [boot] = fresh VM, others switch live):`,
     ...runOrder(plan.points),
@@ -135,7 +165,7 @@ export function registerPlan(program: Command): void {
     ),
   )
     .option('--json', 'machine-readable output')
-    .action((file: string | undefined, flags: PlanFlags) => {
+    .action(async (file: string | undefined, flags: PlanFlags) => {
       const globs = splitGlobs(flags.only ?? []);
       const { study, only } = shapeForRun(
         loadStudyArg(file, flags.preset),
@@ -143,7 +173,8 @@ export function registerPlan(program: Command): void {
         globs.length > 0 ? globs : undefined,
       );
       const plan = planStudy(study, { only });
-      if (flags.json) printJson(planJson(plan));
-      else process.stdout.write(formatPlan(plan));
+      const qemus = await checkQemuAxis(study, plan.variants);
+      if (flags.json) printJson(planJson(plan, qemus));
+      else process.stdout.write(formatPlan(plan, qemus));
     });
 }

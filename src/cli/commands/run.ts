@@ -2,11 +2,13 @@ import type { Command } from 'commander';
 import { resumeCommand } from '../../engine/resume.js';
 import { runStudy } from '../../engine/run.js';
 import { Virsh } from '../../libvirt/virsh.js';
+import { checkQemuAxis } from '../../qemu/axis.js';
 import { stopLeftoverQemus } from '../../safety/leftovers.js';
 import { Store } from '../../store/store.js';
 import { shapeForRun } from '../../study/budget.js';
 import { splitGlobs } from '../../study/glob.js';
 import { loadStudyArg } from '../../study/load.js';
+import { planStudy } from '../../study/plan.js';
 import type { Study } from '../../study/types.js';
 import { UserError } from '../../util/errors.js';
 import { withDb, withOnly, withRaceAndBudget, withStudyArg } from '../common.js';
@@ -57,6 +59,8 @@ export function registerRun(program: Command): void {
       flags.only.length > 0 ? splitGlobs(flags.only) : undefined,
     );
     const { study } = shaped;
+    // A variant one of the matrix's QEMUs cannot run is refused before anything boots.
+    await checkQemuAxis(study, planStudy(study, { only: shaped.only }).variants);
     const runFlags = [...(flags.race ? ['--race'] : []), ...(flags.budget ? ['--budget', flags.budget] : [])];
     const store = Store.open(flags.db);
     await stopLeftovers(study, (line) => process.stderr.write(`kvmio: ${line}\n`));
