@@ -24,8 +24,10 @@ test-host: setup
 test-host-down:
 	@bash scripts/test-host.sh down
 
+# Duplicated logic in src/ fails the lint (jscpd, settings in .jscpd.json).
 lint: setup
 	@npx biome check src test scripts bin
+	@npx jscpd
 
 # Every test on the host's stack (Debian 12: QEMU 7.2, libvirt 9.0) first, then on the study's
 # (test-stack: QEMU 10, libvirt 11.3) the e2e files of that stack; scripts/test-phases.sh says which

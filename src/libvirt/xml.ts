@@ -1,7 +1,7 @@
 import { parseCpuList } from '../study/cpuset.js';
 import { imagePath, studyMaxDisks, testDiskPaths, testDiskSerial } from '../study/disks.js';
-import type { CacheMode, Pinning, Qcow2Options, Study, Variant } from '../study/types.js';
-import { iothreadQueues, variantDisks, variantFormat } from '../study/variants.js';
+import type { Pinning, Qcow2Options, Study, Variant } from '../study/types.js';
+import { iothreadQueues, variantDisks, variantFormat, variantProblem } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 
 /**
@@ -82,9 +82,6 @@ function attrs(pairs: Record<string, string | number | undefined>): string {
     .join('');
 }
 
-/** Cache modes that open the image with O_DIRECT (aio=native needs it). */
-const DIRECT_CACHE_MODES: readonly CacheMode[] = ['none', 'directsync'];
-
 export function diskTypeOf(path: string): 'file' | 'block' {
   return path.startsWith('/dev/') ? 'block' : 'file';
 }
@@ -104,11 +101,8 @@ export function checkVariant(
   scsiIothreadVqMapping = false,
 ): void {
   const where = `variant ${variant.id}`;
-  if (variant.aio === 'native' && !DIRECT_CACHE_MODES.includes(variant.cache)) {
-    throw new UserError(
-      `${where}: aio=native needs O_DIRECT, i.e. cache none or directsync (got ${variant.cache})`,
-    );
-  }
+  const problem = variantProblem(variant);
+  if (problem) throw new UserError(`${where}: ${problem}`);
   if (!Number.isInteger(variant.queues) || variant.queues < 1) {
     throw new UserError(`${where}: queues must be a whole number >= 1 (got ${variant.queues})`);
   }
@@ -116,11 +110,6 @@ export function checkVariant(
     throw new UserError(`${where}: iothreads must be a whole number >= 0 (got ${variant.iothreads})`);
   }
   const disks = variantDisks(variant);
-  if (disks > 1 && variant.iothreads > disks) {
-    throw new UserError(
-      `${where}: ${variant.iothreads} iothreads for ${disks} disks would leave some idle (disk i is served by iothread i mod ${variant.iothreads}); use at most ${disks} iothreads`,
-    );
-  }
   if (variant.iothreads > 1 && disks === 1) {
     if (variant.bus === 'virtio-scsi' && !scsiIothreadVqMapping) {
       throw new UserError(

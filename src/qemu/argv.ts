@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { studyMaxDisks, variantImagePaths } from '../study/disks.js';
 import { QCOW2_DEFAULTS } from '../study/image-schema.js';
 import type { CacheMode, Qcow2Options, Study, Variant } from '../study/types.js';
-import { iothreadQueues, variantDisks, variantFormat } from '../study/variants.js';
+import { iothreadQueues, variantDisks, variantFormat, variantProblem } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 import { qemuBinary } from './binary.js';
 import type { QemuCapabilities } from './capabilities.js';
@@ -119,17 +119,9 @@ export function checkVariant(
       `${where}: this QEMU (${versionText(caps)}) has no aio=${variant.aio}; it offers ${caps.aioModes.join(', ')}`,
     );
   }
-  if (variant.aio === 'native' && !cacheFlags(variant.cache).direct) {
-    throw new UserError(
-      `${where}: aio=native needs O_DIRECT, i.e. cache none or directsync (got cache ${variant.cache})`,
-    );
-  }
+  const problem = variantProblem(variant);
+  if (problem) throw new UserError(`${where}: ${problem}`);
   const disks = variantDisks(variant);
-  if (disks > 1 && variant.iothreads > disks) {
-    throw new UserError(
-      `${where}: ${variant.iothreads} iothreads for ${disks} disks would leave some idle (disk i is served by iothread i mod ${variant.iothreads}); use at most ${disks} iothreads`,
-    );
-  }
   if (variant.iothreads > 1 && disks === 1) {
     const can = variant.bus === 'virtio-blk' ? caps.iothreadVqMapping : caps.scsiIothreadVqMapping;
     if (!can) {

@@ -312,6 +312,19 @@ function headline(cs: Claim[], subject: string): string {
   return `${subject}, ${cs.length} measure${cs.length === 1 ? '' : 's'}: ${parts.join(', ')}.`;
 }
 
+/** Markdown of claims, one block per compared variant: its headline, then a line per measure. */
+function claimsByVariant(cs: Claim[]): string[] {
+  return [...new Set(cs.map((c) => c.b))].flatMap((b) => {
+    const sub = cs.filter((c) => c.b === b);
+    return [
+      headline(sub, `**${esc(b.label)}** against **${esc(sub[0]?.a.label ?? '')}**`),
+      '',
+      ...sub.map(claimLine),
+      '',
+    ];
+  });
+}
+
 const QUESTIONS: [Question, string][] = [
   ['backend', 'Which backend'],
   ['iothread', 'Does an IO thread matter'],
@@ -411,15 +424,7 @@ export function buildConclusion(m: ReportModel): Conclusion {
       const cs = mine.filter((c) => c.question === q);
       if (cs.length === 0) continue;
       md.push(`${m.data.runs.length > 1 ? '###' : '##'} ${heading}`, '');
-      for (const b of [...new Set(cs.map((c) => c.b))]) {
-        const sub = cs.filter((c) => c.b === b);
-        md.push(
-          headline(sub, `**${esc(b.label)}** against **${esc(sub[0]?.a.label ?? '')}**`),
-          '',
-          ...sub.map(claimLine),
-          '',
-        );
-      }
+      md.push(...claimsByVariant(cs));
     }
     const fails = m.data.failures.filter((f) => f.run === run.id);
     md.push(`${m.data.runs.length > 1 ? '###' : '##'} Failures`, '');
@@ -474,15 +479,7 @@ export function buildConclusion(m: ReportModel): Conclusion {
   const cross = claims.filter((c) => c.question === 'runs');
   if (cross.length > 0) {
     md.push('## Runs compared', '');
-    for (const b of [...new Set(cross.map((c) => c.b))]) {
-      const sub = cross.filter((c) => c.b === b);
-      md.push(
-        headline(sub, `**${esc(b.label)}** against **${esc(sub[0]?.a.label ?? '')}**`),
-        '',
-        ...sub.map(claimLine),
-        '',
-      );
-    }
+    md.push(...claimsByVariant(cross));
   }
   return { claims, recommended, markdown: `${md.join('\n').trimEnd()}\n` };
 }

@@ -541,6 +541,18 @@ export function checkRace(study: Study, fail: (problem: string) => never): void 
     );
 }
 
+/** disk.path and each host's own disk.path, with their key paths. */
+function diskPaths(disk: DiskSpec, hostsValue: unknown): Array<[KeyPath, string]> {
+  const out: Array<[KeyPath, string]> = [[['disk', 'path'], disk.path]];
+  if (Array.isArray(hostsValue)) {
+    hostsValue.forEach((h, i) => {
+      const p = isPlainMap(h) && isPlainMap(h.disk) ? h.disk.path : undefined;
+      if (typeof p === 'string') out.push([['hosts', i, 'disk', 'path'], p]);
+    });
+  }
+  return out;
+}
+
 /** Extra test disks are files next to disk.path (PATH.1, PATH.2, …): a block device cannot have those. */
 function checkMultiDisk(src: YamlSource, variants: Variant[], disk: DiskSpec, hostsValue: unknown): void {
   const most = variants.reduce((n, v) => Math.max(n, v.disks ?? 1), 1);
@@ -552,13 +564,7 @@ function checkMultiDisk(src: YamlSource, variants: Variant[], disk: DiskSpec, ho
         `${describe(p)} is a block device, but matrix.disks asks for ${most} disks: multi-disk variants need a raw file path (kvmio adds ${p}.1 … next to it); give a file path or use disks: [1]`,
       );
   };
-  check(['disk', 'path'], disk.path);
-  if (Array.isArray(hostsValue)) {
-    hostsValue.forEach((h, i) => {
-      const p = isPlainMap(h) && isPlainMap(h.disk) ? h.disk.path : undefined;
-      if (typeof p === 'string') check(['hosts', i, 'disk', 'path'], p);
-    });
-  }
+  for (const [path, p] of diskPaths(disk, hostsValue)) check(path, p);
 }
 
 /**
@@ -585,13 +591,7 @@ function checkImageFormats(
         `${describe(p)} is a block device, but matrix.format has qcow2: kvmio makes the qcow2 image as a file beside disk.path (PATH.qcow2); give a file path`,
       );
   };
-  check(['disk', 'path'], disk.path);
-  if (Array.isArray(hostsValue)) {
-    hostsValue.forEach((h, i) => {
-      const p = isPlainMap(h) && isPlainMap(h.disk) ? h.disk.path : undefined;
-      if (typeof p === 'string') check(['hosts', i, 'disk', 'path'], p);
-    });
-  }
+  for (const [path, p] of diskPaths(disk, hostsValue)) check(path, p);
   if (backend === 'libvirt' && disk.qcow2?.l2CacheSizeBytes !== undefined)
     src.fail(
       ['disk', 'qcow2', 'l2_cache_size'],

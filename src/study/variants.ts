@@ -77,6 +77,15 @@ export function idleIothreadsReason(v: VariantKnobs): string | undefined {
   return undefined;
 }
 
+/** Why no backend can run this variant, with the way out; undefined when one can. */
+export function variantProblem(v: VariantKnobs): string | undefined {
+  const impossible = impossibleReason(v);
+  if (impossible) return `${impossible}; use cache none or directsync`;
+  const idle = idleIothreadsReason(v);
+  if (idle) return `${idle}; use at most ${variantDisks(v)} iothreads`;
+  return undefined;
+}
+
 /**
  * Variants with the same key can share one running VM: the guest's memory backing, the image format
  * (a VM never carries one format's disk into another's measurements) and the QEMU it runs on need a

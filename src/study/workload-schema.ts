@@ -89,25 +89,39 @@ function readCommon(src: YamlSource, path: KeyPath, w: Record<string, unknown>) 
   };
 }
 
-function readFio(src: YamlSource, path: KeyPath, w: Record<string, unknown>, name: string): FioWorkload {
-  const d = WORKLOAD_DEFAULTS.fio;
+/** The job keys fio and sweep workloads share, with the kind's defaults where the study leaves them out. */
+function readJob(
+  src: YamlSource,
+  path: KeyPath,
+  w: Record<string, unknown>,
+  d: { rw: FioWorkload['rw']; bs: number; iodepth: number; numjobs: number; runtime: number; ramp: number },
+) {
   const c = readCommon(src, path, w);
-  const rw = c.rw ?? d.rw;
-  const out: FioWorkload = {
-    kind: 'fio',
-    name,
-    rw,
+  const job = {
+    rw: c.rw ?? d.rw,
     bs: c.bs ?? d.bs,
     iodepth: c.iodepth ?? d.iodepth,
     numjobs: c.numjobs ?? d.numjobs,
     runtimeSeconds: c.runtime ?? d.runtime,
     rampSeconds: c.ramp ?? d.ramp,
+  };
+  return { job, size: c.size };
+}
+
+function readFio(src: YamlSource, path: KeyPath, w: Record<string, unknown>, name: string): FioWorkload {
+  const d = WORKLOAD_DEFAULTS.fio;
+  const { job, size } = readJob(src, path, w, d);
+  const rw = job.rw;
+  const out: FioWorkload = {
+    kind: 'fio',
+    name,
+    ...job,
     ioengine: has(w, 'ioengine')
       ? readEnum(src, [...path, 'ioengine'], w.ioengine, FIO_IOENGINES)
       : d.ioengine,
     extra: {},
   };
-  if (c.size !== undefined) out.sizeBytes = c.size;
+  if (size !== undefined) out.sizeBytes = size;
   if (has(w, 'rwmixread')) {
     if (!MIXED_RW.includes(rw)) {
       src.fail([...path, 'rwmixread'], `only applies to mixed rw (${MIXED_RW.join(', ')}), not rw: ${rw}`);
@@ -142,19 +156,14 @@ function readFio(src: YamlSource, path: KeyPath, w: Record<string, unknown>, nam
 
 function readSweep(src: YamlSource, path: KeyPath, w: Record<string, unknown>, name: string): SweepWorkload {
   const d = WORKLOAD_DEFAULTS.sweep;
-  const c = readCommon(src, path, w);
+  const { job, size } = readJob(src, path, w, d);
   const out: SweepWorkload = {
     kind: 'sweep',
     name,
-    rw: c.rw ?? d.rw,
-    bs: c.bs ?? d.bs,
-    iodepth: c.iodepth ?? d.iodepth,
-    numjobs: c.numjobs ?? d.numjobs,
-    runtimeSeconds: c.runtime ?? d.runtime,
-    rampSeconds: c.ramp ?? d.ramp,
+    ...job,
     fromShare: has(w, 'from') ? readShare(src, [...path, 'from'], w.from, 0.01, 0.99) : d.from,
   };
-  if (c.size !== undefined) out.sizeBytes = c.size;
+  if (size !== undefined) out.sizeBytes = size;
   if (has(w, 'iodepths')) {
     if (has(w, 'steps') || has(w, 'from')) {
       src.fail(
