@@ -70,7 +70,7 @@ test('imports flow one way: cli -> engine -> backends, workloads, metrics -> stu
     libvirt: ['engine', 'cli', 'metrics', 'workloads'],
     workloads: ['engine', 'cli', ...backends],
     metrics: ['engine', 'cli', 'workloads', ...backends],
-    study: ['engine', 'cli', ...backends, 'workloads', 'metrics', 'store', 'report', 'guest', 'host', 'race'],
+    study: ['engine', 'cli', ...backends, 'workloads', 'metrics', 'store', 'report', 'guest', 'race'],
     util: ['engine', 'cli', ...backends, 'workloads', 'metrics', 'study', 'store', 'report', 'guest'],
     stats: ['engine', 'cli', ...backends, 'workloads', 'metrics', 'store', 'report'],
   };
