@@ -12,12 +12,21 @@ import {
   missingNeeds,
   type PackageManager,
 } from './packages.js';
+import {
+  type DoctorQemu,
+  doctorQemuSources,
+  formatDoctorQemus,
+  probeDoctorQemus,
+  type QemuSource,
+} from './qemus.js';
 
 /** Everything `kvmio doctor` reports: what this host can do for a study. */
 export interface DoctorReport {
   facts: HostFacts;
   accelerator: AccelResult;
   libvirtDaemon: { answers: boolean; detail: string; hypervisor?: string };
+  /** Every QEMU doctor was pointed at (KVMIO_QEMU, the default, a study's matrix.qemu) and what each can do. */
+  qemus: DoctorQemu[];
   guest: { built: boolean; dir?: string; hash?: string; kernelVersion?: string; initrdBytes?: number };
   /** What the host lacks, and the command that installs it with the host's package manager. */
   missing: { needs: MissingNeed[]; packageManager?: PackageManager; advice: string[] };
@@ -56,8 +65,11 @@ function guestState(): DoctorReport['guest'] {
   };
 }
 
-export async function doctor(opts: { log?: (line: string) => void } = {}): Promise<DoctorReport> {
+export async function doctor(
+  opts: { log?: (line: string) => void; qemus?: QemuSource[] } = {},
+): Promise<DoctorReport> {
   const [facts, daemon] = await Promise.all([hostFacts(), libvirtDaemon()]);
+  const qemus = await probeDoctorQemus(doctorQemuSources(opts.qemus));
   // The probe boots the guest (building it first if needed), so it runs after the quick checks.
   const accelerator = await probeAccelerator({ log: opts.log });
   const guest = guestState();
@@ -76,12 +88,14 @@ export async function doctor(opts: { log?: (line: string) => void } = {}): Promi
   if (facts.ioUring.qemuAccepts === false)
     warnings.push(`QEMU refuses aio=io_uring: ${facts.ioUring.qemuDetail}`);
   if (!guest.built) warnings.push('the guest is not built: run "kvmio guest build"');
+  for (const q of qemus)
+    if (q.error) warnings.push(`QEMU ${q.path} (${q.why.join('; ')}) cannot be probed: ${q.error}`);
   const needs = missingNeeds(qemuLocation().found);
   const packageManager = hostPackageManager();
   const advice = missingAdvice(needs, packageManager);
   if (advice.length) warnings.push(advice.join(': '));
   const missing = { needs, ...(packageManager ? { packageManager } : {}), advice };
-  return { facts, accelerator, libvirtDaemon: daemon, guest, missing, warnings };
+  return { facts, accelerator, libvirtDaemon: daemon, qemus, guest, missing, warnings };
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 30 ? 1 : 0)} MiB`;
@@ -135,6 +149,7 @@ export function formatDoctor(r: DoctorReport): string {
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`);
+  if (r.qemus.length > 0) lines.push('QEMUs:', ...formatDoctorQemus(r.qemus).map((l) => `  ${l}`));
   for (const w of r.warnings) lines.push(`WARNING: ${w}`);
   return `${lines.join('\n')}\n`;
 }

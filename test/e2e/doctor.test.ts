@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { DoctorReport } from '../../src/host/doctor.js';
+import { qemu10 } from '../helpers/stack.js';
 
 const bin = fileURLToPath(new URL('../../../bin/kvmio.js', import.meta.url));
 
@@ -52,4 +56,48 @@ test('doctor prints a table and, under TCG, the warning', () => {
     assert.match(r.stdout, new RegExp(`^${row}\\s{2,}\\S`, 'm'), `row ${row}`);
   }
   if (/^accelerator\s+TCG/m.test(r.stdout)) assert.match(r.stdout, /^WARNING: KVM is not usable/m);
+});
+
+test('doctor --study lists KVMIO_QEMU, the default QEMU and the study matrix.qemu, each probed for real', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kvmio-doctor-qemus-'));
+  try {
+    const study = join(dir, 'axis.yaml');
+    writeFileSync(
+      study,
+      `matrix: { qemu: [/usr/bin/qemu-system-x86_64, ${qemu10()}] }\nworkloads: [ { kind: fio, runtime: 2s } ]\n`,
+    );
+    const r = spawnSync(process.execPath, [bin, 'doctor', '--json', '--study', study], {
+      encoding: 'utf8',
+      timeout: 300_000,
+      env: { ...process.env, KVMIO_QEMU: qemu10() },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const { qemus } = JSON.parse(r.stdout) as DoctorReport;
+    const ten = qemus.find((q) => q.path === qemu10());
+    const system = qemus.find((q) => q.path === '/usr/bin/qemu-system-x86_64');
+    assert.equal(qemus.length, 2, JSON.stringify(qemus));
+    assert.ok(ten && system, JSON.stringify(qemus));
+    assert.ok(ten.why.includes('KVMIO_QEMU') && ten.why.some((w) => w.startsWith('matrix.qemu 10.')));
+    assert.ok(
+      system.why.some((w) => w.startsWith('default')) &&
+        system.why.some((w) => w.startsWith('matrix.qemu 7.')),
+    );
+    assert.match(ten.version ?? '', /^10\./);
+    assert.deepEqual(ten.vqMapping, { 'virtio-blk': true, 'virtio-scsi': true });
+    assert.match(system.version ?? '', /^7\.2\./);
+    assert.deepEqual(system.vqMapping, { 'virtio-blk': false, 'virtio-scsi': false });
+    // Every mode either works or carries QEMU's reason; on this machine all three work in both.
+    for (const q of [ten, system]) assert.deepEqual(q.aio, { threads: true, native: true, io_uring: true });
+    const text = spawnSync(process.execPath, [bin, 'doctor', '--study', study], {
+      encoding: 'utf8',
+      timeout: 300_000,
+      env: { ...process.env, KVMIO_QEMU: qemu10() },
+    });
+    assert.match(
+      text.stdout,
+      /^QEMUs:\n {2}\/opt\/kvmio\/qemu-10\/bin\/qemu-system-x86_64 10\.0\.\d+ \(KVMIO_QEMU; matrix\.qemu/m,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
