@@ -27,14 +27,6 @@ export class ConfigError extends UserError {
   }
 }
 
-/** Raised for a verb the CLI lists but this build does not implement yet. */
-export class NotImplementedError extends UserError {
-  constructor(what: string) {
-    super(`${what} is not implemented yet`, 2);
-    this.name = 'NotImplementedError';
-  }
-}
-
 /** A measured point failed (QEMU died, guest hung, workload failed): recorded, and the run goes on. */
 export class PointFailure extends Error {
   constructor(
