@@ -17,7 +17,7 @@ import { onCleanup, processAlive, run, sleep } from '../util/proc.js';
 import { type CpioEntry, writeCpio } from './cpio.js';
 import { unpackDebs } from './deb.js';
 import { debianMirrors, debianSources, downloadDebs, loadPackages } from './debian.js';
-import { dynamicInfo, isElf, moduleDepends, moduleName } from './elf.js';
+import { dynamicInfo, isElf, LIBRARY_DIRS, moduleDepends, moduleName } from './elf.js';
 import {
   contentHash,
   DEFAULT_GUEST_RELEASE,
@@ -238,8 +238,6 @@ function pruneOldGuests(root: string): void {
 function guestPath(debPath: string): string {
   return debPath.replace(/^(bin|sbin|lib|lib64)\//, 'usr/$1/');
 }
-
-const LIBRARY_DIRS = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu', 'lib', 'usr/lib'];
 
 /** The guest's files, gathered from the unpacked packages, and written out as cpio entries. */
 class ImageTree {

@@ -95,3 +95,52 @@ export async function writeCpio(file: string, entries: Iterable<CpioEntry>): Pro
   await once(out, 'finish');
   return size;
 }
+
+/** An entry read back from a newc archive: regular files with their data, symlinks with their target. */
+export type CpioReadEntry =
+  | { type: 'file'; mode: number; data: Buffer }
+  | { type: 'symlink'; target: string }
+  | { type: 'dir' | 'other'; mode: number };
+
+const S_IFMT = 0o170000;
+
+/**
+ * Reads a newc archive (several concatenated ones too, as an initramfs may be): path -> entry, a
+ * later entry of a path replacing an earlier one as the kernel's unpacker does. File data are views
+ * into `buf`. Throws on anything that is not a well-formed newc archive.
+ */
+export function readCpio(buf: Buffer): Map<string, CpioReadEntry> {
+  const out = new Map<string, CpioReadEntry>();
+  const align = (n: number) => n + ((4 - (n % 4)) % 4);
+  let at = 0;
+  while (at < buf.length) {
+    // Padding between concatenated archives is zeros.
+    if (buf[at] === 0) {
+      at++;
+      continue;
+    }
+    if (at + 110 > buf.length) throw new Error(`cpio: truncated header at ${at}`);
+    const magic = buf.toString('latin1', at, at + 6);
+    if (magic !== '070701' && magic !== '070702') throw new Error(`cpio: not a newc header at ${at}`);
+    const field = (i: number) => {
+      const text = buf.toString('latin1', at + 6 + i * 8, at + 14 + i * 8);
+      if (!/^[0-9a-fA-F]{8}$/.test(text)) throw new Error(`cpio: bad header field at ${at}`);
+      return Number.parseInt(text, 16);
+    };
+    const mode = field(1);
+    const size = field(6);
+    const nameSize = field(11);
+    const nameEnd = at + 110 + nameSize;
+    const dataAt = align(nameEnd);
+    if (nameSize < 1 || dataAt + size > buf.length) throw new Error(`cpio: entry at ${at} runs past the end`);
+    const name = buf.toString('utf8', at + 110, nameEnd - 1).replace(/^(\.\/|\/)+/, '');
+    at = align(dataAt + size);
+    if (name === 'TRAILER!!!') continue;
+    const data = buf.subarray(dataAt, dataAt + size);
+    const kind = mode & S_IFMT;
+    if (kind === S_IFREG) out.set(name, { type: 'file', mode: mode & 0o7777, data });
+    else if (kind === S_IFLNK) out.set(name, { type: 'symlink', target: data.toString('utf8') });
+    else out.set(name, { type: kind === S_IFDIR ? 'dir' : 'other', mode: mode & 0o7777 });
+  }
+  return out;
+}

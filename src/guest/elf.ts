@@ -17,6 +17,9 @@ interface Section {
   link: number;
 }
 
+/** Where an amd64 Debian system's loader looks for libraries, relative to its root (no ld.so.cache). */
+export const LIBRARY_DIRS = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu', 'lib', 'usr/lib'];
+
 export function isElf(buf: Buffer): boolean {
   return buf.length >= 64 && buf.readUInt32BE(0) === 0x7f454c46;
 }

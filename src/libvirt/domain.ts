@@ -76,6 +76,8 @@ export interface MergedDomain {
   xml: string;
   /** The user's domain name, as their XML says. */
   userName: string;
+  /** The user's domain UUID (lower case), where their XML has one. */
+  userUuid?: string;
   overlays: DiskOverlay[];
   /** Files to copy before start (UEFI variable store): from the user's path to the scratch one. */
   copies: Array<{ from: string; to: string }>;
@@ -132,6 +134,7 @@ export function mergeDomain(opts: MergeOptions): MergedDomain {
   // Identity: a new name, no UUID (libvirt makes one), so the copy never clashes with the original.
   setText(child(root, 'name') as Element, opts.name);
   const uuid = child(root, 'uuid');
+  const userUuid = uuid?.textContent?.trim().toLowerCase() || undefined;
   if (uuid) removeIndented(uuid);
   root.removeAttribute('id'); // a running domain's number, not part of a definition
   const domainType = opts.accel === 'kvm' ? 'kvm' : 'qemu';
@@ -214,6 +217,7 @@ export function mergeDomain(opts: MergeOptions): MergedDomain {
   return {
     xml: `${new XMLSerializer().serializeToString(root)}\n`,
     userName,
+    userUuid,
     overlays,
     copies,
     userDiskPaths,

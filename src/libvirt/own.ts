@@ -9,6 +9,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { DOMParser, type Element } from '@xmldom/xmldom';
 import type { GuestVm } from '../guest/vm.js';
 import { testDiskPaths } from '../study/disks.js';
 import type { DomainSource, Study, Variant, Workload } from '../study/types.js';
@@ -172,26 +173,82 @@ export async function prepareOwnDomain(req: OwnDomainRequest): Promise<PreparedO
   }
 }
 
-/** Refuses when a running domain is this one (by name) or uses one of its disks. */
+/** A running domain as its live XML describes it. */
+export interface RunningDomain {
+  name: string;
+  xml: string;
+}
+
+/** A file's identity: the same file under another path (a hard link, a bind mount) or device node. */
+function fileIdentity(path: string): string | undefined {
+  try {
+    const st = statSync(path);
+    return st.isBlockDevice() ? `rdev:${st.rdev}` : `ino:${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Why the user's domain may not be copied while `running` run, or undefined: one of them is the user's
+ * domain (by name, or by UUID whatever its name), or uses one of its disks — by path or by the file or
+ * device behind it, anywhere in its disks' backing chains.
+ */
+export function inUseReason(
+  merged: Pick<MergedDomain, 'userName' | 'userUuid' | 'userDiskPaths'>,
+  running: RunningDomain[],
+  where: string,
+): string | undefined {
+  const ours = new Map<string, string>();
+  for (const p of merged.userDiskPaths) {
+    ours.set(`path:${resolve(p)}`, p);
+    const id = fileIdentity(p);
+    if (id) ours.set(id, p);
+  }
+  for (const dom of running) {
+    if (dom.name === merged.userName)
+      return `${where}: domain ${dom.name} is running; kvmio varies a shut-off domain only`;
+    let root: Element | null = null;
+    try {
+      root = new DOMParser().parseFromString(dom.xml, 'text/xml').documentElement;
+    } catch {
+      root = null;
+    }
+    if (!root) continue;
+    const uuid = root.getElementsByTagName('uuid')[0]?.textContent?.trim().toLowerCase();
+    if (merged.userUuid && uuid === merged.userUuid)
+      return `${where}: the running domain ${dom.name} has its UUID ${uuid}: it is this domain under another name; kvmio varies a shut-off domain only`;
+    for (const source of Array.from(root.getElementsByTagName('source'))) {
+      if (
+        (source.parentNode as Element | null)?.nodeName !== 'disk' &&
+        (source.parentNode as Element | null)?.nodeName !== 'backingStore'
+      )
+        continue;
+      const path = source.getAttribute('file') || source.getAttribute('dev');
+      if (!path?.startsWith('/')) continue;
+      const id = fileIdentity(path);
+      const mine = ours.get(`path:${resolve(path)}`) ?? (id ? ours.get(id) : undefined);
+      if (mine)
+        return `${where}: its disk ${mine} is in use by the running domain ${dom.name}${mine === path ? '' : ` (as ${path})`}`;
+    }
+  }
+  return undefined;
+}
+
+/** Refuses when a running domain is this one (by name or UUID) or uses one of its disks. */
 async function refuseIfInUse(virsh: Virsh, merged: MergedDomain, where: string): Promise<void> {
-  const running = (await virsh.run(['list', '--name']))
+  const names = (await virsh.run(['list', '--name']))
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean);
-  if (running.includes(merged.userName))
-    throw new UserError(
-      `${where}: domain ${merged.userName} is running; kvmio varies a shut-off domain only`,
-    );
-  const ours = new Set(merged.userDiskPaths.map((p) => resolve(p)));
-  if (ours.size === 0) return;
-  for (const name of running) {
-    const list = await virsh.tryRun(['domblklist', '--details', name]);
-    for (const line of list?.split('\n') ?? []) {
-      const path = line.trim().split(/\s+/).slice(3).join(' ');
-      if (path.startsWith('/') && ours.has(resolve(path)))
-        throw new UserError(`${where}: its disk ${path} is in use by the running domain ${name}`);
-    }
+  const running: RunningDomain[] = [];
+  for (const name of names) {
+    // A domain that stopped meanwhile has nothing to say.
+    const xml = await virsh.tryRun(['dumpxml', name]);
+    if (xml) running.push({ name, xml });
   }
+  const reason = inUseReason(merged, running, where);
+  if (reason) throw new UserError(reason);
 }
 
 /** Guest programs each workload kind runs (the user's guest must have them; kvmio installs nothing). */
@@ -199,11 +256,18 @@ const GUEST_TOOLS: Record<Workload['kind'], string[]> = {
   fio: ['fio'],
   sweep: ['fio'],
   pgbench: ['pgbench', 'initdb', 'pg_ctl', 'mkfs.ext4'],
-  rsync: ['rsync', 'mkfs.ext4'],
+  // fio lays out rsync's source tree.
+  rsync: ['rsync', 'mkfs.ext4', 'fio'],
 };
 
-/** Says exactly which programs the study's workloads need that the user's guest lacks. */
-export async function checkGuestTools(vm: Pick<GuestVm, 'exec' | 'name'>, study: Study): Promise<void> {
+/**
+ * Says exactly which programs the study's workloads need that the user's guest lacks. fio alone is
+ * not a refusal: kvmio brings its own (`bringsFio`); anything else is.
+ */
+export async function checkGuestTools(
+  vm: Pick<GuestVm, 'exec' | 'name'>,
+  study: Study,
+): Promise<{ bringsFio: boolean }> {
   const needed = [...new Set(study.workloads.flatMap((w) => GUEST_TOOLS[w.kind]))];
   const missing: string[] = [];
   for (const tool of needed) {
@@ -212,10 +276,15 @@ export async function checkGuestTools(vm: Pick<GuestVm, 'exec' | 'name'>, study:
       .catch(() => undefined);
     if (!r || r.exitCode === 127) missing.push(tool);
   }
-  if (missing.length)
+  const refused = missing.filter((t) => t !== 'fio');
+  if (refused.length) {
+    const guest = study.guest.domain ? describeDomainSource(study.guest.domain, '') : vm.name;
+    const fio = missing.includes('fio') ? ' (it lacks fio too, which kvmio would bring itself)' : '';
     throw new UserError(
-      `the guest of ${study.guest.domain ? describeDomainSource(study.guest.domain, '') : vm.name} lacks ${missing.join(', ')} (in its PATH), which the study's workloads run; install them in your guest`,
+      `the guest of ${guest} lacks ${refused.join(', ')} (in its PATH), which the study's workloads run; install them in your guest${fio}`,
     );
+  }
+  return { bringsFio: missing.includes('fio') };
 }
 
 /**

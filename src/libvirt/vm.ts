@@ -1,9 +1,10 @@
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../guest/agent-protocol.js';
-import { GUEST_KERNEL_CMDLINE } from '../guest/build.js';
+import { ensureGuest, GUEST_KERNEL_CMDLINE } from '../guest/build.js';
 import { findTestDisks, waitTestDisksGone } from '../guest/disks.js';
+import { FIO_DISK_SERIAL, fioBundle, type InstalledFio, installFioBundle } from '../guest/fio-bundle.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import { type HostAccess, hostAccessFor } from '../host/access.js';
 import { blockRequests } from '../qemu/blockstats.js';
@@ -139,7 +140,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
     // QEMU's pid on a remote host is read once now, not inside a measured window.
     if (!virsh.isLocal) await vm.qemuHost().catch(() => undefined);
     log(`libvirt: ${opts.name} up in ${(vm.bootMs / 1000).toFixed(1)}s on ${opts.uri}`);
-    if (own) await checkGuestTools(vm, opts.study);
+    if (own && (await checkGuestTools(vm, opts.study)).bringsFio) await vm.bringFio(log);
     await verifyLive(vm.liveContext(true), opts.variant);
     vm.qemu = await liveQemu(virsh, opts.name);
     vm.markLog();
@@ -295,6 +296,8 @@ class LibvirtGuest implements LibvirtVm {
   private logMark: number;
   /** The test disk was switched live since boot. */
   private switched = false;
+  /** kvmio's own fio, copied into a user's guest that has none. */
+  private fio?: InstalledFio;
 
   constructor(
     private readonly virsh: Virsh,
@@ -369,8 +372,69 @@ class LibvirtGuest implements LibvirtVm {
     }
   }
 
+  /** Runs argv in the guest; `fio` is kvmio's own copy where bringFio() brought one. */
   exec(argv: string[], opts: GuestExecOptions): Promise<GuestExecResult> {
-    return agentExec(this.agentCall, argv, opts);
+    const command = this.fio && argv[0] === 'fio' ? [...this.fio.command, ...argv.slice(1)] : argv;
+    return agentExec(this.agentCall, command, opts);
+  }
+
+  /**
+   * Copies kvmio's fio (the built guest's, with its libraries and loader) into a user's guest that
+   * has none; stop() removes it again.
+   */
+  async bringFio(log: (line: string) => void): Promise<void> {
+    const release = this.opts.study.guest.release;
+    const bundle = await fioBundle(await ensureGuest({ release, log }));
+    const started = Date.now();
+    this.fio = await installFioBundle(this, bundle, (archive) => this.plugFioDisk(archive));
+    log(
+      `libvirt: the guest of ${this.name} has no fio in its PATH: kvmio brought its own (${bundle.version} of its ${release ?? 'default'} guest, ${(bundle.bytes / 2 ** 20).toFixed(0)} MiB with its libraries and loader) to ${this.fio.command[3]} in ${((Date.now() - started) / 1000).toFixed(1)}s; it is removed when the VM stops`,
+    );
+  }
+
+  /**
+   * Hot-plugs a copy of the fio archive as a read-only virtio disk (serial FIO_DISK_SERIAL) on a
+   * target the domain does not use; returns how to unplug it.
+   */
+  private async plugFioDisk(archive: string): Promise<() => Promise<void>> {
+    if (!this.own) throw new Error('plugFioDisk: only a user domain gets kvmio fio');
+    // The scratch directory of the copy: QEMU's user can reach it, and it goes with the copy.
+    const image = join(this.own.scratch, 'kvmio-fio.tar');
+    if (!/^[\w./-]+$/.test(image)) throw new Error(`unexpected scratch path ${image}`);
+    copyFileSync(archive, image);
+    const used = new Set(
+      (await this.virsh.run(['domblklist', this.name]))
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/)[0])
+        .filter(Boolean),
+    );
+    const letters = 'bcdefghijklmnopqrstuvwxyz';
+    const target = [...letters].map((l) => `vd${l}`).find((t) => !used.has(t));
+    if (!target) throw new Error(`${this.name} uses every virtio disk name vdb..vdz`);
+    const xml = `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${image}'/><target dev='${target}' bus='virtio'/><readonly/><serial>${FIO_DISK_SERIAL}</serial></disk>`;
+    const file = join(this.scratch, 'fio-disk.xml');
+    writeFileSync(file, xml);
+    try {
+      await this.virsh.run(['attach-device', this.name, file, '--live']);
+    } catch (e) {
+      rmSync(image, { force: true });
+      throw new Error(
+        `libvirt could not hot-plug the disk that carries kvmio's fio (PCI hot-plug needs <acpi/> on i440fx and a free pcie-root-port on q35): ${e instanceof VirshError ? e.virshMessage : (e as Error).message}`,
+      );
+    }
+    return async () => {
+      await this.virsh.tryRun(['detach-device', this.name, file, '--live']);
+      await waitFor(
+        `libvirt to report kvmio's fio disk detached from ${this.name}`,
+        async () =>
+          (await this.virsh.run(['dumpxml', this.name])).includes(`<serial>${FIO_DISK_SERIAL}</serial>`)
+            ? undefined
+            : true,
+        60_000,
+        500,
+      ).catch(() => undefined);
+      rmSync(image, { force: true });
+    };
   }
 
   readFile(path: string): Promise<Buffer> {
@@ -549,6 +613,8 @@ class LibvirtGuest implements LibvirtVm {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // The copy would go with the VM anyway; removed first so that nothing of kvmio's stays in the guest.
+    await this.fio?.remove();
     // Nothing on the test disk needs a clean shutdown: fio writes to the raw device.
     await destroy(this.virsh, this.name);
     this.unregister();

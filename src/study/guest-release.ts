@@ -7,10 +7,11 @@
 export const GUEST_RELEASES = ['trixie', 'bookworm'] as const;
 export type GuestRelease = (typeof GUEST_RELEASES)[number];
 /**
- * bookworm, whose fio matches Debian 12's on the host: fio's client/server protocol (several guests)
- * only connects equal versions. trixie (the study's guest) is a study key away.
+ * trixie, the study's guest. Several guests are driven by fio's client/server protocol, which only
+ * connects equal versions: the client is the built guest's own fio (src/guest/fio-bundle.ts), not
+ * the host's.
  */
-export const DEFAULT_GUEST_RELEASE: GuestRelease = 'bookworm';
+export const DEFAULT_GUEST_RELEASE: GuestRelease = 'trixie';
 
 /**
  * Guest RAM below which the guest cannot boot: the ~115 MiB initramfs is unpacked into RAM while its

@@ -477,6 +477,16 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
     notes,
   };
   if (top.description !== undefined) study.description = readString(src, ['description'], top.description);
+  if (guest.domain) {
+    const remote = (study.hosts.length ? study.hosts.map((h) => h.uri) : [uri]).find(
+      (u) => !isLocalLibvirtUri(u),
+    );
+    if (remote)
+      src.fail(
+        ['guest', 'domain'],
+        `runs on a local libvirt only (kvmio makes the throwaway overlays of its disks and checks who uses them on this machine); ${remote} is remote`,
+      );
+  }
   // The VMs run on this machine unless hosts or a remote libvirt URI name other machines.
   const runsHere = study.hosts.length === 0 && (backend === 'qemu' || isLocalLibvirtUri(uri));
   if (matrix.qemu && !runsHere)

@@ -167,7 +167,7 @@ export interface GuestSpec {
   count: number;
   /** A user's own libvirt domain to vary instead of the builtin guest. */
   domain?: DomainSource;
-  /** The Debian release the builtin guest is made from (absent: the default, bookworm). */
+  /** The Debian release the builtin guest is made from (absent: the default, trixie). */
   release?: GuestRelease;
 }
 

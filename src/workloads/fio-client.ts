@@ -1,5 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostFioClient } from '../guest/fio-bundle.js';
 import type { GuestVm } from '../guest/vm.js';
 import { cpuEfficiency } from '../metrics/cpu.js';
 import { PointFailure } from '../util/errors.js';
@@ -55,11 +56,12 @@ export function fioJobFile(spec: FioJobSpec, filename: string): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function fioClientArgv(servers: FioServer[], jobFile: string): string[] {
+/** `fio` is the client's command: the host's fio, or kvmio's bundle of the guests' own (hostFioClient). */
+export function fioClientArgv(servers: FioServer[], jobFile: string, fio: string[] = ['fio']): string[] {
   // --eta=never: a busy server can miss the client's periodic ETA request and the client then hangs
   // until its timeout (a known fio client/server issue); nothing here reads the ETA anyway.
   return [
-    'fio',
+    ...fio,
     ...servers.map((s) => `--client=${s.host},${s.port}`),
     '--eta=never',
     '--output-format=json',
@@ -117,13 +119,14 @@ export async function runFioClients(
   step: StepResult['step'],
   ctx: RunContext,
   vms?: GuestVm[],
+  fio: string[] = ['fio'],
 ): Promise<StepResult[]> {
   const dir = mkdtempSync(join(runtimeDir(), 'fio-client-'));
   try {
     const jobFile = join(dir, `${spec.name.replace(/[^\w.-]/g, '_')}.fio`);
     const jobText = fioJobFile(spec, filename);
     writeFileSync(jobFile, jobText);
-    const argv = fioClientArgv(servers, jobFile);
+    const argv = fioClientArgv(servers, jobFile, fio);
     ctx.log(`host: ${argv.join(' ')}`);
     const timeoutMs = Math.max(1000, Math.min(fioRunTimeoutMs(spec), ctx.deadline - Date.now()));
     let windows: Array<MeasuredWindow | undefined> = [];
@@ -225,6 +228,17 @@ export async function runFioOnGuests(
   if (new Set(disks).size !== 1) {
     throw new PointFailure(`the guests' test disks differ (${disks.join(', ')}); fio's job file names one`);
   }
+  // fio's client/server protocol connects equal versions only: the client is the guests' own fio.
+  const versions = await Promise.all(
+    guests.map(async (g) => (await guestRun(g.vm, ['fio', '--version'], 60_000)).stdout.trim()),
+  );
+  if (new Set(versions).size !== 1)
+    throw new PointFailure(
+      `the guests run different fio versions (${versions.join(', ')}); one client cannot speak to all`,
+    );
+  const client = await hostFioClient(versions[0] as string).catch((e: Error) => {
+    throw new PointFailure(e.message);
+  });
   const stops: Array<() => Promise<void>> = [];
   try {
     for (const g of guests) stops.push(await startGuestFioServer(g.vm));
@@ -235,6 +249,7 @@ export async function runFioOnGuests(
       null,
       ctx,
       guests.map((g) => g.vm),
+      client,
     );
   } finally {
     for (const stop of stops) await stop();

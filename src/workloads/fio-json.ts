@@ -187,7 +187,9 @@ export function parseFioJson(text: string): FioReport {
     throw new FioOutputError('the document has no "jobs" (is it fio --output-format=json output?)', text);
   const globals = d['global options'];
   const globalOptions: Record<string, string> = {};
-  if (globals !== undefined) {
+  // fio 3.39 as a client of several servers prints an empty list here.
+  const noGlobals = Array.isArray(globals) && globals.length === 0;
+  if (globals !== undefined && !noGlobals) {
     const g = need<Record<string, unknown>>(
       isObject(globals),
       globals,

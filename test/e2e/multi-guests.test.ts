@@ -11,7 +11,8 @@ import { qemuPids } from '../helpers/vm.js';
 /**
  * Issue 8 on the direct-QEMU backend: guest.count 2 boots two guests, forwards each one's fio server
  * port to loopback (GuestVm.forwardPort, HMP hostfwd_add) and drives both at once with fio --client;
- * an rsync workload runs on each guest in turn (a row set per guest, no aggregate). TCG, fio 2 s.
+ * an rsync workload runs on each guest in turn (a row set per guest, no aggregate). TCG, fio 2 s. The
+ * guests are Debian 13's (fio 3.39): the client is kvmio's bundle of that guest's fio, not the host's.
  */
 
 const dir = mkdtempSync(join(tmpdir(), 'kvmio-e2e-multi-guests-'));
@@ -19,7 +20,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const studyText = `name: e2e-multi-guests
 backend: qemu
-guest: { vcpus: 1, memory: 512MiB, count: 2 }
+guest: { vcpus: 1, memory: 512MiB, count: 2, release: trixie }
 disk: { path: ${join(dir, 'disk.raw')}, size: 64MiB }
 matrix: { aio: [threads], iothreads: [0] }
 baseline: false
@@ -58,6 +59,10 @@ test('two guests on the qemu backend: fio at once with an "all" row, rsync on ea
       artifacts['step=- guest=all/argv'] ?? '',
       /--client=127\.0\.0\.1,\d+.*--client=127\.0\.0\.1,\d+/,
     );
+    const argv = JSON.parse(artifacts['step=- guest=all/argv'] ?? '[]') as string[];
+    assert.match(argv[0] ?? '', /\/fio-bundle\/ld-linux-x86-64\.so\.2$/, 'the client is the bundled fio');
+    const json = JSON.parse(artifacts['step=- guest=all/fio_json'] ?? '{}') as { 'fio version'?: string };
+    assert.equal(json['fio version'], 'fio-3.39');
   } finally {
     store.close();
   }

@@ -28,7 +28,7 @@ test('the guest is made from the packages the issue names, PostgreSQL as its rel
       assert.ok(recipe.packages.includes(p), `${release}: ${p}`);
     assert.ok(recipe.programs.includes(`usr/lib/postgresql/${pg.slice(-2)}/bin/pgbench`));
   }
-  assert.equal(guestRecipe().release, 'bookworm');
+  assert.equal(guestRecipe().release, 'trixie');
   assert.notEqual(recipeHash(readAssets(), 'trixie'), recipeHash(readAssets(), 'bookworm'));
 });
 

@@ -77,3 +77,36 @@ test('job file and client argv', () => {
     '/x/rr.fio',
   ]);
 });
+
+test('fio 3.39 as a client of two servers ("global options" an empty list) parses to the same steps', () => {
+  // Recorded from the trixie guest's fio 3.39, run from kvmio's bundle on loopback (fixtures README).
+  const text339 = readFileSync(
+    new URL('../../../test/fixtures/workloads/fio-client-2servers-3.39.json', import.meta.url),
+    'utf8',
+  );
+  assert.deepEqual(JSON.parse(text339)['global options'], []);
+  const report = parseFioJson(text339);
+  assert.equal(report.version, 'fio-3.39');
+  assert.deepEqual(report.globalOptions, {});
+  const steps = clientStepResults(report, servers, null);
+  assert.deepEqual(
+    steps.map((s) => s.guest),
+    [0, 1, 'all'],
+  );
+  const iops = steps.map((s) => value(s, 'read.iops') ?? 0);
+  assert.ok(iops[0]! > 0 && iops[1]! > 0);
+  assert.equal(iops[2], iops[0]! + iops[1]!);
+});
+
+test('the client command can be the bundled fio', () => {
+  const bundled = [
+    '/c/fio-bundle/ld-linux-x86-64.so.2',
+    '--library-path',
+    '/c/fio-bundle',
+    '/c/fio-bundle/fio',
+  ];
+  assert.deepEqual(fioClientArgv(servers, '/x/rr.fio', bundled).slice(0, 5), [
+    ...bundled,
+    '--client=127.0.0.1,18765',
+  ]);
+});
