@@ -30,7 +30,7 @@ import { storeScale } from './bench/store-scale.js';
 import { timeToAnswer } from './bench/time.js';
 
 /**
- * kvmio's own benchmark (issue 9): each figure measures kvmio against the plain tool, side by side in one
+ * kvmio's own benchmark: each figure measures kvmio against the plain tool, side by side in one
  * run, and rewrites its own section of BENCHMARKS.md (sections of figures not run are kept as they are).
  *
  *   node dist/scripts/bench.js [--only ID,...] [--quick] [--rounds N] [--runtime S] [--disk PATH] [--destroy-data PATH]

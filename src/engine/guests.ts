@@ -7,7 +7,7 @@ import { guestDisk, type HostRun } from './hosts.js';
 
 /**
  * The guests of one host: `guest.count` VMs of the same variant, booted together, switched
- * live together and stopped together. With one guest this is the single VM the run loop always had.
+ * live together and stopped together; with one guest, a single VM.
  * Each guest's fio server port is forwarded once per VM (GuestVm.forwardPort) and reused by every fio
  * point on it.
  */

@@ -58,7 +58,7 @@ export interface GuestVm {
   /** Last lines the guest printed on its console (for failure reports). */
   consoleTail(lines?: number): string;
   /**
-   * Makes a guest TCP port reachable from this controller (fio client/server, issue 8); returns the
+   * Makes a guest TCP port reachable from this controller (fio client/server); returns the
    * address to connect to. Optional: a backend without guest networking leaves it out.
    */
   forwardPort?(guestPort: number): Promise<{ host: string; port: number }>;

@@ -18,7 +18,7 @@ const RESPONSIVENESS: MetricSense = {
 };
 
 /**
- * Direction by metric name (the export contract of issue 4): rates are better high, times,
+ * Direction by metric name (the names `kvmio export` writes, a contract): rates are better high, times,
  * latencies and CPU are better low. Unknown metrics are assumed lower-is-better only if they look
  * like a time; otherwise higher.
  */

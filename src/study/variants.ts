@@ -120,7 +120,8 @@ export interface MatrixAxes {
  */
 export function crossProduct(m: MatrixAxes): VariantKnobs[] {
   const out: VariantKnobs[] = [];
-  // disks and format (and qemu) stay absent at their defaults, so such variants look as they always did.
+  // disks and format (and qemu) stay absent at their defaults, so a variant at the defaults has the same
+  // knobs and id whether or not the study names those axes.
   for (const format of m.format)
     for (const aio of m.aio)
       for (const iothreads of m.iothreads)

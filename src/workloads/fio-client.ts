@@ -21,7 +21,7 @@ import {
 } from './window.js';
 
 /**
- * Several guests driven at the same moment with fio's own client/server mode (issue 8): each guest runs
+ * Several guests driven at the same moment with fio's own client/server mode: each guest runs
  * `fio --server` (reachable through a host port forward), the controller runs one `fio --client=…` per
  * server with a job file. fio reports one entry per server and an "All clients" aggregate; the "all" step
  * carries the guests' summed IOPS and bandwidth and fio's combined latency (fio gives no percentiles for it).
@@ -215,7 +215,7 @@ export async function startGuestFioServer(vm: GuestVm, port = FIO_SERVER_PORT): 
 }
 
 /**
- * A fio workload on several guests at once (issue 8): fio servers started in each guest, reached through
+ * A fio workload on several guests at once: fio servers started in each guest, reached through
  * the host addresses the backend forwarded to their FIO_SERVER_PORT.
  */
 export async function runFioOnGuests(

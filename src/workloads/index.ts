@@ -14,8 +14,8 @@ export type { MetricValue, RunWorkloadOptions, StepResult, WorkloadResult, Workl
 
 /**
  * Runs a study workload on a target and returns its figures, one StepResult per step (sweep rate or
- * iodepth, pgbench client count, or a single null step). Several guests at once (fio client/server,
- * issue 8) give a step per guest (`guest` 0..N-1) and one with `guest: "all"`.
+ * iodepth, pgbench client count, or a single null step). Several guests at once (fio client/server)
+ * give a step per guest (`guest` 0..N-1) and one with `guest: "all"`.
  */
 export async function runWorkload(
   target: WorkloadTarget,

@@ -9,7 +9,7 @@ import { parseStudy } from '../../src/study/load.js';
 import { qemuPids } from '../helpers/vm.js';
 
 /**
- * Issue 8 on the direct-QEMU backend: guest.count 2 boots two guests, forwards each one's fio server
+ * Several guests per host on the direct-QEMU backend: guest.count 2 boots two guests, forwards each one's fio server
  * port to loopback (GuestVm.forwardPort, HMP hostfwd_add) and drives both at once with fio --client;
  * an rsync workload runs on each guest in turn (a row set per guest, no aggregate). TCG, fio 2 s. The
  * guests are Debian 13's (fio 3.39): the client is kvmio's bundle of that guest's fio, not the host's.

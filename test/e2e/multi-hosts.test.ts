@@ -13,7 +13,7 @@ import { parseStudy } from '../../src/study/load.js';
 import type { MetricRow } from '../../src/study/results.js';
 
 /**
- * Issue 8 end to end, real libvirt under TCG: three hosts run at once — `a` (qemu:///system) and `b`
+ * Several hosts and guests end to end, real libvirt under TCG: three hosts run at once — `a` (qemu:///system) and `b`
  * (qemu+unix:///system, another name for the same local daemon), each with two guests per variant driven
  * together by fio client/server; and `down`, whose URI does not answer (a host whose guests fail to
  * boot is given up likewise: test/unit/engine-run.test.ts). Two variants that switch live; fio 2 s.

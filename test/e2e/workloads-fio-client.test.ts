@@ -9,7 +9,7 @@ import { run, waitFor } from '../../src/util/proc.js';
 import { runFioClients } from '../../src/workloads/fio-client.js';
 
 /**
- * fio client/server as issue 8 uses it, with two real `fio --server` processes on loopback standing in
+ * fio client/server as kvmio drives several guests with it, with two real `fio --server` processes on loopback standing in
  * for two guests behind host port forwards.
  */
 

@@ -7,7 +7,7 @@ import type { StepResult } from '../../src/workloads/types.js';
 import { bootTestGuest, qemuPids, type TestGuest } from '../helpers/vm.js';
 
 /**
- * Two real guests driven at once with fio client/server (issue 8). The host port forward to each guest's
+ * Two real guests driven at once with fio client/server. The host port forward to each guest's
  * fio server is made here through the monitor (hostfwd_add on the qemu backend's user-mode netdev); in
  * the product that is the backend's part.
  */

@@ -10,7 +10,7 @@ test('every asset file has a guest path, and every guest path an asset', () => {
   assert.match(assets.get('agent')!.toString(), /KVMIO-GUEST-READY/);
 });
 
-test('the guest is made from the packages the issue names, PostgreSQL as its release has it', () => {
+test('the guest is made from its kernel, tools, agent and workload packages, PostgreSQL as its release has it', () => {
   for (const [release, pg] of [
     ['trixie', 'postgresql-17'],
     ['bookworm', 'postgresql-15'],

@@ -66,7 +66,7 @@ for (const [kind, spec] of [
 }
 
 test('a spec vega fails on while drawing is an error, not an empty SVG', async () => {
-  // vega's own stack transform, fed a stack named like a prototype member (what kvmio no longer does).
+  // vega's own stack transform, fed a stack named like a prototype member: specs.ts lays stacks out itself for this.
   const spec = {
     data: {
       values: [

@@ -15,7 +15,7 @@ import { ConfigError, UserError } from '../../src/util/errors.js';
 const good = (name: string) =>
   fileURLToPath(new URL(`../../../test/fixtures/studies/good/${name}`, import.meta.url));
 
-test('every preset the issue names is shipped and loads', () => {
+test('every preset the README lists is shipped and loads', () => {
   const names = listPresets();
   for (const name of ['quick', 'seed', 'backends', 'iothreads', 'bus', 'hugepages', 'apps']) {
     assert.ok(names.includes(name), `preset ${name} missing`);
@@ -93,8 +93,8 @@ test('ids are readable and stable', () => {
   assert.equal(variantId({ ...base, aio: 'threads', cache: 'writeback' }), 'blk-threads-io1-4k-writeback');
 });
 
-test("the issue's example study loads as written", () => {
-  const s = loadStudy(good('issue-example.yaml'));
+test('the matrix example study loads as written', () => {
+  const s = loadStudy(good('matrix-example.yaml'));
   assert.equal(s.name, 'my-study');
   // 3 aio x 4 iothreads x 2 bus x 2 memory = 48, minus threads with 2 iothreads (4).
   assert.equal(s.variants.length, 44);
