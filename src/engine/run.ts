@@ -241,14 +241,33 @@ class HostWorker {
       }
     }
     const facts = await this.host.backend.facts();
-    this.ctx.store.setHost(this.ctx.runId, this.host.name, this.host.uri, { ...facts, ...this.baseFacts });
+    this.ctx.store.setHost(this.ctx.runId, this.host.name, this.host.uri, {
+      ...this.baseFacts,
+      ...facts,
+      ...(await this.ownAccelerator()),
+    });
+  }
+
+  /** A remote host's accelerator, probed on that host (its guests run with it), said loudly when TCG. */
+  private async ownAccelerator(): Promise<Record<string, unknown>> {
+    const probe = this.host.backend.accelerator;
+    if (this.host.local || !probe || !needsVm(this.ctx.plan)) return {};
+    const log = (line: string) =>
+      this.ctx.emit({ event: 'log', run: this.ctx.runId, line: `${this.host.name}: ${line}` });
+    try {
+      const a = await probe(log);
+      log(`accelerator ${a.accel}: ${a.reason}${a.warning ? `. ${a.warning}` : ''}`);
+      return { accelerator: a.accel, acceleratorReason: a.reason };
+    } catch (err) {
+      return { accelerator: 'unknown', acceleratorReason: `not probed on the host: ${errorMessage(err)}` };
+    }
   }
 
   private fail(reason: string): void {
     this.failure = reason;
     const { store, runId } = this.ctx;
     const facts = store.hosts(runId).find((h) => h.name === this.host.name)?.facts ?? {};
-    store.setHost(runId, this.host.name, this.host.uri, { ...facts, ...this.baseFacts, failed: reason });
+    store.setHost(runId, this.host.name, this.host.uri, { ...this.baseFacts, ...facts, failed: reason });
     this.ctx.emit({ event: 'log', run: runId, line: `host ${this.host.name} given up: ${reason}` });
   }
 

@@ -1,4 +1,4 @@
-import type { Accel } from '../host/accel.js';
+import type { Accel, AccelResult } from '../host/accel.js';
 import type { HostAccess } from '../host/access.js';
 import type { Study, Variant } from '../study/types.js';
 
@@ -100,6 +100,11 @@ export interface VmBackend<V extends GuestVm = GuestVm> {
    * directory the host's QEMU cannot enter; absent where there is nothing to check.
    */
   checkDisk?(study: Study): Promise<void>;
+  /**
+   * The accelerator probed on the host itself, where it is not this machine (cached per run); absent
+   * where the controller's probe stands for the host.
+   */
+  accelerator?(log: (line: string) => void): Promise<AccelResult>;
   /** Readies the host for boots (the guest image where the backend needs it); idempotent. */
   stage(log: (line: string) => void): Promise<void>;
   /** Boots a guest for the variant; resolves once it answers and its live config is verified. */

@@ -1,5 +1,6 @@
 import type { GuestRelease } from '../guest/recipe.js';
 import type { BootRequest, VmBackend } from '../guest/vm.js';
+import type { AccelResult } from '../host/accel.js';
 import { hostAccessFor } from '../host/access.js';
 import type { HostSpec } from '../study/types.js';
 import { errorMessage } from '../util/errors.js';
@@ -24,6 +25,17 @@ export function libvirtBackend(
   const isLocal = isLocalUri(host.uri);
   const access = hostAccessFor(host.uri, isLocal);
   let staged = false;
+  let accel: Promise<AccelResult> | undefined;
+  const probeOnHost = async (log: (line: string) => void): Promise<AccelResult> => {
+    const [{ ensureGuest }, { stageGuest }, { probeLibvirtAccelerator }] = await Promise.all([
+      import('../guest/build.js'),
+      import('./stage.js'),
+      import('./accel.js'),
+    ]);
+    const virsh = new Virsh(host.uri);
+    const guest = await stageGuest(virsh, await ensureGuest({ log, release }));
+    return probeLibvirtAccelerator(virsh, guest, { log });
+  };
   return {
     isLocal,
     access,
@@ -55,6 +67,7 @@ export function libvirtBackend(
       const { checkQemuCanReach } = await import('./dac.js');
       await checkQemuCanReach(new Virsh(host.uri), study.disk.path, study.source);
     },
+    accelerator: isLocal ? undefined : (log) => (accel ??= probeOnHost(log)),
     stage: async (log) => {
       if (staged) return;
       const [{ ensureGuest }, { stageGuest }] = await Promise.all([
@@ -80,7 +93,8 @@ export function libvirtBackend(
         study: req.study,
         variant: req.variant,
         image: await ensureGuest({ log: req.log, release }),
-        accel: req.accel,
+        // A remote host's guests run with what booted there, not with the controller's accelerator.
+        accel: accel ? (await accel).accel : req.accel,
         name: req.name,
         uri: host.uri,
         host: host.name,

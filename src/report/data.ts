@@ -123,14 +123,25 @@ function perHostAggregate(data: ReportData): ReportData {
       runs.push(run);
       continue;
     }
-    for (const host of hosts)
+    for (const host of hosts) {
+      const facts = run.factsByHost?.[host] ?? run.hostFacts;
+      // A remote host's accelerator is its own probe's, recorded in its facts.
+      const own = typeof facts.accelerator === 'string' ? facts.accelerator : undefined;
       runs.push({
         ...run,
         id: `${run.id}@${host}`,
         label: host,
         hostName: host,
-        hostFacts: run.factsByHost?.[host] ?? run.hostFacts,
+        hostFacts: facts,
+        ...(own
+          ? {
+              accelerator: own,
+              acceleratorReason:
+                typeof facts.acceleratorReason === 'string' ? facts.acceleratorReason : undefined,
+            }
+          : {}),
       });
+    }
     for (const r of rows) if (r.run === run.id) r.run = `${run.id}@${r.host}`;
     for (const f of data.failures) if (f.run === run.id && f.host) f.run = `${run.id}@${f.host}`;
   }

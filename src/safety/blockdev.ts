@@ -65,7 +65,7 @@ function nodesOf(devPath: string): DeviceNode[] {
 }
 
 /** Undoes the octal escapes of /proc/self/mountinfo (a space is \040). */
-function unescapeMount(s: string): string {
+export function unescapeMount(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
 }
 

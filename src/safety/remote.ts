@@ -1,9 +1,10 @@
 import { dirname, posix } from 'node:path';
 import type { HostAccess } from '../host/access.js';
+import { parseGrepDump } from '../metrics/cpu.js';
 import type { DiskSpec } from '../study/types.js';
 import { UserError } from '../util/errors.js';
 import { formatBytes } from '../util/units.js';
-import { describeSignature } from './blockdev.js';
+import { describeSignature, unescapeMount } from './blockdev.js';
 import type { PrepareOptions } from './disk.js';
 import type { TargetInfo } from './guard.js';
 import { isKvmioFileOn, recordKvmioFileOn } from './registry.js';
@@ -11,8 +12,8 @@ import { isKvmioFileOn, recordKvmioFileOn } from './registry.js';
 /**
  * The data guard and disk preparation on another host, through its access (SSH): the same rules as on
  * this machine, read with standard tools there (stat, lsblk, blkid, find, fio). Nothing is written
- * before the checks passed. A disk in use (mounted, held by LVM/RAID, open by any process, such as a
- * VM) is never used; a disk or file with data only when --destroy-data names it; files kvmio created
+ * before the checks passed. A disk in use (mounted, held by LVM/RAID, active swap, attached to a loop
+ * device, open by any process, such as a VM) is never used; a disk or file with data only when --destroy-data names it; files kvmio created
  * on that host (recorded with the host's name) are reused.
  */
 
@@ -115,6 +116,91 @@ async function blockUses(host: HostAccess, path: string): Promise<string[]> {
   return uses;
 }
 
+/** The areas /proc/swaps lists (files and devices), the kernel's octal escapes undone. */
+export function parseProcSwaps(text: string): string[] {
+  return text
+    .split('\n')
+    .slice(1)
+    .map((line) => unescapeMount(line.split(/\s+/)[0] ?? ''))
+    .filter((p) => p.length > 0);
+}
+
+export interface LoopBacking {
+  devPath: string;
+  backingFile: string;
+}
+
+/** `grep -H ''` of the loop devices' sysfs backing_file: which file each attached loop device is over. */
+export function parseLoopBackings(dump: string): LoopBacking[] {
+  const out: LoopBacking[] = [];
+  for (const [file, content] of parseGrepDump(dump)) {
+    const name = /^\/sys\/devices\/virtual\/block\/(loop\d+)\/loop\/backing_file$/.exec(file)?.[1];
+    if (name && content)
+      out.push({ devPath: `/dev/${name}`, backingFile: content.replace(/ \(deleted\)$/, '') });
+  }
+  return out;
+}
+
+/** `stat -L --printf '%d|%i|%n\n'` output as path → "dev|ino" (files that cannot be stat'ed are absent). */
+export function parseIdentities(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^(\d+)\|(\d+)\|(.+)$/.exec(line);
+    if (m) out.set(m[3] as string, `${m[1]}|${m[2]}`);
+  }
+  return out;
+}
+
+/**
+ * Active swap and loop devices over the target, compared by identity (device and inode, as stat -L
+ * gives them for a file or a device node), never by path: a hard link or a symlink is found too.
+ */
+export function swapAndLoopUses(
+  target: Pick<RemoteStat, 'dev' | 'ino'>,
+  swaps: string[],
+  loops: LoopBacking[],
+  identities: Map<string, string>,
+): string[] {
+  const id = `${target.dev}|${target.ino}`;
+  const uses: string[] = [];
+  if (swaps.some((p) => identities.get(p) === id)) uses.push('is active swap');
+  for (const l of loops) if (identities.get(l.backingFile) === id) uses.push(`is attached to ${l.devPath}`);
+  return uses;
+}
+
+/** swapAndLoopUses on the host: /proc/swaps, the loop devices' backing files and a stat of each. */
+async function swapAndLoopOn(host: HostAccess, target: RemoteStat): Promise<string[]> {
+  const swaps = parseProcSwaps((await host.readText('/proc/swaps')) ?? '');
+  const loopDump = await host.run(
+    [
+      'find',
+      '/sys/devices/virtual/block',
+      '-mindepth',
+      '3',
+      '-maxdepth',
+      '3',
+      '-path',
+      '*/loop*/loop/backing_file',
+      '-exec',
+      'grep',
+      '-H',
+      '',
+      '{}',
+      '+',
+    ],
+    { allowFailure: true, timeoutMs: 30_000 },
+  );
+  const loops = parseLoopBackings(loopDump.stdout);
+  const paths = [...new Set([...swaps, ...loops.map((l) => l.backingFile)])];
+  if (paths.length === 0) return [];
+  // A deleted backing file makes stat exit 1; the others are still printed.
+  const ids = await host.run(['stat', '-L', '--printf', '%d|%i|%n\n', '--', ...paths], {
+    allowFailure: true,
+    timeoutMs: 20_000,
+  });
+  return swapAndLoopUses(target, swaps, loops, parseIdentities(ids.stdout));
+}
+
 /** What libblkid recognises on the target: "ext4 (label "data")", "a gpt partition table". */
 async function signatureOn(host: HostAccess, path: string): Promise<string | undefined> {
   const r = await host.run(['blkid', '-p', '-o', 'export', '--', path], {
@@ -177,6 +263,7 @@ export async function prepareDiskOn(
   if (st.kind === 'other')
     throw new UserError(`disk path ${shown} is a ${st.what}; kvmio needs a raw file or a block device`);
   const inUse = st.kind === 'block' ? await blockUses(host, resolved) : [];
+  inUse.push(...(await swapAndLoopOn(host, st)));
   const users = await openers(host, resolved);
   if (users.length > 0) inUse.push(`is open by process ${users.join(', ')}`);
   if (inUse.length > 0)

@@ -109,11 +109,24 @@ test('a study over the local host and the test host: both measured fully, facts 
       assert.match(String(f.accelerator), /^(kvm|tcg)$/, name);
     }
     assert.match(String(facts('th').remote), /^root@/);
+    // The test host's accelerator is its own probe's (libvirt there has no kvm: no /dev/kvm on this
+    // machine), not the controller's.
+    assert.equal(facts('local').acceleratorReason, 'e2e test');
+    assert.equal(facts('th').accelerator, 'tcg');
+    assert.match(
+      String(facts('th').acceleratorReason),
+      /^libvirt at qemu\+ssh:\/\/\S+ offers no kvm domains: .*kvm/,
+    );
+    assert.ok(
+      logs.some((l) => /^th: accelerator tcg: libvirt at qemu\+ssh:/.test(l)),
+      logs.join('\n'),
+    );
     // Hosts side by side: the report has a series set per host, each with its own facts; compare
     // takes RUN@HOST.
     const report = loadReportData(store, [r.runId]);
     assert.deepEqual(report.runs.map((x) => x.label).sort(), ['local', 'th']);
     assert.match(String(report.runs.find((x) => x.label === 'th')?.hostFacts.remote), /^root@/);
+    assert.equal(report.runs.find((x) => x.label === 'th')?.acceleratorReason, facts('th').acceleratorReason);
     const lines = compareRuns(store, `${r.runId}@local`, `${r.runId}@th`);
     assert.ok(lines.some((l) => l.variant === vmVariant && l.metric === 'read.iops' && l.meanB > 0));
     assert.throws(() => compareRuns(store, `${r.runId}@nope`, `${r.runId}@th`), /no host "nope"/);

@@ -1,9 +1,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { quoteRemoteArgv, sshTargetOf } from '../../src/host/access.js';
 import { parseGrepDump } from '../../src/metrics/cpu.js';
-import { parseRemoteStat } from '../../src/safety/remote.js';
+import {
+  parseIdentities,
+  parseLoopBackings,
+  parseProcSwaps,
+  parseRemoteStat,
+  swapAndLoopUses,
+} from '../../src/safety/remote.js';
 
 test('quoteRemoteArgv: a POSIX shell gets back exactly the argv, expanding nothing', () => {
   const argv = [
@@ -77,4 +85,22 @@ test('parseRemoteStat: GNU stat --printf "%F|%s|%b|%B|%d|%i|%.9W"', () => {
   assert.equal(f.birthNs, '1764321000000000000');
   assert.equal(parseRemoteStat('block special file|0|0|512|5|7|-').kind, 'block');
   assert.equal(parseRemoteStat('directory|4096|8|512|5|7|0').kind, 'other');
+});
+
+const guardFixture = (name: string) =>
+  readFileSync(join(import.meta.dirname, '../../../test/fixtures/remote-guard', name), 'utf8');
+
+test('remote data guard: a file that is active swap or backs a loop device is found by identity', () => {
+  const swaps = parseProcSwaps(guardFixture('swaps.txt'));
+  assert.deepEqual(swaps, ['/tmp/remote2-fx.Kuly/swap file']);
+  const loops = parseLoopBackings(guardFixture('loops.txt'));
+  assert.deepEqual(loops, [{ devPath: '/dev/loop0', backingFile: '/tmp/remote2-fx.Kuly/disk one.img' }]);
+  const ids = parseIdentities(guardFixture('ids.txt'));
+  const backing = parseRemoteStat(guardFixture('stat-loop-backing.txt'));
+  const swapFile = parseRemoteStat(guardFixture('stat-swap-file.txt'));
+  assert.deepEqual(swapAndLoopUses(backing, swaps, loops, ids), ['is attached to /dev/loop0']);
+  assert.deepEqual(swapAndLoopUses(swapFile, swaps, loops, ids), ['is active swap']);
+  // Another file on the same filesystem (another inode) is neither; nor is anything when stat failed.
+  assert.deepEqual(swapAndLoopUses({ dev: backing.dev, ino: '1' }, swaps, loops, ids), []);
+  assert.deepEqual(swapAndLoopUses(swapFile, swaps, loops, new Map()), []);
 });
