@@ -6,6 +6,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestImage } from '../../src/guest/build.js';
+import { hostFioClient } from '../../src/guest/fio-bundle.js';
 import { freePort } from '../../src/guest/forward.js';
 import { GUEST_READY_MARKER } from '../../src/host/accel.js';
 import { run, sleep } from '../../src/util/proc.js';
@@ -204,9 +205,15 @@ test('boots under TCG to an answering guest agent in under 15 s', (t) => {
 });
 
 test('the virtio drivers are loaded and the disks, NIC and agent port are there', async () => {
-  const mods = await exec(['cat', '/proc/modules']);
-  for (const m of ['virtio_pci', 'virtio_blk', 'virtio_scsi', 'sd_mod', 'virtio_console', 'virtio_net']) {
-    assert.match(mods.out, new RegExp(`^${m} `, 'm'), `module ${m}`);
+  // Drivers by their sysfs entries: a module on one release's kernel is built in on another's.
+  const drivers = await exec([
+    'ls',
+    '/sys/bus/pci/drivers',
+    '/sys/bus/virtio/drivers',
+    '/sys/bus/scsi/drivers',
+  ]);
+  for (const d of ['virtio-pci', 'virtio_blk', 'virtio_scsi', 'sd', 'virtio_console', 'virtio_net']) {
+    assert.match(drivers.out, new RegExp(`^${d}$`, 'm'), `driver ${d}`);
   }
   const blocks = await exec(['ls', '/sys/block']);
   assert.match(blocks.out, /\bvda\b/);
@@ -222,7 +229,7 @@ test('the workload tools run: mkfs.ext4, rsync, fio, PostgreSQL as the postgres 
   assert.equal(mkfs.code, 0, mkfs.err);
   assert.equal((await exec(['mkdir', '-p', '/mnt/test'])).code, 0);
   assert.equal((await exec(['mount', '-t', 'ext4', '/dev/vda', '/mnt/test'])).code, 0);
-  const rsync = await exec(['rsync', '-a', '/usr/share/postgresql/15/', '/mnt/test/copy/']);
+  const rsync = await exec(['rsync', '-a', '/usr/share/postgresql/', '/mnt/test/copy/']);
   assert.equal(rsync.code, 0, rsync.err);
   assert.equal((await exec(['umount', '/mnt/test'])).code, 0);
 
@@ -268,7 +275,7 @@ test('the workload tools run: mkfs.ext4, rsync, fio, PostgreSQL as the postgres 
   assert.equal(stop.code, 0, stop.err);
 });
 
-test('fio runs as a server in the guest and answers a host fio client over the NIC', async (t) => {
+test('fio runs as a server in the guest and answers a host fio client over the NIC', async () => {
   const server = await exec(['fio', '--server', '--daemonize=/run/fio.pid']);
   assert.equal(server.code, 0, server.err);
   const job = join(dir, 'job.fio');
@@ -276,9 +283,10 @@ test('fio runs as a server in the guest and answers a host fio client over the N
     job,
     '[probe]\nfilename=/dev/sda\nrw=randread\nbs=4k\nsize=8m\nruntime=1\ntime_based=1\ndirect=1\nioengine=io_uring\n',
   );
-  const host = await run(['fio', '--version'], { allowFailure: true }).catch(() => undefined);
-  if (host?.code !== 0) return t.skip('no fio on the host');
-  const client = await run(['fio', `--client=127.0.0.1,${fioPort}`, '--output-format=json', job], {
+  // fio's client/server protocol connects equal versions only: the client is the one kvmio runs.
+  const version = (await exec(['fio', '--version'])).out.trim();
+  const fio = await hostFioClient(version);
+  const client = await run([...fio, `--client=127.0.0.1,${fioPort}`, '--output-format=json', job], {
     timeoutMs: 60_000,
   });
   const result = JSON.parse(client.stdout.slice(client.stdout.indexOf('{'))) as {
