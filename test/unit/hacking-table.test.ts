@@ -25,7 +25,7 @@ function sources(dir: string): string[] {
 
 /** The table's rows: the directory of the first cell (`src/` or `src/x/`) and the whole row's text. */
 const rows = new Map(
-  [...hacking.matchAll(/^\| `(src\/(?:[a-z0-9-]+\/)?)` \|(.*)$/gm)].map((m) => [
+  [...hacking.matchAll(/^\| `(src\/(?:[a-z0-9-]+\/)*)` \|(.*)$/gm)].map((m) => [
     m[1] as string,
     m[2] as string,
   ]),
