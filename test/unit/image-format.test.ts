@@ -55,7 +55,11 @@ test('matrix.format makes raw and qcow2 variants with the qcow2 settings of disk
     s.variants.map((v) => v.id),
     ['blk-native-io1-4k', 'blk-native-io1-4k-qcow2'],
   );
-  assert.equal(s.variants[0]?.format, undefined, 'a raw variant leaves format absent, as a study without the axis does');
+  assert.equal(
+    s.variants[0]?.format,
+    undefined,
+    'a raw variant leaves format absent, as a study without the axis does',
+  );
   assert.equal(s.variants[1]?.format, 'qcow2');
   assert.deepEqual(s.disk.qcow2, {
     clusterSizeBytes: 128 * 1024,

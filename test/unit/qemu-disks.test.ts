@@ -59,7 +59,11 @@ test('matrix disks: an axis with validation, exclude rules and idle-iothread var
     s.variants.map((v) => v.id),
     ['blk-native-io1-4k', 'blk-native-io1-d2-4k', 'blk-native-io2-d2-4k'],
   );
-  assert.equal(s.variants[0]!.disks, undefined, 'a single-disk variant leaves disks absent, as a study without the axis does');
+  assert.equal(
+    s.variants[0]!.disks,
+    undefined,
+    'a single-disk variant leaves disks absent, as a study without the axis does',
+  );
   assert.ok(s.notes?.some((n) => /blk-native-io4-d2-4k left out: 4 iothreads for 2 disks/.test(n)));
   assert.deepEqual(
     studyDiskSpecs(s).map((d) => d.path),
