@@ -358,38 +358,69 @@ export function seriesOf(pid: number, samples: ProcSample[]): Array<{ t: number 
 }
 
 /**
+ * Reads a host every intervalMs between begin() and finish(), at both ends too. A slow host skips a
+ * beat rather than piling up reads.
+ */
+abstract class PeriodicSampler {
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight: Promise<void> | undefined;
+
+  protected abstract take(): Promise<void>;
+
+  protected async begin(intervalMs: number): Promise<void> {
+    await this.take();
+    this.timer = setInterval(() => {
+      if (!this.inFlight) this.inFlight = this.take().finally(() => (this.inFlight = undefined));
+    }, intervalMs);
+  }
+
+  /** Stops the timer and takes the closing sample, after any read still under way. */
+  protected async finish(): Promise<void> {
+    this.cancel();
+    const closing = this.take();
+    await this.inFlight?.catch(() => undefined);
+    await closing;
+  }
+
+  cancel(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/** Clock ticks per second of the host a process runs on. */
+function ticksPerSecondOn(host: HostAccess): Promise<number> {
+  return host.local ? clockTicksPerSecond() : hostTicksPerSecond(host);
+}
+
+/**
  * Samples a QEMU process from start() to stop(): at both ends and every intervalMs between, so that
  * threads living only part of the window are seen. The process runs on `host` (this machine by default;
  * a remote host is read over its connection, with the same accounting).
  */
-export class QemuCpuMeter {
+export class QemuCpuMeter extends PeriodicSampler {
   private readonly samples: ProcSample[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight: Promise<void> | undefined;
 
   private constructor(
     readonly pid: number,
     private readonly host: HostAccess,
     private readonly ticksPerSecond: number,
     private readonly keepSeries: boolean,
-  ) {}
+  ) {
+    super();
+  }
 
   static async start(
     pid: number,
     opts: { intervalMs?: number; series?: boolean; host?: HostAccess } = {},
   ): Promise<QemuCpuMeter> {
     const host = opts.host ?? LOCAL_HOST;
-    const tps = host.local ? await clockTicksPerSecond() : await hostTicksPerSecond(host);
-    const meter = new QemuCpuMeter(pid, host, tps, opts.series ?? false);
-    await meter.take();
-    meter.timer = setInterval(() => {
-      // A slow host skips a beat rather than piling up reads.
-      if (!meter.inFlight) meter.inFlight = meter.take().finally(() => (meter.inFlight = undefined));
-    }, opts.intervalMs ?? 1000);
+    const meter = new QemuCpuMeter(pid, host, await ticksPerSecondOn(host), opts.series ?? false);
+    await meter.begin(opts.intervalMs ?? 1000);
     return meter;
   }
 
-  private async take(): Promise<void> {
+  protected async take(): Promise<void> {
     const s = this.host.local
       ? sampleProcess(this.pid, this.ticksPerSecond)
       : await sampleProcessOn(this.host, this.pid, this.ticksPerSecond);
@@ -398,20 +429,11 @@ export class QemuCpuMeter {
 
   /** Takes the closing sample and accounts the window. */
   async stop(): Promise<CpuWindow> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    const closing = this.take();
-    await this.inFlight?.catch(() => undefined);
-    await closing;
+    await this.finish();
     this.samples.sort((a, b) => a.atMs - b.atMs);
     const w = accountWindow(this.pid, this.samples);
     if (this.keepSeries) w.series = seriesOf(this.pid, this.samples);
     return w;
-  }
-
-  cancel(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
   }
 }
 
@@ -466,33 +488,29 @@ async function allProcStats(host: HostAccess): Promise<{ stats: Array<[number, s
 }
 
 /** Samples a process tree every intervalMs; stop() returns CPU seconds between the first and last sample. */
-export class TreeCpuMeter {
+export class TreeCpuMeter extends PeriodicSampler {
   private first: { atMs: number; ns: number } | undefined;
   private last: { atMs: number; ns: number } | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight: Promise<void> | undefined;
 
   private constructor(
     readonly pid: number,
     private readonly host: HostAccess,
     private readonly ticksPerSecond: number,
-  ) {}
+  ) {
+    super();
+  }
 
   static async start(
     pid: number,
     opts: { intervalMs?: number; host?: HostAccess } = {},
   ): Promise<TreeCpuMeter> {
     const host = opts.host ?? LOCAL_HOST;
-    const tps = host.local ? await clockTicksPerSecond() : await hostTicksPerSecond(host);
-    const meter = new TreeCpuMeter(pid, host, tps);
-    await meter.take();
-    meter.timer = setInterval(() => {
-      if (!meter.inFlight) meter.inFlight = meter.take().finally(() => (meter.inFlight = undefined));
-    }, opts.intervalMs ?? 250);
+    const meter = new TreeCpuMeter(pid, host, await ticksPerSecondOn(host));
+    await meter.begin(opts.intervalMs ?? 250);
     return meter;
   }
 
-  private async take(): Promise<void> {
+  protected async take(): Promise<void> {
     const t0 = performance.now();
     const { stats, atMs } = await allProcStats(this.host);
     const ns = treeNsOf(stats, this.pid, this.ticksPerSecond);
@@ -504,21 +522,12 @@ export class TreeCpuMeter {
 
   /** CPU seconds and window seconds; undefined when the process was never seen twice. */
   async stop(): Promise<{ seconds: number; totalS: number } | undefined> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
-    const closing = this.take();
-    await this.inFlight?.catch(() => undefined);
-    await closing;
+    await this.finish();
     if (!this.first || !this.last || this.last === this.first) return undefined;
     return {
       seconds: (this.last.atMs - this.first.atMs) / 1000,
       totalS: (this.last.ns - this.first.ns) / 1e9,
     };
-  }
-
-  cancel(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
   }
 }
 
