@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { type QemuVm, startQemuVm } from '../../src/qemu/vm.js';
 import type { Variant } from '../../src/study/types.js';
-import { runFioJob } from '../../src/workloads/fio.js';
-import { qemu10, threadCpuNs } from '../helpers/stack.js';
+import { qemu10, readOnTwoQueues, threadCpuNs } from '../helpers/stack.js';
 import { makeTestDisk, qemuPids, testAccel, testStudy, testVariant } from '../helpers/vm.js';
 
 /**
@@ -44,26 +43,6 @@ after(async () => {
   );
 });
 
-async function fio(): Promise<number> {
-  const { job } = await runFioJob(
-    { kind: 'guest', vm },
-    {
-      name: 'qemu10-randread',
-      rw: 'randread',
-      bs: 4096,
-      iodepth: 4,
-      numjobs: 2,
-      runtimeSeconds: 2,
-      rampSeconds: 0,
-      ioengine: 'libaio',
-      extra: {},
-    },
-    null,
-    { deadline: Date.now() + 120_000, log: () => undefined, series: false },
-  );
-  return job.read.io_bytes;
-}
-
 test('QEMU 10 is what runs, with iothread-vq-mapping for virtio-blk and virtio-scsi', () => {
   assert.equal(vm.capabilities.version.major, 10);
   assert.ok(vm.capabilities.aioModes.includes('io_uring'));
@@ -79,7 +58,7 @@ for (const variant of variants) {
     const threads = await vm.qmp.execute<Array<{ id: string; 'thread-id': number }>>('query-iothreads');
     assert.equal(threads.length, variant.iothreads);
     const before = threads.map((t) => threadCpuNs(vm.qemuPid(), t['thread-id']));
-    assert.ok((await fio()) > 0);
+    assert.ok((await readOnTwoQueues(vm, 'qemu10-randread')) > 0);
     if (variant.iothreads === 2) {
       const mapping = await vm.qmp.execute('qom-get', {
         path: '/machine/peripheral/kvmio-test-dev',

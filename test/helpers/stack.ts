@@ -1,4 +1,6 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
+import type { GuestVm } from '../../src/guest/vm.js';
+import { runFioJob } from '../../src/workloads/fio.js';
 
 /**
  * The tests' second stack (scripts/test-stack.sh, run by `make test`): QEMU 10 from Debian's
@@ -19,4 +21,28 @@ export function qemu10(): string {
 /** CPU time (ns) one thread of a process has run so far, from /proc/PID/task/TID/schedstat. */
 export function threadCpuNs(pid: number, tid: number): number {
   return Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+}
+
+/**
+ * Bytes a short 4 KiB random read in the guest moved: QD4 in 2 jobs, so that on 2 vCPUs the guest
+ * submits on two queues and a disk spread over two iothreads keeps both busy.
+ */
+export async function readOnTwoQueues(vm: GuestVm, name: string): Promise<number> {
+  const { job } = await runFioJob(
+    { kind: 'guest', vm },
+    {
+      name,
+      rw: 'randread',
+      bs: 4096,
+      iodepth: 4,
+      numjobs: 2,
+      runtimeSeconds: 2,
+      rampSeconds: 0,
+      ioengine: 'libaio',
+      extra: {},
+    },
+    null,
+    { deadline: Date.now() + 120_000, log: () => undefined, series: false },
+  );
+  return job.read.io_bytes;
 }
