@@ -10,12 +10,37 @@ import { knobDistance, referenceVariant } from './variants.js';
  * take: every round without racing, the minimum rounds with it (racing runs the others only for
  * comparisons still open, and only while the budget has room, see engine/run.ts). When that does not
  * fit, in this order: race the rounds beyond the minimum, fewer repetitions (down to 2), shorter
- * measured windows (down to a floor), fewer variants (from the end of the matrix, the host baseline
+ * measured windows (down to each kind's floor, windowFloorSeconds), fewer variants (from the end of the matrix, the host baseline
  * first). Each change is a note that `plan` and `run` show.
  */
 
-/** A measured window is not shortened below this (or below its own length, if shorter). */
+/** The least measured time a shortened window keeps, after whatever precedes it in the window. */
 export const RUNTIME_FLOOR_SECONDS = 5;
+/**
+ * pgbench's -T also covers connecting its clients, one after the other; under TCG on a loaded host
+ * that took over 6 s for 32 clients, which left no transaction. A pgbench window keeps this much per
+ * client of its largest client count on top of the measured floor.
+ */
+export const PGBENCH_CONNECT_SECONDS_PER_CLIENT = 0.5;
+
+/**
+ * The shortest window of a workload that still measures what it names (never above its own length):
+ * fio and sweep steps keep their ramp (never shortened) and the measured floor; pgbench keeps time to
+ * connect its clients and then the measured floor. rsync copies a fixed tree and has no window.
+ */
+export function windowFloorSeconds(w: Workload): number {
+  switch (w.kind) {
+    case 'fio':
+    case 'sweep':
+      return Math.min(w.runtimeSeconds, RUNTIME_FLOOR_SECONDS);
+    case 'pgbench': {
+      const connect = PGBENCH_CONNECT_SECONDS_PER_CLIENT * Math.max(...w.clients);
+      return Math.min(w.runtimeSeconds, Math.ceil(connect + RUNTIME_FLOOR_SECONDS));
+    }
+    case 'rsync':
+      return 0;
+  }
+}
 
 export interface BudgetFit {
   study: Study;
@@ -35,8 +60,7 @@ function sure(study: Study, only: string[] | undefined): number {
 
 function scaledRuntime(w: Workload, factor: number): Workload {
   if (w.kind === 'rsync') return w;
-  const floor = Math.min(w.runtimeSeconds, RUNTIME_FLOOR_SECONDS);
-  return { ...w, runtimeSeconds: Math.max(floor, Math.round(w.runtimeSeconds * factor)) };
+  return { ...w, runtimeSeconds: Math.max(windowFloorSeconds(w), Math.round(w.runtimeSeconds * factor)) };
 }
 
 export function fitToBudget(input: Study, budgetSeconds: number, only?: string[]): BudgetFit {
@@ -80,8 +104,19 @@ export function fitToBudget(input: Study, budgetSeconds: number, only?: string[]
     });
     if (shortened.length > 0)
       changes.push(
-        `measured windows shortened (not below ${RUNTIME_FLOOR_SECONDS} s): ${shortened.join(', ')}`,
+        `measured windows shortened (not below ${RUNTIME_FLOOR_SECONDS} s measured; fio keeps its ramp, pgbench ${PGBENCH_CONNECT_SECONDS_PER_CLIENT} s per client to connect first): ${shortened.join(', ')}`,
       );
+    // A window already at its floor is said too: the budget could not take time from it.
+    const held = original.flatMap((w, i) => {
+      const now = study.workloads[i];
+      return w.kind === 'pgbench' &&
+        now?.kind === 'pgbench' &&
+        now.runtimeSeconds === w.runtimeSeconds &&
+        windowFloorSeconds(w) === w.runtimeSeconds
+        ? [`${w.name} ${formatSeconds(w.runtimeSeconds)} (${Math.max(...w.clients)} clients connect first)`]
+        : [];
+    });
+    if (held.length > 0) changes.push(`not shortened (at their floor): ${held.join(', ')}`);
   }
   if (!fits()) {
     const plan = planStudy(study, { only: selected });

@@ -37,6 +37,12 @@ export function parsePgbenchOutput(text: string): PgbenchFigures {
     return m ? Number(m[1]) : undefined;
   };
   const tps = num(/^tps = (\d+(?:\.\d+)?)/m);
+  // A window spent connecting the clients ends with no transaction and no "tps = " line.
+  if (tps === undefined && num(/^number of transactions actually processed: (\d+)/m) === 0)
+    throw new PointFailure(
+      `pgbench completed no transaction with ${num(/^number of clients: (\d+)/m) ?? '?'} client(s) in its ${num(/^duration: (\d+) s/m) ?? '?'} s window (-T also covers connecting the clients): give the workload a longer runtime`,
+      { stderrTail: text.trim().slice(-600) },
+    );
   if (tps === undefined)
     throw new PointFailure(`pgbench printed no "tps = " line:\n${text.trim().slice(-600)}`);
   return {

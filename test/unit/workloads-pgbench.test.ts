@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import type { PgbenchWorkload } from '../../src/study/types.js';
+import { PointFailure } from '../../src/util/errors.js';
 import {
   parsePgbenchOutput,
   pgbenchMetrics,
@@ -85,4 +86,13 @@ test('run argv: as postgres via chpst, over the UNIX socket, -S for read-only', 
     '/tmp/kvmio-pgsock',
     'postgres',
   ]);
+});
+
+test('a window that ends before any transaction is a failed point naming the clients and the window', () => {
+  assert.throws(
+    () => parsePgbenchOutput(fixture('pgbench-c32-no-transaction.txt')),
+    (e: unknown) =>
+      e instanceof PointFailure &&
+      /no transaction with 32 client\(s\) in its 1 s window .*longer runtime/.test(e.message),
+  );
 });
