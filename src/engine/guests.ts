@@ -1,3 +1,4 @@
+import { BOOT_SETUP_SECONDS, localBootLimit } from '../guest/boot-limit.js';
 import type { GuestVm } from '../guest/vm.js';
 import type { Accel } from '../host/accel.js';
 import type { PlannedPoint } from '../study/plan.js';
@@ -12,7 +13,6 @@ import { guestDisk, type HostRun } from './hosts.js';
  * point on it.
  */
 
-export const BOOT_GUARD_MS = 240_000;
 const STOP_GUARD_MS = 30_000;
 const SWITCH_GUARD_MS = 120_000;
 
@@ -64,6 +64,8 @@ export class GuestGroup {
     await this.stop();
     await this.host.backend.stage(this.log);
     const study = this.host.study;
+    // The backends wait for the agent up to the boot limit; this guard only catches a boot that hangs.
+    const guardMs = localBootLimit(this.accel, study.guest).ms + BOOT_SETUP_SECONDS * 1000;
     const boots = Array.from({ length: this.count }, (_, g) => {
       const name = `kvmio-${process.pid}-${++bootSeq}`;
       return withDeadline(
@@ -75,7 +77,7 @@ export class GuestGroup {
           name,
           log: this.log,
         }),
-        BOOT_GUARD_MS,
+        guardMs,
       );
     });
     const settled = await Promise.allSettled(boots);

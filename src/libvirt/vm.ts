@@ -2,6 +2,7 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync 
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../guest/agent-protocol.js';
+import { type BootLimit, bootLimit, bootLimitMessage, localBootLimit } from '../guest/boot-limit.js';
 import { ensureGuest, GUEST_KERNEL_CMDLINE } from '../guest/build.js';
 import { findTestDisks, waitTestDisksGone } from '../guest/disks.js';
 import { FIO_DISK_SERIAL, fioBundle, type InstalledFio, installFioBundle } from '../guest/fio-bundle.js';
@@ -57,8 +58,6 @@ export interface LibvirtVmOptions {
   network?: NetworkChoice;
   /** What the host's libvirt and QEMU can do; default: asked of the host (libvirtStack). */
   stack?: LibvirtStack;
-  /** Under TCG the builtin guest needs a while; default 180 s. */
-  bootTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -135,7 +134,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   }
   const vm = new LibvirtGuest(virsh, opts, diskPath, consoleLog, xml, scratch, unregister, logMark, own);
   try {
-    await vm.waitForAgent(opts.bootTimeoutMs ?? 180_000);
+    await vm.waitForAgent(await libvirtBootLimit(virsh, opts.accel, opts.study.guest));
     vm.bootMs = Date.now() - started;
     // QEMU's pid on a remote host is read once now, not inside a measured window.
     if (!virsh.isLocal) await vm.qemuHost().catch(() => undefined);
@@ -153,6 +152,21 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
     });
   }
   return vm;
+}
+
+/**
+ * The boot limit on the domain's host: this machine's CPUs and load, or a remote host's CPUs as libvirt
+ * reports them (its load is not known here).
+ */
+async function libvirtBootLimit(
+  virsh: Virsh,
+  accel: Accel,
+  guest: { vcpus: number; count: number },
+): Promise<BootLimit> {
+  if (virsh.isLocal) return localBootLimit(accel, guest);
+  const nodeinfo = await virsh.tryRun(['nodeinfo']);
+  const hostCpus = Number(/^CPU\(s\):\s*(\d+)/m.exec(nodeinfo ?? '')?.[1] ?? 1);
+  return bootLimit({ accel, vcpus: guest.vcpus * guest.count, hostCpus });
 }
 
 /** The running domain's QEMU: its live `<emulator>` and the version its monitor reports. */
@@ -356,17 +370,15 @@ class LibvirtGuest implements LibvirtVm {
   }
 
   /** Polls guest-ping until it answers; fails at once when the domain stops (panic, crash, destroy). */
-  async waitForAgent(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+  async waitForAgent(limit: BootLimit): Promise<void> {
+    const deadline = Date.now() + limit.ms;
     for (;;) {
       const ping = ['qemu-agent-command', this.name, '--timeout', '2', '{"execute":"guest-ping"}'];
       if (await this.virsh.tryRun(ping)) return;
       const state = (await this.virsh.tryRun(['domstate', this.name]))?.trim() ?? 'gone';
       if (state !== 'running') throw new PointFailure(`domain ${this.name} is ${state} while booting`);
       if (Date.now() > deadline) {
-        throw new PointFailure(
-          `the guest agent of ${this.name} did not answer within ${Math.round(timeoutMs / 1000)}s`,
-        );
+        throw new PointFailure(bootLimitMessage(`the guest agent of ${this.name}`, limit));
       }
       await sleep(1000);
     }

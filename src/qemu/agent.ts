@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../guest/agent-protocol.js';
+import { type BootLimit, bootLimitMessage } from '../guest/boot-limit.js';
 import type { GuestExecOptions, GuestExecResult } from '../guest/vm.js';
 import { sleep } from '../util/proc.js';
 
@@ -51,11 +52,11 @@ export class AgentClient {
   }
 
   /**
-   * Waits until the agent answers a guest-sync-delimited, retrying for up to timeoutMs (the guest
+   * Waits until the agent answers a guest-sync-delimited, retrying up to the boot limit (the guest
    * is booting; until its agent opens the port, requests go unanswered).
    */
-  async waitReady(timeoutMs: number, checkAlive?: () => void): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+  async waitReady(limit: BootLimit, checkAlive?: () => void): Promise<void> {
+    const deadline = Date.now() + limit.ms;
     let last: unknown;
     while (Date.now() < deadline) {
       checkAlive?.();
@@ -70,7 +71,7 @@ export class AgentClient {
       }
     }
     throw new Error(
-      `guest agent did not answer within ${Math.round(timeoutMs / 1000)} s${last instanceof Error ? ` (${last.message})` : ''}`,
+      `${bootLimitMessage('guest agent', limit)}${last instanceof Error ? `; last: ${last.message}` : ''}`,
     );
   }
 

@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { localBootLimit } from '../guest/boot-limit.js';
 import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestRelease } from '../guest/build.js';
 import { findTestDisks } from '../guest/disks.js';
 import { freePort, hmpHostForward } from '../guest/forward.js';
@@ -52,8 +53,6 @@ export interface StartQemuVmOptions {
   paused?: boolean;
   name?: string;
   binary?: string;
-  /** How long the guest may take to answer through its agent (default 120 s on TCG, 60 s on KVM). */
-  bootTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -135,7 +134,7 @@ export class QemuVm implements GuestVm {
   async start(): Promise<void> {
     this.unregisterCleanup = onCleanup(() => this.stop());
     const started = Date.now();
-    const timeout = this.opts.bootTimeoutMs ?? (this.opts.accel === 'tcg' ? 120_000 : 60_000);
+    const limit = localBootLimit(this.opts.accel, this.opts.study.guest);
     try {
       this.qmp = await QmpClient.connect(this.paths.qmp, {
         timeoutMs: 15_000,
@@ -148,7 +147,7 @@ export class QemuVm implements GuestVm {
       };
       await this.verifyLive({ fresh: true });
       if (this.opts.paused) return;
-      await this.agent.waitReady(timeout, () => this.checkAlive());
+      await this.agent.waitReady(limit, () => this.checkAlive());
       this.bootMs = Date.now() - started;
       this.log(`guest agent answered after ${this.bootMs} ms`);
       if (this.opts.study.pinning) await applyPinning(this.qemuPid(), this.qmp, this.opts.study.pinning);
