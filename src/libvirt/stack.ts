@@ -1,6 +1,9 @@
 import { locateQemu } from '../qemu/binary.js';
 import { qemuCapabilities } from '../qemu/capabilities.js';
-import type { Virsh } from './virsh.js';
+import type { Study, Variant } from '../study/types.js';
+import { UserError } from '../util/errors.js';
+import { Virsh } from './virsh.js';
+import { checkVariant } from './xml.js';
 
 /**
  * What a libvirt host can do with kvmio's disks: libvirt's version and that of the QEMU it runs,
@@ -16,7 +19,7 @@ export interface LibvirtStack {
   scsiIothreadVqMapping: boolean;
 }
 
-type Version = [number, number, number];
+export type Version = [number, number, number];
 
 function parseVersion(text: string | undefined): Version | undefined {
   const m = /(\d+)\.(\d+)(?:\.(\d+))?/.exec(text ?? '');
@@ -56,9 +59,53 @@ export async function libvirtStack(virsh: Virsh, variantEmulator?: string): Prom
     libvirt: versions.daemon?.join('.') ?? 'unknown',
     qemu: qemu?.join('.') ?? 'unknown',
     emulator,
-    iothreadVqMapping:
-      atLeast(versions.daemon, 10, 0) && (caps ? caps.iothreadVqMapping : atLeast(qemu, 9, 0)),
-    scsiIothreadVqMapping:
-      atLeast(versions.daemon, 11, 2) && (caps ? caps.scsiIothreadVqMapping : atLeast(qemu, 10, 0)),
+    ...vqMappingAbilities(versions.daemon, qemu, caps),
   };
+}
+
+/**
+ * Whether libvirt can spread one disk over several iothreads: virtio-blk's `<driver><iothreads>`
+ * needs libvirt 10.0 and a QEMU with iothread-vq-mapping (9.0), a virtio-scsi controller's needs
+ * libvirt 11.2 and QEMU 10.0. A QEMU that was probed answers for itself; otherwise its version does.
+ */
+export function vqMappingAbilities(
+  libvirt: Version | undefined,
+  qemu: Version | undefined,
+  probed?: Pick<LibvirtStack, 'iothreadVqMapping' | 'scsiIothreadVqMapping'>,
+): Pick<LibvirtStack, 'iothreadVqMapping' | 'scsiIothreadVqMapping'> {
+  return {
+    iothreadVqMapping: atLeast(libvirt, 10, 0) && (probed ? probed.iothreadVqMapping : atLeast(qemu, 9, 0)),
+    scsiIothreadVqMapping:
+      atLeast(libvirt, 11, 2) && (probed ? probed.scsiIothreadVqMapping : atLeast(qemu, 10, 0)),
+  };
+}
+
+/**
+ * Why the study's libvirt hosts cannot run these variants (several iothreads on one disk), one line
+ * each, asked with `virsh version --daemon` (and the variant's QEMU, probed) before anything boots. A
+ * host that does not answer is left to the boot, which checks again.
+ */
+export async function libvirtRefusals(
+  study: Pick<Study, 'hosts' | 'libvirt'>,
+  variants: readonly Variant[],
+): Promise<string[]> {
+  const hosts = study.hosts.length > 0 ? study.hosts : [{ name: 'local', uri: study.libvirt.uri }];
+  const out: string[] = [];
+  for (const host of hosts) {
+    const virsh = new Virsh(host.uri, 20_000);
+    const stacks = new Map<string | undefined, LibvirtStack | undefined>();
+    for (const v of variants) {
+      const key = v.qemu?.path;
+      if (!stacks.has(key)) stacks.set(key, await libvirtStack(virsh, key).catch(() => undefined));
+      const stack = stacks.get(key);
+      if (!stack) continue;
+      try {
+        checkVariant(v, stack.iothreadVqMapping, stack.scsiIothreadVqMapping);
+      } catch (err) {
+        if (!(err instanceof UserError)) throw err;
+        out.push(`${err.message} [libvirt ${stack.libvirt}, QEMU ${stack.qemu} on ${host.name}]`);
+      }
+    }
+  }
+  return out;
 }

@@ -126,7 +126,7 @@ export function checkVariant(
     const can = variant.bus === 'virtio-blk' ? caps.iothreadVqMapping : caps.scsiIothreadVqMapping;
     if (!can) {
       throw new UserError(
-        `${where}: this QEMU (${versionText(caps)}) cannot spread one ${variant.bus} disk over ${variant.iothreads} iothreads: that needs iothread-vq-mapping (QEMU 9.0 or later). Use matrix disks: [${variant.iothreads}] for one iothread per disk`,
+        `${where}: this QEMU (${versionText(caps)}) cannot spread one ${variant.bus} disk over ${variant.iothreads} iothreads: that needs iothread-vq-mapping (QEMU ${variant.bus === 'virtio-blk' ? '9.0' : '10.0'} or later). Use matrix disks: [${variant.iothreads}] for one iothread per disk`,
       );
     }
     if (variant.queues < variant.iothreads) {

@@ -1,12 +1,15 @@
 import type { Study, Variant, VariantQemu } from '../study/types.js';
+import { variantDisks } from '../study/variants.js';
 import { ConfigError, UserError } from '../util/errors.js';
 import { checkVariant } from './argv.js';
+import { locateQemu } from './binary.js';
 import { type AioProbe, probeAioModes, type QemuCapabilities, qemuCapabilities } from './capabilities.js';
 
 /**
  * The matrix's qemu axis at plan time: every QEMU is asked what it can do (QMP, and a real read with
  * each aio mode), and a variant one of them cannot run refuses the study with the reason, before any
- * VM boots.
+ * VM boots. Variants that spread one disk over several iothreads are asked of what runs them too: the
+ * default QEMU (direct backend) or the libvirt hosts with their QEMU.
  */
 
 export interface AxisQemu {
@@ -41,7 +44,7 @@ export function qemuRefusal(v: Variant, q: AxisQemu): string | undefined {
  * them cannot run. Resolves with what was probed (the plan prints it).
  */
 export async function checkQemuAxis(
-  study: Pick<Study, 'source'>,
+  study: Pick<Study, 'source' | 'backend' | 'hosts' | 'libvirt'>,
   variants: readonly Variant[],
 ): Promise<AxisQemu[]> {
   const probed: AxisQemu[] = [];
@@ -68,5 +71,52 @@ export async function checkQemuAxis(
       'matrix.qemu',
       `${refusals.length} variant(s) cannot run on their QEMU: ${refusals.join('; ')}. Leave them out with exclude: (e.g. {qemu: [NAME], iothreads: [2]})`,
     );
+  await checkOneDiskIothreads(study, variants);
   return probed;
+}
+
+/** A variant that spreads one disk over several iothreads: it needs iothread-vq-mapping. */
+function spreadsOneDisk(v: Variant): boolean {
+  return v.iothreads > 1 && variantDisks(v) === 1;
+}
+
+/**
+ * Refuses the study (matrix.iothreads) naming every variant that spreads one disk over several
+ * iothreads where that cannot run: the default QEMU without iothread-vq-mapping (virtio-blk: 9.0,
+ * virtio-scsi: 10.0), or a libvirt host older than 10.0 (virtio-blk) / 11.2 (virtio-scsi). Each
+ * reason names the `disks: [N]` alternative.
+ */
+async function checkOneDiskIothreads(
+  study: Pick<Study, 'source' | 'backend' | 'hosts' | 'libvirt'>,
+  variants: readonly Variant[],
+): Promise<void> {
+  const refusals: string[] = [];
+  if (study.backend === 'libvirt') {
+    const spread = variants.filter(spreadsOneDisk);
+    if (spread.length > 0) {
+      const { libvirtRefusals } = await import('../libvirt/stack.js');
+      refusals.push(...(await libvirtRefusals(study, spread)));
+    }
+  } else {
+    // The axis's own QEMUs were judged above; the others run on the QEMU kvmio finds.
+    const spread = variants.filter((v) => !v.qemu && spreadsOneDisk(v));
+    const located = locateQemu();
+    if (spread.length > 0 && located.found) {
+      const capabilities = await qemuCapabilities(located.binary);
+      for (const v of spread) {
+        try {
+          checkVariant(v, capabilities);
+        } catch (err) {
+          if (!(err instanceof UserError)) throw err;
+          refusals.push(`${err.message} [${located.binary}, ${located.reason}]`);
+        }
+      }
+    }
+  }
+  if (refusals.length > 0)
+    throw new ConfigError(
+      study.source,
+      'matrix.iothreads',
+      `${refusals.length} variant(s) cannot run here: ${refusals.join('; ')}`,
+    );
 }

@@ -154,6 +154,16 @@ test('one disk over several iothreads: refused plainly on QEMU without iothread-
   );
   assert.doesNotThrow(() => checkVariant({ ...variant, disks: 2 }, ASSUMED_CAPABILITIES));
   assert.doesNotThrow(() => checkVariant(variant, { ...ASSUMED_CAPABILITIES, iothreadVqMapping: true }));
+  // virtio-scsi's mapping came a release later: a QEMU 9.x has virtio-blk's only.
+  const qemu9 = {
+    ...ASSUMED_CAPABILITIES,
+    version: { major: 9, minor: 2, micro: 0, package: 'assumed' },
+    iothreadVqMapping: true,
+  };
+  assert.throws(
+    () => checkVariant({ ...variant, bus: 'virtio-scsi' }, qemu9),
+    /this QEMU \(9\.2\.0\) cannot spread one virtio-scsi disk over 2 iothreads: that needs iothread-vq-mapping \(QEMU 10\.0 or later\)\. Use matrix disks: \[2\]/,
+  );
   assert.throws(
     () => checkVariant({ ...variant, disks: 2, iothreads: 4 }),
     /would idle; use at most 2 iothreads/,
