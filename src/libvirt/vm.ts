@@ -9,6 +9,7 @@ import { FIO_DISK_SERIAL, fioBundle, type InstalledFio, installFioBundle } from 
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import { type HostAccess, hostAccessFor } from '../host/access.js';
 import { blockRequests } from '../qemu/blockstats.js';
+import { checkRunningShape } from '../qemu/running-shape.js';
 import { aioModeProblems, runningQemuVersion } from '../qemu/verify.js';
 import { ownerGone, processStartTicks } from '../safety/leftovers.js';
 import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
@@ -140,6 +141,13 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
     if (!virsh.isLocal) await vm.qemuHost().catch(() => undefined);
     log(`libvirt: ${opts.name} up in ${(vm.bootMs / 1000).toFixed(1)}s on ${opts.uri}`);
     if (own && (await checkGuestTools(vm, opts.study)).bringsFio) await vm.bringFio(log);
+    if (!own)
+      await checkRunningShape(
+        (command, args) => virsh.monitor(opts.name, command, args),
+        opts.study,
+        opts.accel,
+        opts.name,
+      );
     await verifyLive(vm.liveContext(true), opts.variant);
     vm.qemu = await liveQemu(virsh, opts.name);
     vm.markLog();

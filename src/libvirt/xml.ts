@@ -1,5 +1,6 @@
 import { parseCpuList } from '../study/cpuset.js';
 import { imagePath, studyMaxDisks, testDiskPaths, testDiskSerial } from '../study/disks.js';
+import { DEFAULT_MACHINE, guestCpuModel } from '../study/guest-shape.js';
 import type { Pinning, Qcow2Options, Study, Variant } from '../study/types.js';
 import { iothreadQueues, variantDisks, variantFormat, variantProblem } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
@@ -62,8 +63,6 @@ export interface DomainXmlOptions {
   scsiIothreadVqMapping?: boolean;
   /** The QEMU binary libvirt runs (`<emulator>`); default: libvirt's own choice. */
   emulator?: string;
-  /** Machine type: q35 (the default, as the study's pc-q35) or pc (i440fx). */
-  machine?: 'q35' | 'pc';
 }
 
 export function escapeXml(value: string | number): string {
@@ -267,7 +266,7 @@ export function domainXml(opts: DomainXmlOptions): string {
   const { study, variant, guest, accel, name } = opts;
   checkVariant(variant, opts.iothreadVqMapping, opts.scsiIothreadVqMapping);
   const diskPath = opts.diskPath ?? study.disk.path;
-  const machine = opts.machine ?? 'q35';
+  const machine = study.guest.machine ?? DEFAULT_MACHINE;
   const memoryKiB = Math.ceil(study.guest.memoryBytes / 1024);
   const lines: string[] = [
     `<domain type='${accel === 'kvm' ? 'kvm' : 'qemu'}'>`,
@@ -302,8 +301,7 @@ export function domainXml(opts: DomainXmlOptions): string {
     '    <acpi/>',
     '  </features>',
   );
-  // As the seed (host-passthrough) under KVM; TCG's most capable model otherwise.
-  lines.push(`  <cpu mode='${accel === 'kvm' ? 'host-passthrough' : 'maximum'}'/>`);
+  lines.push(`  <cpu mode='${guestCpuModel(accel)}'/>`);
   lines.push('  <on_reboot>destroy</on_reboot>', '  <devices>');
   if (opts.emulator) lines.push(`    <emulator>${escapeXml(opts.emulator)}</emulator>`);
   const paths = testDiskPaths(diskPath, variantDisks(variant));

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { studyMaxDisks, variantImagePaths } from '../study/disks.js';
+import { DEFAULT_MACHINE, guestCpuModel, type MachineType } from '../study/guest-shape.js';
 import { QCOW2_DEFAULTS } from '../study/image-schema.js';
 import type { CacheMode, Qcow2Options, Study, Variant } from '../study/types.js';
 import { iothreadQueues, variantDisks, variantFormat, variantProblem } from '../study/variants.js';
@@ -76,6 +77,11 @@ export interface QemuRuntimePaths {
 
 export function runtimePaths(dir: string): QemuRuntimePaths {
   return { qmp: join(dir, 'qmp.sock'), agent: join(dir, 'agent.sock'), serialLog: join(dir, 'console.log') };
+}
+
+/** QEMU's -cpu for the guest CPU rule (guestCpuModel): `host` is libvirt's host-passthrough, `max` its maximum. */
+export function qemuCpuModel(accel: Accel): 'host' | 'max' {
+  return guestCpuModel(accel) === 'host-passthrough' ? 'host' : 'max';
 }
 
 /** What argv assumes when no capabilities were probed: QEMU 7.2 as on Debian bookworm. */
@@ -188,11 +194,19 @@ export function testDiskBlockdevs(
   ];
 }
 
-/** Test disk `index`'s devices, in plug order, as device_add takes them (typed values). */
-export function testDiskDevices(variant: Variant, index = 0): Array<Record<string, unknown>> {
+/**
+ * Test disk `index`'s devices, in plug order, as device_add takes them (typed values). On q35 the
+ * controller sits on the disk's own root port; on pc (i440fx) on the hot-pluggable root bus.
+ */
+export function testDiskDevices(
+  variant: Variant,
+  index = 0,
+  machine: MachineType = DEFAULT_MACHINE,
+): Array<Record<string, unknown>> {
   const iothreads = iothreadIds(variant.iothreads);
   const { writeCache } = cacheFlags(variant.cache);
   const names = testDiskNames(index);
+  const bus = machine === 'q35' ? { bus: names.rootPort } : {};
   const own = diskIothread(variant, index);
   // Several disks: one iothread each (round robin). One disk over several iothreads: vq mapping.
   const iothreadProps: Record<string, unknown> =
@@ -208,7 +222,7 @@ export function testDiskDevices(variant: Variant, index = 0): Array<Record<strin
       {
         driver: 'virtio-blk-pci',
         id: names.device,
-        bus: names.rootPort,
+        ...bus,
         drive: names.formatNode,
         serial: names.serial,
         'num-queues': variant.queues,
@@ -221,7 +235,7 @@ export function testDiskDevices(variant: Variant, index = 0): Array<Record<strin
     {
       driver: 'virtio-scsi-pci',
       id: names.device,
-      bus: names.rootPort,
+      ...bus,
       num_queues: variant.queues,
       ...iothreadProps,
     },
@@ -271,6 +285,7 @@ export function qemuArgv(opts: QemuArgvOptions): string[] {
   const caps = opts.capabilities ?? ASSUMED_CAPABILITIES;
   checkVariant(variant, caps, study.source);
   const paths = runtimePaths(opts.runtimeDir);
+  const machine = study.guest.machine ?? DEFAULT_MACHINE;
   const memBytes = study.guest.memoryBytes;
   const memMiB = Math.floor(memBytes / (1024 * 1024));
   if (memBytes % (1024 * 1024) !== 0) {
@@ -291,13 +306,15 @@ export function qemuArgv(opts: QemuArgvOptions): string[] {
     '-name',
     `${noComma('VM name', opts.name)},debug-threads=on`,
     '-machine',
-    'q35,memory-backend=kvmio-mem',
+    `${machine},memory-backend=kvmio-mem`,
     '-accel',
     accel,
     '-cpu',
-    accel === 'kvm' ? 'host' : 'max',
+    qemuCpuModel(accel),
+    // libvirt's topology for <vcpu>N</vcpu> without <topology> (the study's domain): N sockets of one
+    // core, so both backends show the guest the same CPUs (QEMU alone would make N cores of one socket).
     '-smp',
-    String(study.guest.vcpus),
+    `${study.guest.vcpus},sockets=${study.guest.vcpus},cores=1,threads=1`,
     '-m',
     `${memMiB}M`,
     '-object',
@@ -330,12 +347,13 @@ export function qemuArgv(opts: QemuArgvOptions): string[] {
   if (opts.image)
     argv.push('-kernel', opts.image.kernel, '-initrd', opts.image.initrd, '-append', opts.image.cmdline);
   for (const id of iothreadIds(variant.iothreads)) argv.push('-object', `iothread,id=${id}`);
-  for (let i = 0; i < testDiskSlots(opts); i++)
-    argv.push('-device', `pcie-root-port,id=${testDiskNames(i).rootPort},chassis=${i + 1}`);
+  if (machine === 'q35')
+    for (let i = 0; i < testDiskSlots(opts); i++)
+      argv.push('-device', `pcie-root-port,id=${testDiskNames(i).rootPort},chassis=${i + 1}`);
   variantDiskPaths(variant, study.disk.path).forEach((path, i) => {
     for (const node of testDiskBlockdevs(variant, path, i, study.disk.qcow2))
       argv.push('-blockdev', JSON.stringify(node));
-    for (const dev of testDiskDevices(variant, i)) argv.push('-device', formatDevice(dev));
+    for (const dev of testDiskDevices(variant, i, machine)) argv.push('-device', formatDevice(dev));
   });
   if (opts.paused) argv.push('-S');
   return argv;

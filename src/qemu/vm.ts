@@ -35,6 +35,7 @@ import { blockRequests } from './blockstats.js';
 import { type QemuCapabilities, qemuCapabilities } from './capabilities.js';
 import { applyPinning } from './pinning.js';
 import { QmpClient } from './qmp.js';
+import { checkRunningShape } from './running-shape.js';
 import { aioModeProblems, type LiveTestDisk, runningQemuVersion, verifyQemu } from './verify.js';
 
 /** The direct-QEMU backend of GuestVm: QEMU started by kvmio, QMP for the VM, the agent for the guest. */
@@ -145,6 +146,7 @@ export class QemuVm implements GuestVm {
         path: this.capabilities.binary,
         version: await runningQemuVersion((c, a) => this.qmp.execute(c, a)),
       };
+      await checkRunningShape((c, a) => this.qmp.execute(c, a), this.opts.study, this.opts.accel, this.name);
       await this.verifyLive({ fresh: true });
       if (this.opts.paused) return;
       await this.agent.waitReady(limit, () => this.checkAlive());
@@ -343,7 +345,8 @@ export class QemuVm implements GuestVm {
     for (const [i, path] of paths.entries()) {
       for (const node of testDiskBlockdevs(next, path, i, this.opts.study.disk.qcow2))
         await qmp.execute('blockdev-add', node);
-      for (const dev of testDiskDevices(next, i)) await qmp.execute('device_add', dev);
+      for (const dev of testDiskDevices(next, i, this.opts.study.guest.machine))
+        await qmp.execute('device_add', dev);
     }
     this.variant = next;
     this.switched = true;

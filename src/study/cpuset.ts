@@ -35,3 +35,16 @@ export function onlineCpus(): number[] | undefined {
     return undefined;
   }
 }
+
+/** "0-3,8": a CPU list in its short form. */
+export function formatCpus(cpus: number[]): string {
+  const sorted = [...cpus].sort((a, b) => a - b);
+  const ranges: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    ranges.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return ranges.join(',');
+}

@@ -1,7 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { formatBytes } from '../util/units.js';
-import { onlineCpus, parseCpuset } from './cpuset.js';
+import { formatCpus, onlineCpus, parseCpuset } from './cpuset.js';
 import {
   describe,
   isPlainMap,
@@ -15,6 +16,7 @@ import {
   readString,
 } from './fields.js';
 import { DEFAULT_GUEST_RELEASE, GUEST_MIN_MEMORY_MIB, GUEST_RELEASES } from './guest-release.js';
+import { DEFAULT_MACHINE, fitGuestToHost, MACHINE_TYPES } from './guest-shape.js';
 import { readQcow2 } from './image-schema.js';
 import { isLocalLibvirtUri, libvirtUriProblem } from './libvirt-uri.js';
 import { readExcludedQemu, readQemuAxis, readQemus } from './qemus.js';
@@ -86,6 +88,7 @@ const TOP_KEYS = [
   'workloads',
   'hosts',
   'qemus',
+  'fit_to_host',
 ];
 const MATRIX_KEYS = [
   'aio',
@@ -267,19 +270,6 @@ function readPinning(
   return out;
 }
 
-/** "0-3,8": a CPU list in its short form. */
-function formatCpus(cpus: number[]): string {
-  const sorted = [...cpus].sort((a, b) => a - b);
-  const ranges: string[] = [];
-  for (let i = 0; i < sorted.length; ) {
-    let j = i;
-    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
-    ranges.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
-    i = j + 1;
-  }
-  return ranges.join(',');
-}
-
 function readLibvirtUri(src: YamlSource, path: KeyPath, value: unknown): string {
   const uri = readString(src, path, value);
   const problem = libvirtUriProblem(uri);
@@ -382,7 +372,7 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
   const g =
     top.guest === undefined
       ? {}
-      : readMap(src, ['guest'], top.guest, ['vcpus', 'memory', 'count', 'domain', 'release']);
+      : readMap(src, ['guest'], top.guest, ['vcpus', 'memory', 'count', 'domain', 'release', 'machine']);
   const guest: Study['guest'] = {
     vcpus:
       g.vcpus === undefined ? STUDY_DEFAULTS.guest.vcpus : readInt(src, ['guest', 'vcpus'], g.vcpus, 1, 256),
@@ -401,6 +391,10 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
       g.release === undefined
         ? STUDY_DEFAULTS.guest.release
         : readEnum(src, ['guest', 'release'], g.release, GUEST_RELEASES),
+    machine:
+      g.machine === undefined
+        ? DEFAULT_MACHINE
+        : readEnum(src, ['guest', 'machine'], g.machine, MACHINE_TYPES),
   };
   if (g.domain !== undefined) {
     const given = readString(src, ['guest', 'domain'], g.domain);
@@ -413,6 +407,11 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
       src.fail(
         ['guest', 'domain'],
         'comes with its own <vcpu> and <memory>: remove guest.vcpus and guest.memory (they size the builtin guest)',
+      );
+    if (g.machine !== undefined)
+      src.fail(
+        ['guest', 'domain'],
+        'comes with its own machine type (<os><type machine=…>): remove guest.machine (it shapes the builtin guest)',
       );
     // A path (has a slash or ends in .xml) names a file; anything else, a domain defined in libvirt.
     if (given.includes('/') || given.endsWith('.xml')) {
@@ -499,8 +498,30 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
       ['matrix', 'qemu'],
       "cannot vary the QEMU of guest.domain: a user's own domain keeps its <emulator>",
     );
-  const pinning = readPinning(src, top.pinning, guest.vcpus, runsHere ? onlineCpus() : undefined);
+  const fit = top.fit_to_host === undefined ? false : readBool(src, ['fit_to_host'], top.fit_to_host);
+  if (fit && !runsHere)
+    src.fail(
+      ['fit_to_host'],
+      'fits the guest to this machine, but the VMs run elsewhere (hosts: or a remote libvirt.uri): remove it and size guest.vcpus, guest.memory and pinning for those hosts',
+    );
+  if (fit && guest.domain)
+    src.fail(
+      ['fit_to_host'],
+      'fits the builtin guest; guest.domain keeps its own <vcpu>, <memory> and <cputune>: remove it',
+    );
+  const hostCpus = runsHere ? onlineCpus() : undefined;
+  const pinning = readPinning(src, top.pinning, guest.vcpus, fit ? undefined : hostCpus);
   if (pinning) study.pinning = pinning;
+  if (fit) {
+    if (!hostCpus)
+      src.fail(['fit_to_host'], "cannot read this host's online CPUs (/sys/devices/system/cpu/online)");
+    const fitted = fitGuestToHost({ ...guest, pinning }, { cpus: hostCpus, memoryBytes: totalmem() });
+    guest.vcpus = fitted.vcpus;
+    guest.memoryBytes = fitted.memoryBytes;
+    if (fitted.pinning) study.pinning = fitted.pinning;
+    else delete study.pinning;
+    notes.push(...fitted.notes.map((n) => `fit_to_host: ${n}`));
+  }
   if (top.adaptive !== undefined) {
     const a = readMap(src, ['adaptive'], top.adaptive, ['ci', 'max']);
     if (a.ci === undefined)

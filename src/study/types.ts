@@ -1,6 +1,7 @@
 export type { MetricRow } from './results.js';
 
 import type { GuestRelease } from './guest-release.js';
+import type { MachineType } from './guest-shape.js';
 
 /**
  * The study model: what a study file describes once it is validated. Every other module works from
@@ -169,6 +170,8 @@ export interface GuestSpec {
   domain?: DomainSource;
   /** The Debian release the builtin guest is made from (absent: the default, trixie). */
   release?: GuestRelease;
+  /** The builtin guest's machine type on both backends (absent: q35). */
+  machine?: MachineType;
 }
 
 /** A domain XML file, or the name of a domain defined on the study's libvirt host. */

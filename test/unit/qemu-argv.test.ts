@@ -28,7 +28,7 @@ test('blk native io1: names threads, O_DIRECT file node with aio=native, iothrea
   assert.deepEqual(values(argv, '-name'), ['vm1,debug-threads=on']);
   assert.deepEqual(values(argv, '-accel'), ['tcg']);
   assert.deepEqual(values(argv, '-cpu'), ['max']);
-  assert.deepEqual(values(argv, '-smp'), ['2']);
+  assert.deepEqual(values(argv, '-smp'), ['2,sockets=2,cores=1,threads=1']);
   assert.deepEqual(values(argv, '-m'), ['512M']);
   assert.ok(argv.includes('-nodefaults'));
   assert.deepEqual(values(argv, '-append'), ['console=ttyS0']);

@@ -2,9 +2,10 @@ import type { Command } from 'commander';
 import { type AxisQemu, checkQemuAxis } from '../../qemu/axis.js';
 import { shapeForRun } from '../../study/budget.js';
 import { splitGlobs } from '../../study/glob.js';
+import { DEFAULT_MACHINE, describePinning, guestCpuModel } from '../../study/guest-shape.js';
 import { loadStudyArg } from '../../study/load.js';
 import { type Plan, type PlannedPoint, planStudy } from '../../study/plan.js';
-import { formatSeconds } from '../../util/units.js';
+import { formatBytes, formatSeconds } from '../../util/units.js';
 import { printJson, withOnly, withRaceAndBudget, withStudyArg } from '../common.js';
 import { formatTable } from '../table.js';
 
@@ -26,6 +27,16 @@ export function planJson(plan: Plan, qemus: AxisQemu[] = []) {
       backend: study.backend,
       repetitions: study.repetitions,
       ...(study.race ? { race: { minRepetitions: study.race.minRepetitions } } : {}),
+      ...(study.guest.domain
+        ? {}
+        : {
+            guest: {
+              machine: study.guest.machine ?? DEFAULT_MACHINE,
+              vcpus: study.guest.vcpus,
+              memoryBytes: study.guest.memoryBytes,
+              ...(study.pinning ? { pinning: study.pinning } : {}),
+            },
+          }),
     },
     variants: plan.variants.map(
       ({ id, aio, iothreads, bus, memory, queues, cache, disks, format, qemu }) => ({
@@ -115,6 +126,12 @@ export function formatQemuLine(q: AxisQemu): string {
   return `QEMU ${a.version}${a.name !== a.version ? ` (${a.name})` : ''}: ${a.path}; aio ${aio.join(', ')}; one disk over several iothreads: ${vq.length > 0 ? vq.join(', ') : 'no'}`;
 }
 
+/** "guest q35, 8 vCPUs (host-passthrough under KVM, maximum under TCG), 8.0 GiB, pinned vcpus 0-7, …". */
+function guestLine(study: Plan['study']): string {
+  const pins = study.pinning ? `pinned ${describePinning(study.pinning)}` : 'not pinned';
+  return `guest ${study.guest.machine ?? DEFAULT_MACHINE}, ${study.guest.vcpus} vCPU(s) (${guestCpuModel('kvm')} under KVM, ${guestCpuModel('tcg')} under TCG), ${formatBytes(study.guest.memoryBytes)}, ${pins}`;
+}
+
 export function formatPlan(plan: Plan, qemus: AxisQemu[] = []): string {
   const { study } = plan;
   const onQemus = plan.variants.some((v) => v.qemu);
@@ -124,6 +141,7 @@ export function formatPlan(plan: Plan, qemus: AxisQemu[] = []): string {
     `  backend ${study.backend}, ${plan.variants.length} VM variant(s)${plan.baseline ? ' + host baseline' : ''}, ` +
       `${study.workloads.length} workload(s) (${study.workloads.map((w) => w.name).join(', ')}), ` +
       `${study.repetitions} repetition(s)`,
+    ...(study.guest.domain ? [] : [`  ${guestLine(study)}`]),
     '',
     'Variants:',
     formatTable(
