@@ -51,20 +51,26 @@ interface BlockNode {
   detect_zeroes: string;
 }
 
-/** The test disk as QEMU runs it: its nodes' drivers and cache flags, and its virtio-blk device's properties. */
+/**
+ * The test disk as QEMU runs it: the node the device reads (its driver: the raw format layer, or the
+ * protocol node itself where the format layer is left out), the protocol node's driver and cache
+ * flags, and the virtio-blk device's properties.
+ */
 async function runningStorage(monitor: Monitor) {
+  const blocks =
+    await monitor<Array<{ qdev?: string; inserted?: { file: string; 'node-name': string } }>>('query-block');
+  const block = blocks.find((b) => b.inserted?.file === diskPath);
+  assert.ok(block?.qdev && block.inserted, `no device holds ${diskPath}`);
   const nodes = (await monitor<BlockNode[]>('query-named-block-nodes')).filter((n) => n.file === diskPath);
+  const top = nodes.find((n) => n['node-name'] === block.inserted?.['node-name']);
   const protocol = nodes.find((n) => n.drv === 'file' || n.drv === 'host_device');
-  const format = nodes.find((n) => n !== protocol);
-  assert.ok(protocol && format, `QEMU holds no block nodes for ${diskPath}`);
-  const blocks = await monitor<Array<{ qdev?: string; inserted?: { file: string } }>>('query-block');
-  const qdev = blocks.find((b) => b.inserted?.file === diskPath)?.qdev;
-  assert.ok(qdev, `no device holds ${diskPath}`);
+  assert.ok(top && protocol, `QEMU holds no protocol node for ${diskPath}: ${JSON.stringify(nodes)}`);
+  const qdev = block.qdev;
   const prop = (property: string) => monitor<unknown>('qom-get', { path: qdev, property });
-  const node = (n: BlockNode) => ({ drv: n.drv, cache: n.cache, detectZeroes: n.detect_zeroes });
   return {
-    protocol: node(protocol),
-    format: node(format),
+    formatLayer: top === protocol ? 'none' : top.drv,
+    protocol: { drv: protocol.drv, cache: protocol.cache, detectZeroes: protocol.detect_zeroes },
+    deviceCache: top.cache,
     deviceType: await prop('type'),
     queues: await prop('num-queues'),
     writeCache: await prop('config-wce'),
