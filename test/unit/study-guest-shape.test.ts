@@ -152,6 +152,16 @@ test('fit_to_host: refused for remote VMs and for a user domain; guest.machine: 
     () => parseStudy(studyText('guest: { machine: virt }\n'), 'shape.yaml'),
     (e: Error) => e instanceof ConfigError && /guest\.machine.*q35.*pc/.test(e.message),
   );
+  assert.throws(
+    () => parseStudy(studyText('backend: libvirt\nguest: { domain: mine, machine: pc }\n'), 'shape.yaml'),
+    (e: Error) =>
+      e instanceof ConfigError && /guest\.domain.*own machine type.*remove guest\.machine/.test(e.message),
+  );
+  assert.throws(
+    () =>
+      parseStudy(studyText('backend: libvirt\nguest: { domain: mine }\nfit_to_host: true\n'), 'shape.yaml'),
+    (e: Error) => e instanceof ConfigError && /fit_to_host.*guest\.domain/.test(e.message),
+  );
   assert.equal(parseStudy(studyText(''), 'shape.yaml').guest.machine, 'q35');
   assert.equal(parseStudy(studyText('guest: { machine: pc }\n'), 'shape.yaml').guest.machine, 'pc');
 });
