@@ -2,7 +2,13 @@ import { type LiveTestDisk, verifyQemu } from '../qemu/verify.js';
 import { TEST_DISK_SERIAL, testDiskSerial, variantImagePaths } from '../study/disks.js';
 import { QCOW2_DEFAULTS } from '../study/image-schema.js';
 import type { Variant } from '../study/types.js';
-import { iothreadQueues, variantDisks, variantFormat } from '../study/variants.js';
+import {
+  iothreadQueues,
+  variantDetectZeroes,
+  variantDiscard,
+  variantDisks,
+  variantFormat,
+} from '../study/variants.js';
 import { PointFailure } from '../util/errors.js';
 import type { LiveContext } from './vm.js';
 import { testDiskIothread } from './xml.js';
@@ -79,6 +85,13 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
       expect(`live XML disk${which} cache`, driver.cache, v.cache);
       expect(`live XML disk${which} io`, driver.io, v.aio);
       expect(`live XML disk${which} format`, driver.type, variantFormat(v));
+      expect(`live XML disk${which} discard`, driver.discard, variantDiscard(v));
+      const zeroes = variantDetectZeroes(v);
+      expect(
+        `live XML disk${which} detect_zeroes`,
+        driver.detect_zeroes,
+        zeroes === 'off' ? undefined : zeroes,
+      );
       expect(`live XML disk${which} bus`, attrsOf(disk, 'target').bus, blk ? 'virtio' : 'scsi');
       if (blk) {
         expect(`live XML disk${which} queues`, driver.queues, String(v.queues));

@@ -2,7 +2,14 @@ import { parseCpuList } from '../study/cpuset.js';
 import { imagePath, studyMaxDisks, testDiskPaths, testDiskSerial } from '../study/disks.js';
 import { DEFAULT_MACHINE, guestCpuModel } from '../study/guest-shape.js';
 import type { Pinning, Qcow2Options, Study, Variant } from '../study/types.js';
-import { iothreadQueues, variantDisks, variantFormat, variantProblem } from '../study/variants.js';
+import {
+  iothreadQueues,
+  variantDetectZeroes,
+  variantDiscard,
+  variantDisks,
+  variantFormat,
+  variantProblem,
+} from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 
 /**
@@ -204,6 +211,9 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
     type: format,
     cache: variant.cache,
     io: variant.aio,
+    // Explicit even at libvirt's default (ignore), so both backends open the disk alike.
+    discard: variantDiscard(variant),
+    detect_zeroes: variantDetectZeroes(variant) === 'off' ? undefined : variantDetectZeroes(variant),
     iothread: blk ? testDiskIothread(variant, index) : undefined,
     // Explicit even for 1: QEMU >= 5.2 otherwise gives one queue per vCPU.
     queues: blk ? variant.queues : undefined,

@@ -3,7 +3,14 @@ import { studyMaxDisks, variantImagePaths } from '../study/disks.js';
 import { DEFAULT_MACHINE, guestCpuModel, type MachineType } from '../study/guest-shape.js';
 import { QCOW2_DEFAULTS } from '../study/image-schema.js';
 import type { CacheMode, Qcow2Options, Study, Variant } from '../study/types.js';
-import { iothreadQueues, variantDisks, variantFormat, variantProblem } from '../study/variants.js';
+import {
+  iothreadQueues,
+  variantDetectZeroes,
+  variantDiscard,
+  variantDisks,
+  variantFormat,
+  variantProblem,
+} from '../study/variants.js';
 import { UserError } from '../util/errors.js';
 import { qemuBinary } from './binary.js';
 import type { QemuCapabilities } from './capabilities.js';
@@ -174,6 +181,9 @@ export function testDiskBlockdevs(
   const { direct, noFlush } = cacheFlags(variant.cache);
   const cache = { direct, 'no-flush': noFlush };
   const names = testDiskNames(index);
+  // Both nodes pass discards down alike; zeroes are detected where the guest's writes enter (as libvirt does).
+  const discard = variantDiscard(variant);
+  const detectZeroes = variantDetectZeroes(variant);
   return [
     {
       driver: diskPath.startsWith('/dev/') ? 'host_device' : 'file',
@@ -181,14 +191,15 @@ export function testDiskBlockdevs(
       filename: diskPath,
       aio: variant.aio,
       cache,
-      discard: 'unmap',
+      discard,
     },
     {
       driver: variantFormat(variant),
       'node-name': names.formatNode,
       file: names.fileNode,
       cache,
-      discard: 'unmap',
+      discard,
+      ...(detectZeroes !== 'off' ? { 'detect-zeroes': detectZeroes } : {}),
       ...(variantFormat(variant) === 'qcow2' ? qcow2NodeOptions(qcow2) : {}),
     },
   ];

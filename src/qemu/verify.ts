@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Qcow2Options, Variant } from '../study/types.js';
-import { variantFormat } from '../study/variants.js';
+import { variantDetectZeroes, variantFormat } from '../study/variants.js';
 import { cacheFlags } from './argv.js';
 
 /**
@@ -67,6 +67,7 @@ interface BlockNode {
   drv: string;
   file: string;
   cache: { direct: boolean; 'no-flush': boolean; writeback: boolean };
+  detect_zeroes?: string;
   image?: {
     format?: string;
     'cluster-size'?: number;
@@ -145,6 +146,18 @@ const checkFormat: DiskCheck = async ({ variant, qcow2, disk, nodes, expect, pro
   );
 };
 
+/**
+ * Zero-write detection of the node the device writes into (the format node): QMP reports it as
+ * `detect_zeroes`. A node's discard mode is in no QMP reply (query-named-block-nodes on QEMU 7.2
+ * and 10.0 has no such field): libvirt's live XML shows it, the direct backend sets it in argv.
+ */
+const checkDetectZeroes: DiskCheck = async ({ variant, disk, nodes, expect }) => {
+  const ours = nodes.filter((n) => n.file === disk.path);
+  const top = ours.find((n) => n.drv !== 'file' && n.drv !== 'host_device');
+  if (!top) return; // checkBlockNodes and checkFormat say what is missing
+  expect(`${top['node-name']} detect_zeroes`, top.detect_zeroes, variantDetectZeroes(variant));
+};
+
 /** The virtio device: model, queue count, iothread, and the drive's write cache. */
 const checkDevice: DiskCheck = async ({ variant, disk, expect, problem, qomGet }) => {
   const blk = variant.bus === 'virtio-blk';
@@ -209,7 +222,13 @@ async function checkVqMapping({ disk, expect, problem, qomGet, qemu }: DiskCheck
  * The checks run on every test disk, in order. Further QEMU-level checks of a disk (such as which
  * iothread serves which virtqueue of a disk with `iothread: null`) are DiskChecks added here.
  */
-export const diskChecks: DiskCheck[] = [checkBlockNodes, checkFormat, checkDevice, checkVqMapping];
+export const diskChecks: DiskCheck[] = [
+  checkBlockNodes,
+  checkFormat,
+  checkDetectZeroes,
+  checkDevice,
+  checkVqMapping,
+];
 
 /**
  * Every way the running QEMU differs from `want`, as one line each (empty: it matches). The caller

@@ -25,6 +25,9 @@ import {
   BACKENDS,
   BUSES,
   CACHE_MODES,
+  DEFAULT_DISCARD,
+  DETECT_ZEROES_MODES,
+  DISCARD_MODES,
   type DiskSpec,
   type HostSpec,
   IMAGE_FORMATS,
@@ -42,6 +45,7 @@ import {
   matchesRule,
   variantFormat,
   variantId,
+  variantProblem,
 } from './variants.js';
 import { NAME_HELP, NAME_PATTERN, readWorkloads } from './workload-schema.js';
 import { formatKeyPath, type KeyPath, type YamlSource } from './yaml-source.js';
@@ -66,6 +70,8 @@ export const STUDY_DEFAULTS = {
     cache: ['none'],
     disks: [1],
     format: ['raw'],
+    discard: [DEFAULT_DISCARD],
+    detect_zeroes: ['off'],
   } satisfies MatrixAxes,
   baseline: false,
   repetitions: 3,
@@ -99,6 +105,8 @@ const MATRIX_KEYS = [
   'cache',
   'disks',
   'format',
+  'discard',
+  'detect_zeroes',
   'qemu',
 ] as const;
 /** Limits of what one study may ask for: each far beyond a real study, all below exhausting memory. */
@@ -131,6 +139,10 @@ function readAxisValue(
       return readInt(src, path, value, 1, MAX_DISKS);
     case 'format':
       return readEnum(src, path, value, IMAGE_FORMATS);
+    case 'discard':
+      return readEnum(src, path, value, DISCARD_MODES);
+    case 'detect_zeroes':
+      return readEnum(src, path, value, DETECT_ZEROES_MODES);
   }
 }
 
@@ -155,6 +167,8 @@ function readMatrix(src: YamlSource, value: unknown, qemus: Map<string, string>)
     cache: axis('cache'),
     disks: axis('disks'),
     format: axis('format'),
+    discard: axis('discard'),
+    detect_zeroes: axis('detect_zeroes'),
     ...(m.qemu === undefined ? {} : { qemu: readQemuAxis(src, m.qemu, qemus) }),
   } as MatrixAxes;
 }
@@ -212,10 +226,7 @@ function expandVariants(
     );
   }
   if (possible.length === 0) {
-    src.fail(
-      ['matrix'],
-      `every combination is impossible: ${impossibleReason(impossible[0]!)}; with aio native use cache: none or directsync`,
-    );
+    src.fail(['matrix'], `every combination is impossible: ${variantProblem(impossible[0]!)}`);
   }
   for (const v of impossible) {
     notes.push(`${variantId(v)} left out: ${impossibleReason(v)} (QEMU refuses it)`);

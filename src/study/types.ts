@@ -20,6 +20,19 @@ export type MemoryBacking = (typeof MEMORY_BACKINGS)[number];
 export const CACHE_MODES = ['none', 'directsync', 'writethrough', 'writeback', 'unsafe'] as const;
 export type CacheMode = (typeof CACHE_MODES)[number];
 
+/**
+ * What QEMU does with a guest's discard (TRIM/UNMAP) requests: drop them (ignore) or pass them down
+ * to the file or device (unmap: holes in a file, freed blocks in a thin pool).
+ */
+export const DISCARD_MODES = ['ignore', 'unmap'] as const;
+export type DiscardMode = (typeof DISCARD_MODES)[number];
+/** The discard mode a variant without one gets: what kvmio's disks have always been opened with. */
+export const DEFAULT_DISCARD: DiscardMode = 'unmap';
+
+/** Whether QEMU looks for all-zero writes: off, on (written as write-zeroes), unmap (discarded). */
+export const DETECT_ZEROES_MODES = ['off', 'on', 'unmap'] as const;
+export type DetectZeroesMode = (typeof DETECT_ZEROES_MODES)[number];
+
 /** Image formats of the test disk: the file or device as is, or a qcow2 image (made by kvmio). */
 export const IMAGE_FORMATS = ['raw', 'qcow2'] as const;
 export type ImageFormat = (typeof IMAGE_FORMATS)[number];
@@ -58,6 +71,10 @@ export interface Variant {
   disks?: number;
   /** Image format of the test disks (absent = raw). */
   format?: ImageFormat;
+  /** Guest discard requests on the test disks (absent = DEFAULT_DISCARD). */
+  discard?: DiscardMode;
+  /** QEMU's zero-write detection on the test disks (absent = off). */
+  detectZeroes?: DetectZeroesMode;
   /** The QEMU this variant runs on (matrix.qemu); absent: the located default QEMU. */
   qemu?: VariantQemu;
 }

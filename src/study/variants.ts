@@ -1,4 +1,15 @@
-import type { AioMode, Bus, CacheMode, ImageFormat, MemoryBacking, Variant, VariantQemu } from './types.js';
+import {
+  type AioMode,
+  type Bus,
+  type CacheMode,
+  DEFAULT_DISCARD,
+  type DetectZeroesMode,
+  type DiscardMode,
+  type ImageFormat,
+  type MemoryBacking,
+  type Variant,
+  type VariantQemu,
+} from './types.js';
 
 export type VariantKnobs = Omit<Variant, 'id'>;
 
@@ -37,6 +48,16 @@ export function variantFormat(v: Pick<Variant, 'format'>): ImageFormat {
   return v.format ?? 'raw';
 }
 
+/** What a variant does with guest discards (absent = DEFAULT_DISCARD). */
+export function variantDiscard(v: Pick<Variant, 'discard'>): DiscardMode {
+  return v.discard ?? DEFAULT_DISCARD;
+}
+
+/** A variant's zero-write detection (absent = off). */
+export function variantDetectZeroes(v: Pick<Variant, 'detectZeroes'>): DetectZeroesMode {
+  return v.detectZeroes ?? 'off';
+}
+
 /** How many test disks a variant has (absent = 1). */
 export function variantDisks(v: Pick<Variant, 'disks'>): number {
   return v.disks ?? 1;
@@ -44,7 +65,8 @@ export function variantDisks(v: Pick<Variant, 'disks'>): number {
 
 /**
  * `blk-native-io1-4k`, plus `-d4` after the iothreads for 4 test disks, `-q4` when queues != 1,
- * `-writeback` when cache != none, `-qcow2` for a qcow2 image and `-qemu-NAME` on the matrix's qemu
+ * `-writeback` when cache != none, `-qcow2` for a qcow2 image, `-nodiscard` when guest discards are
+ * ignored, `-dz` / `-dzunmap` with zero detection on / unmap and `-qemu-NAME` on the matrix's qemu
  * axis. Stable: part of stored results.
  */
 export function variantId(v: VariantKnobs): string {
@@ -53,6 +75,8 @@ export function variantId(v: VariantKnobs): string {
   if (v.queues !== 1) id += `-q${v.queues}`;
   if (v.cache !== 'none') id += `-${v.cache}`;
   if (variantFormat(v) !== 'raw') id += `-${variantFormat(v)}`;
+  if (variantDiscard(v) === 'ignore') id += '-nodiscard';
+  if (variantDetectZeroes(v) !== 'off') id += variantDetectZeroes(v) === 'on' ? '-dz' : '-dzunmap';
   if (v.qemu) id += `-qemu-${v.qemu.name}`;
   return id;
 }
@@ -65,6 +89,8 @@ export function impossibleReason(v: VariantKnobs): string | undefined {
   if (v.aio === 'native' && BUFFERED_CACHE_MODES.includes(v.cache)) {
     return `aio=native needs O_DIRECT, which cache=${v.cache} does not use`;
   }
+  if (variantDetectZeroes(v) === 'unmap' && variantDiscard(v) !== 'unmap')
+    return 'detect_zeroes=unmap needs discard=unmap';
   return undefined;
 }
 
@@ -80,7 +106,8 @@ export function idleIothreadsReason(v: VariantKnobs): string | undefined {
 /** Why no backend can run this variant, with the way out; undefined when one can. */
 export function variantProblem(v: VariantKnobs): string | undefined {
   const impossible = impossibleReason(v);
-  if (impossible) return `${impossible}; use cache none or directsync`;
+  if (impossible)
+    return `${impossible}; ${impossible.startsWith('detect_zeroes') ? 'use discard unmap or detect_zeroes on' : 'use cache none or directsync'}`;
   const idle = idleIothreadsReason(v);
   if (idle) return `${idle}; use at most ${variantDisks(v)} iothreads`;
   return undefined;
@@ -110,6 +137,8 @@ export interface MatrixAxes {
   cache: CacheMode[];
   disks: number[];
   format: ImageFormat[];
+  discard: DiscardMode[];
+  detect_zeroes: DetectZeroesMode[];
   /** Absent: every variant runs on the located default QEMU. */
   qemu?: VariantQemu[];
 }
@@ -130,37 +159,57 @@ export function crossProduct(m: MatrixAxes): VariantKnobs[] {
             for (const queues of m.queues)
               for (const cache of m.cache)
                 for (const disks of m.disks)
-                  for (const qemu of m.qemu ?? [undefined])
-                    out.push({
-                      aio,
-                      iothreads,
-                      bus,
-                      memory,
-                      queues,
-                      cache,
-                      ...(disks > 1 ? { disks } : {}),
-                      ...(format !== 'raw' ? { format } : {}),
-                      ...(qemu ? { qemu } : {}),
-                    });
+                  for (const discard of m.discard)
+                    for (const detectZeroes of m.detect_zeroes)
+                      for (const qemu of m.qemu ?? [undefined])
+                        out.push({
+                          aio,
+                          iothreads,
+                          bus,
+                          memory,
+                          queues,
+                          cache,
+                          ...(disks > 1 ? { disks } : {}),
+                          ...(format !== 'raw' ? { format } : {}),
+                          ...(discard !== DEFAULT_DISCARD ? { discard } : {}),
+                          ...(detectZeroes !== 'off' ? { detectZeroes } : {}),
+                          ...(qemu ? { qemu } : {}),
+                        });
   return out;
 }
 
-/** A partial variant from `exclude:`; a list value matches any of its items (QEMUs by name). */
-export type ExcludeRule = { [K in Exclude<keyof VariantKnobs, 'qemu'>]?: VariantKnobs[K][] } & {
+/**
+ * A partial variant from `exclude:`, keyed like the matrix; a list value matches any of its items
+ * (QEMUs by name).
+ */
+export type ExcludeRule = {
+  [K in Exclude<keyof VariantKnobs, 'qemu' | 'detectZeroes'>]?: VariantKnobs[K][];
+} & {
+  detect_zeroes?: DetectZeroesMode[];
   qemu?: string[];
 };
 
+/** A variant's value on one matrix axis, defaults filled in (what `exclude:` rules compare). */
+function axisValue(v: VariantKnobs, key: keyof ExcludeRule): unknown {
+  switch (key) {
+    case 'disks':
+      return variantDisks(v);
+    case 'format':
+      return variantFormat(v);
+    case 'discard':
+      return variantDiscard(v);
+    case 'detect_zeroes':
+      return variantDetectZeroes(v);
+    case 'qemu':
+      return v.qemu?.name;
+    default:
+      return v[key];
+  }
+}
+
 export function matchesRule(v: VariantKnobs, rule: ExcludeRule): boolean {
-  return (Object.keys(rule) as (keyof VariantKnobs)[]).every((k) =>
-    (rule[k] as unknown[] | undefined)?.includes(
-      k === 'disks'
-        ? variantDisks(v)
-        : k === 'format'
-          ? variantFormat(v)
-          : k === 'qemu'
-            ? v.qemu?.name
-            : v[k],
-    ),
+  return (Object.keys(rule) as (keyof ExcludeRule)[]).every((k) =>
+    (rule[k] as unknown[] | undefined)?.includes(axisValue(v, k)),
   );
 }
 
@@ -174,7 +223,9 @@ export function referenceVariant<V extends Variant>(variants: readonly V[]): V |
     v.memory === '4k' &&
     v.queues <= 1 &&
     v.cache === 'none' &&
-    variantFormat(v) === 'raw';
+    variantFormat(v) === 'raw' &&
+    variantDiscard(v) === DEFAULT_DISCARD &&
+    variantDetectZeroes(v) === 'off';
   return (
     variants.find((v) => base(v) && v.aio === 'native' && v.iothreads === 1) ??
     variants.find((v) => v.aio === 'native' && v.iothreads >= 1) ??
@@ -186,9 +237,13 @@ export function referenceVariant<V extends Variant>(variants: readonly V[]): V |
 export function knobDistance(a: Variant, b: Variant): number {
   const knobs = ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache', 'disks'] as const;
   const formats = variantFormat(a) !== variantFormat(b) ? 1 : 0;
+  const discards = variantDiscard(a) !== variantDiscard(b) ? 1 : 0;
+  const zeroes = variantDetectZeroes(a) !== variantDetectZeroes(b) ? 1 : 0;
   return (
     knobs.filter((k) => (a[k] ?? 1) !== (b[k] ?? 1)).length +
     formats +
+    discards +
+    zeroes +
     (a.qemu?.name !== b.qemu?.name ? 1 : 0)
   );
 }

@@ -107,7 +107,10 @@ describe('domainXml: the knobs', () => {
   test('virtio-blk carries cache, io, iothread and queues on the disk driver, like the seed', () => {
     const xml = diskXml({ variant: variant({ queues: 4 }), diskPath: '/dev/nvme8n1' });
     assert.match(xml, /<disk type='block' device='disk'>/);
-    assert.match(xml, /<driver name='qemu' type='raw' cache='none' io='native' iothread='1' queues='4'\/>/);
+    assert.match(
+      xml,
+      /<driver name='qemu' type='raw' cache='none' io='native' discard='unmap' iothread='1' queues='4'\/>/,
+    );
     assert.match(xml, /<source dev='\/dev\/nvme8n1'\/>/);
     assert.match(xml, /<target dev='vda' bus='virtio'\/>/);
     assert.match(xml, /<serial>kvmio-test<\/serial>/);
@@ -121,7 +124,7 @@ describe('domainXml: the knobs', () => {
       accel: 'kvm',
       name: 'n',
     });
-    assert.match(xml, /<driver name='qemu' type='raw' cache='none' io='io_uring'\/>/);
+    assert.match(xml, /<driver name='qemu' type='raw' cache='none' io='io_uring' discard='unmap'\/>/);
     assert.match(
       xml,
       /<controller type='scsi' index='0' model='virtio-scsi'>\s*<driver queues='2' iothread='1'\/>/,
