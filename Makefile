@@ -1,8 +1,12 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both install what is missing first.
-.PHONY: setup build guest services test-stack test-host test-host-down lint test test-host-stack test-study-stack test-unit demo bench clean
+.PHONY: setup test-setup build guest services test-stack test-host test-host-down lint test test-host-stack test-study-stack test-unit demo bench clean
 
 setup:
 	@bash scripts/setup.sh
+
+# setup plus the packages only the tests' studies need (lvm2 for disk.lvm).
+test-setup:
+	@KVMIO_SETUP_TESTS=1 bash scripts/setup.sh
 
 build: setup
 
@@ -32,10 +36,10 @@ lint: setup
 # Every test on the host's stack (Debian 12: QEMU 7.2, libvirt 9.0) first, then on the study's
 # (test-stack: QEMU 10, libvirt 11.3) the e2e files of that stack; scripts/test-phases.sh says which
 # stack each phase runs on. The test host is taken down after the tests, also when they fail.
-test: setup services guest lint test-host
+test: test-setup services guest lint test-host
 	@bash scripts/test-phases.sh; rc=$$?; bash scripts/test-host.sh down; exit $$rc
 
-test-host-stack: setup services guest lint test-host
+test-host-stack: test-setup services guest lint test-host
 	@bash scripts/test-phases.sh host; rc=$$?; bash scripts/test-host.sh down; exit $$rc
 
 test-study-stack: setup services guest

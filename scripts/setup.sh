@@ -21,6 +21,11 @@ DEBIAN_PACKAGES=(
   openssh-server openssh-client            # the test host's sshd (make test-host) and remote hosts
   chromium fonts-dejavu-core               # the report's browser test and PNG charts
 )
+# Packages only some studies need (disk.lvm needs lvm2): kvmio asks for them when a study does;
+# the tests exercise those studies too.
+if [ "${KVMIO_SETUP_TESTS:-0}" = 1 ]; then
+  DEBIAN_PACKAGES+=(lvm2)
+fi
 
 if [ "$DEBIAN_HOST" = 1 ]; then
   SUDO=()

@@ -5,6 +5,7 @@ import { pairKey, raceRules, replayLooks } from '../race/rule.js';
 import { raceComparisons } from '../report/conclusion.js';
 import { loadReportData } from '../report/data.js';
 import { lockDisk, prepareDiskFile, prepareDiskOn } from '../safety/index.js';
+import { checkLvmTarget, createScratchLv, removeScratchLv, type ScratchLv } from '../safety/lvm.js';
 import type { Store, PointOutcome as StoredOutcome } from '../store/store.js';
 import { studyDiskSpecs } from '../study/disks.js';
 import { type Plan, type PlannedPoint, planStudy } from '../study/plan.js';
@@ -469,41 +470,87 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
   if (plan.points.length === 0)
     throw new UserError(`${study.source}: the plan has no points (no variants or workloads)`);
   // Nothing is written to the disk under test, and no run recorded, before the guard passed.
-  const hosts = await hostRuns(study, opts.backends ?? openBackend);
-  const releaseDisks = await lockAndPrepareDisks(study, hosts, opts.destroyData);
+  const scratch = await makeScratchLv(study, plan);
   try {
-    // The VMs' side of the disks (libvirt's QEMU user must reach them), before the first boot.
-    if (needsVm(plan)) for (const h of hosts) await h.backend.checkDisk?.(h.study);
-    const accel = opts.accelerator ?? (await acceleratorFor(plan));
-    const runId = openRun(opts.store, study, plan, only, accel, opts.resume);
-    const accelFacts = { accelerator: accel.accel, acceleratorReason: accel.reason };
-    // Recorded at once (a run lists its hosts even if it dies early); facts follow per host.
-    for (const h of hosts) opts.store.setHost(runId, h.name, h.uri, accelFacts);
-    const emit: RunEventSink = opts.onEvent ?? (() => undefined);
-    const interrupt = wireInterrupt(
-      opts.store,
-      runId,
-      emit,
-      resumeCommand(study, runId, opts.store.path, opts.resumeFlags),
-    );
-    const ctx: RunContext = {
-      store: opts.store,
-      runId,
-      study,
-      plan,
-      accel,
-      emit,
-      interrupted: interrupt.interrupted,
-      destroyData: opts.destroyData,
-    };
-    const workers = hosts.map((h) => new HostWorker(ctx, h, accelFacts));
-    const startedAt = Date.now();
-    const todo = announceRun(ctx, opts.resume !== undefined);
-    const raced = await runRounds(ctx, workers, todo, opts.budgetSeconds, interrupt);
-    return finishRun(ctx, workers, raced, startedAt);
+    return await runOnDisk(scratch ? { ...study, disk: { ...study.disk, path: scratch.lv.path } } : study);
   } finally {
-    releaseDisks();
+    await scratch?.remove();
   }
+
+  async function runOnDisk(onDisk: Study): Promise<RunStudyResult> {
+    const hosts = await hostRuns(onDisk, opts.backends ?? openBackend);
+    const releaseDisks = await lockAndPrepareDisks(
+      onDisk,
+      hosts,
+      opts.destroyData,
+      scratch ? [scratch.lv.path] : [],
+    );
+    try {
+      // The VMs' side of the disks (libvirt's QEMU user must reach them), before the first boot.
+      if (needsVm(plan)) for (const h of hosts) await h.backend.checkDisk?.(h.study);
+      const accel = opts.accelerator ?? (await acceleratorFor(plan));
+      const runId = openRun(opts.store, study, plan, only, accel, opts.resume);
+      const accelFacts = {
+        accelerator: accel.accel,
+        acceleratorReason: accel.reason,
+        ...(scratch ? { lvm: scratch.lv } : {}),
+      };
+      // Recorded at once (a run lists its hosts even if it dies early); facts follow per host.
+      for (const h of hosts) opts.store.setHost(runId, h.name, h.uri, accelFacts);
+      const emit: RunEventSink = opts.onEvent ?? (() => undefined);
+      const interrupt = wireInterrupt(
+        opts.store,
+        runId,
+        emit,
+        resumeCommand(study, runId, opts.store.path, opts.resumeFlags),
+      );
+      const ctx: RunContext = {
+        store: opts.store,
+        runId,
+        study,
+        plan,
+        accel,
+        emit,
+        interrupted: interrupt.interrupted,
+        destroyData: opts.destroyData,
+      };
+      const workers = hosts.map((h) => new HostWorker(ctx, h, accelFacts));
+      const startedAt = Date.now();
+      const todo = announceRun(ctx, opts.resume !== undefined);
+      const raced = await runRounds(ctx, workers, todo, opts.budgetSeconds, interrupt);
+      return finishRun(ctx, workers, raced, startedAt);
+    } finally {
+      releaseDisks();
+    }
+  }
+}
+
+/**
+ * disk.lvm: checks the volume group (or thin pool) and makes the run's scratch LV, removed by
+ * `remove` at the end of the run, on error, and by the cleanups on Ctrl-C (registered before any VM,
+ * so they run after the VMs are gone).
+ */
+async function makeScratchLv(
+  study: Study,
+  plan: Plan,
+): Promise<{ lv: ScratchLv; remove: () => Promise<void> } | undefined> {
+  const spec = study.disk.lvm;
+  if (!spec || !needsVm(plan)) return undefined;
+  await checkLvmTarget(spec, study.source);
+  const lv = await createScratchLv(spec, study.source);
+  let removed: Promise<void> | undefined;
+  const remove = () => {
+    removed ??= removeScratchLv(lv);
+    return removed;
+  };
+  const off = onCleanup(remove);
+  return {
+    lv,
+    remove: async () => {
+      off();
+      await remove();
+    },
+  };
 }
 
 /**
@@ -514,6 +561,7 @@ async function lockAndPrepareDisks(
   study: Study,
   hosts: HostRun[],
   destroyData: string[] | undefined,
+  kvmioDevices: string[],
 ): Promise<() => void> {
   const disks = localDisks(study, hosts).flatMap((d) => studyDiskSpecs(study, d));
   const releases: Array<() => void> = [];
@@ -528,7 +576,7 @@ async function lockAndPrepareDisks(
   try {
     for (const disk of disks) releases.push(lockDisk(disk.path));
     for (const [i, disk] of disks.entries()) {
-      const info = await prepareDiskFile(disk, { destroyData });
+      const info = await prepareDiskFile(disk, { destroyData, kvmioDevices });
       if (i === 0 && info.kind === 'block' && study.guest.count > 1)
         throw new UserError(
           `${study.source}: guest.count ${study.guest.count} gives every guest a disk of its own, as files beside disk.path; ${disk.path} is a block device: use a file, or guest.count 1`,

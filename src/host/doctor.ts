@@ -6,6 +6,7 @@ import { run } from '../util/proc.js';
 import { type AccelResult, probeAccelerator } from './accel.js';
 import { type HostFacts, hostFacts } from './facts.js';
 import {
+  type HostNeed,
   hostPackageManager,
   type MissingNeed,
   missingAdvice,
@@ -66,7 +67,7 @@ function guestState(): DoctorReport['guest'] {
 }
 
 export async function doctor(
-  opts: { log?: (line: string) => void; qemus?: QemuSource[] } = {},
+  opts: { log?: (line: string) => void; qemus?: QemuSource[]; needs?: HostNeed[] } = {},
 ): Promise<DoctorReport> {
   const [facts, daemon] = await Promise.all([hostFacts(), libvirtDaemon()]);
   const qemus = await probeDoctorQemus(doctorQemuSources(opts.qemus));
@@ -90,7 +91,7 @@ export async function doctor(
   if (!guest.built) warnings.push('the guest is not built: run "kvmio guest build"');
   for (const q of qemus)
     if (q.error) warnings.push(`QEMU ${q.path} (${q.why.join('; ')}) cannot be probed: ${q.error}`);
-  const needs = missingNeeds(qemuLocation().found);
+  const needs = missingNeeds(qemuLocation().found, process.env, opts.needs);
   const packageManager = hostPackageManager();
   const advice = missingAdvice(needs, packageManager);
   if (advice.length) warnings.push(advice.join(': '));

@@ -9,13 +9,17 @@ import { join } from 'node:path';
 export type PackageManager = 'apt' | 'dnf' | 'zypper' | 'pacman';
 
 /** A host capability kvmio uses, and the programs that show it is there. */
-export type HostNeed = 'qemu' | 'fio' | 'libvirt' | 'e2fsprogs' | 'util-linux';
+export type HostNeed = 'qemu' | 'fio' | 'libvirt' | 'e2fsprogs' | 'util-linux' | 'lvm2';
+
+/** Needs only some studies have (asked for with `missingNeeds(…, [need])`): disk.lvm needs lvm2. */
+const ON_REQUEST: readonly HostNeed[] = ['lvm2'];
 
 const NEED_PROGRAMS: Record<Exclude<HostNeed, 'qemu'>, { programs: string[]; why: string }> = {
   fio: { programs: ['fio'], why: 'host baseline and "import fio"' },
   libvirt: { programs: ['virsh', 'libvirtd'], why: 'the libvirt backend' },
   e2fsprogs: { programs: ['mkfs.ext4'], why: 'file systems on test disks' },
   'util-linux': { programs: ['taskset', 'blkid', 'wipefs', 'fallocate'], why: 'pinning and the data guard' },
+  lvm2: { programs: ['lvcreate', 'lvremove', 'lvs', 'vgs'], why: 'scratch LVs of disk.lvm' },
 };
 
 const PACKAGE_NAMES: Record<PackageManager, Record<HostNeed, string[]>> = {
@@ -25,6 +29,7 @@ const PACKAGE_NAMES: Record<PackageManager, Record<HostNeed, string[]>> = {
     libvirt: ['libvirt-daemon-system', 'libvirt-clients'],
     e2fsprogs: ['e2fsprogs'],
     'util-linux': ['util-linux'],
+    lvm2: ['lvm2'],
   },
   dnf: {
     qemu: ['qemu-kvm'],
@@ -32,6 +37,7 @@ const PACKAGE_NAMES: Record<PackageManager, Record<HostNeed, string[]>> = {
     libvirt: ['libvirt-daemon-kvm', 'libvirt-client'],
     e2fsprogs: ['e2fsprogs'],
     'util-linux': ['util-linux'],
+    lvm2: ['lvm2'],
   },
   zypper: {
     qemu: ['qemu-x86', 'qemu-tools'],
@@ -39,6 +45,7 @@ const PACKAGE_NAMES: Record<PackageManager, Record<HostNeed, string[]>> = {
     libvirt: ['libvirt-daemon-qemu', 'libvirt-client'],
     e2fsprogs: ['e2fsprogs'],
     'util-linux': ['util-linux'],
+    lvm2: ['lvm2'],
   },
   pacman: {
     qemu: ['qemu-base'],
@@ -46,6 +53,7 @@ const PACKAGE_NAMES: Record<PackageManager, Record<HostNeed, string[]>> = {
     libvirt: ['libvirt', 'dnsmasq'],
     e2fsprogs: ['e2fsprogs'],
     'util-linux': ['util-linux'],
+    lvm2: ['lvm2'],
   },
 };
 
@@ -102,11 +110,19 @@ export interface MissingNeed {
   why: string;
 }
 
-/** The needs this host lacks; `qemuFound` comes from the QEMU locator (it knows distribution paths). */
-export function missingNeeds(qemuFound: boolean, env: NodeJS.ProcessEnv = process.env): MissingNeed[] {
+/**
+ * The needs this host lacks; `qemuFound` comes from the QEMU locator (it knows distribution paths).
+ * `requested`: needs of a study's own (lvm2 for disk.lvm), checked only when asked for.
+ */
+export function missingNeeds(
+  qemuFound: boolean,
+  env: NodeJS.ProcessEnv = process.env,
+  requested: readonly HostNeed[] = [],
+): MissingNeed[] {
   const out: MissingNeed[] = [];
   if (!qemuFound) out.push({ need: 'qemu', why: 'every measurement runs in QEMU' });
   for (const [need, { programs, why }] of Object.entries(NEED_PROGRAMS)) {
+    if (ON_REQUEST.includes(need as HostNeed) && !requested.includes(need as HostNeed)) continue;
     const absent = programs.filter((p) => !onPath(p, env));
     if (absent.length) out.push({ need: need as HostNeed, why: `${why} (no ${absent.join(', ')})` });
   }

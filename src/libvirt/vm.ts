@@ -8,6 +8,7 @@ import { findTestDisks, waitTestDisksGone } from '../guest/disks.js';
 import { FIO_DISK_SERIAL, fioBundle, type InstalledFio, installFioBundle } from '../guest/fio-bundle.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import { type HostAccess, hostAccessFor } from '../host/access.js';
+import { kernelAccount, kernelNowUsec, taskIds } from '../host/kernel-log.js';
 import { blockRequests } from '../qemu/blockstats.js';
 import { checkRunningShape } from '../qemu/running-shape.js';
 import { aioModeProblems, runningQemuVersion } from '../qemu/verify.js';
@@ -148,6 +149,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
         opts.accel,
         opts.name,
       );
+    vm.noteQemuTasks();
     await verifyLive(vm.liveContext(true), opts.variant);
     vm.qemu = await liveQemu(virsh, opts.name);
     vm.markLog();
@@ -320,6 +322,11 @@ class LibvirtGuest implements LibvirtVm {
   private switched = false;
   /** kvmio's own fio, copied into a user's guest that has none. */
   private fio?: InstalledFio;
+  /** Where QEMU's log stood when the domain was created: a death report quotes what follows. */
+  private readonly bootLogMark: number;
+  /** QEMU's pid and the thread ids seen while it ran (local only): a fault names the thread's id. */
+  private qemuTasks: { pid: number; ids: Set<number> } | undefined;
+  private readonly startedUsec = kernelNowUsec();
 
   constructor(
     private readonly virsh: Virsh,
@@ -337,6 +344,61 @@ class LibvirtGuest implements LibvirtVm {
     this.uri = opts.uri;
     this.host = opts.host ?? opts.uri;
     this.logMark = logMark;
+    this.bootLogMark = logMark;
+  }
+
+  /** Notes QEMU's pid and its current thread ids (the pid file goes when QEMU dies). */
+  noteQemuTasks(): void {
+    if (!this.virsh.isLocal) return;
+    try {
+      const pid = this.qemuPid();
+      if (this.qemuTasks?.pid !== pid) this.qemuTasks = { pid, ids: new Set([pid]) };
+      for (const id of taskIds(pid)) this.qemuTasks.ids.add(id);
+    } catch {
+      // not running (any more): what was noted stays
+    }
+  }
+
+  /**
+   * When the domain's QEMU is gone without kvmio stopping it: the failure with its evidence, as the
+   * direct backend reports it: libvirt's reason, QEMU's last log lines (its stderr, and libvirt's
+   * own line on how it ended) and the kernel's account for its pid and threads. Undefined while the
+   * domain runs, and for a remote host (its logs are there).
+   */
+  private async deathFailure(): Promise<PointFailure | undefined> {
+    if (this.stopped || !this.virsh.isLocal) return undefined;
+    const state = (await this.virsh.tryRun(['domstate', this.name, '--reason']))?.trim();
+    if (state?.startsWith('running') || state?.startsWith('paused')) return undefined;
+    const log = (readFrom(qemuLogPath(this.name), this.bootLogMark) ?? '').trim();
+    const lines = log.split('\n').filter((l) => l.trim() !== '');
+    const tail = lines.slice(-8).join('\n');
+    // QEMU's own words for a signal it handles ("terminating on signal 15 from pid …").
+    const signal = /terminating on signal \d+[^\n]*/.exec(log)?.[0];
+    const reason = [...log.matchAll(/shutting down, reason=(\w+)/g)].pop()?.[1];
+    const pid = this.qemuTasks?.pid;
+    const kernel = kernelAccount(pid, this.qemuTasks?.ids ?? [], this.startedUsec);
+    const how = signal
+      ? `QEMU says: ${signal}`
+      : reason === 'crashed'
+        ? 'libvirt says reason=crashed: QEMU ended without being asked to (a fatal signal, or an exit of its own); libvirt does not record which signal, the kernel log names it for a fault it raised'
+        : reason
+          ? `libvirt says reason=${reason}`
+          : state
+            ? `libvirt reports it ${state}`
+            : 'the transient domain is gone';
+    return new PointFailure(
+      `QEMU of domain ${this.name}${pid ? ` (pid ${pid})` : ''} ended unexpectedly: ${how}${tail ? `; its log (${qemuLogPath(this.name)}) ends:\n${tail}` : ''}\n${kernel.summary}`,
+      { consoleTail: this.consoleTail(30), stderrTail: tail, kernelLog: kernel.lines.join('\n') },
+    );
+  }
+
+  /** Runs a call; when it fails because QEMU died, throws the death failure with its evidence instead. */
+  private async guarded<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw (await this.deathFailure()) ?? err;
+    }
   }
 
   liveContext(fresh: boolean): LiveContext {
@@ -356,6 +418,7 @@ class LibvirtGuest implements LibvirtVm {
 
   /** After a workload: QEMU still runs the aio mode asked (its log since the last check, /proc). */
   async verifyAio(): Promise<void> {
+    this.noteQemuTasks();
     const ctx = this.liveContext(!this.switched);
     const problems = await aioModeProblems(
       { pid: ctx.qemuPid(), stderr: ctx.qemuLog, fresh: ctx.fresh },
@@ -395,7 +458,7 @@ class LibvirtGuest implements LibvirtVm {
   /** Runs argv in the guest; `fio` is kvmio's own copy where bringFio() brought one. */
   exec(argv: string[], opts: GuestExecOptions): Promise<GuestExecResult> {
     const command = this.fio && argv[0] === 'fio' ? [...this.fio.command, ...argv.slice(1)] : argv;
-    return agentExec(this.agentCall, command, opts);
+    return this.guarded(() => agentExec(this.agentCall, command, opts));
   }
 
   /**
@@ -458,11 +521,11 @@ class LibvirtGuest implements LibvirtVm {
   }
 
   readFile(path: string): Promise<Buffer> {
-    return agentReadFile(this.agentCall, path, FILE_CHUNK);
+    return this.guarded(() => agentReadFile(this.agentCall, path, FILE_CHUNK));
   }
 
   writeFile(path: string, data: string | Buffer): Promise<void> {
-    return agentWriteFile(this.agentCall, path, data, FILE_CHUNK);
+    return this.guarded(() => agentWriteFile(this.agentCall, path, data, FILE_CHUNK));
   }
 
   private readonly agentCall: AgentCall = (command, args, timeoutMs) =>
@@ -589,6 +652,7 @@ class LibvirtGuest implements LibvirtVm {
       'disk',
     );
     await this.testDisk();
+    this.noteQemuTasks();
     await verifyLive(this.liveContext(false), next);
     this.markLog();
   }

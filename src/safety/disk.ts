@@ -92,6 +92,8 @@ export async function prepareDiskFile(spec: DiskSpec, opts: PrepareOptions = {})
       throw new UserError(
         `${spec.path} is ${formatBytes(info.sizeBytes)}, smaller than the disk size asked for (${formatBytes(spec.sizeBytes)}); give disk.size no larger than the device, or leave it out to use the whole device`,
       );
+    // A device kvmio made (a scratch LV, thin ones reading zeros) is written once, like its files.
+    if (info.createdByKvmio && (opts.fill ?? true)) await fillFile(info.path, 0, spec.sizeBytes);
     return info;
   }
   if (spec.sizeBytes <= 0)

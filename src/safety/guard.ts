@@ -36,6 +36,11 @@ export interface TargetInfo {
 export interface GuardOptions {
   /** Paths the user named with --destroy-data; compared after resolving symlinks. */
   destroyData?: string[];
+  /**
+   * Block devices kvmio made for this run (a scratch LV): what they hold is no one's data, so they
+   * need no --destroy-data; compared by identity. In use still refuses them.
+   */
+  kvmioDevices?: string[];
 }
 
 /** Whether `p` is the disk `target` is: the same block device, or the same file (device and inode). */
@@ -132,14 +137,16 @@ export async function guardTarget(path: string, opts: GuardOptions = {}): Promis
   let info: TargetInfo;
   if (st.isBlockDevice()) {
     findings = [...(await blockDeviceFindings(real)), ...siblingLoopFindings(real), ...qemuUsers(st)];
+    const ours = (opts.kvmioDevices ?? []).some((p) => sameDisk(p, st));
+    if (ours) findings = findings.filter((f) => f.inUse);
     // Whatever it holds or lacks, a device is someone's disk: writing it needs --destroy-data naming it.
-    if (!findings.some((f) => !f.inUse))
+    else if (!findings.some((f) => !f.inUse))
       findings.push({ text: 'is a block device (no signature found)', inUse: false });
     info = {
       path: real,
       kind: 'block',
       sizeBytes: blockDeviceSize(real),
-      createdByKvmio: false,
+      createdByKvmio: ours,
       exists: true,
     };
   } else if (st.isFile()) {

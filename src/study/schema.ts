@@ -19,6 +19,7 @@ import { DEFAULT_GUEST_RELEASE, GUEST_MIN_MEMORY_MIB, GUEST_RELEASES } from './g
 import { DEFAULT_MACHINE, fitGuestToHost, MACHINE_TYPES } from './guest-shape.js';
 import { readQcow2 } from './image-schema.js';
 import { isLocalLibvirtUri, libvirtUriProblem } from './libvirt-uri.js';
+import { LVM_NAME_HELP, LVM_NAME_PATTERN, lvmNameProblem } from './lvm-names.js';
 import { readExcludedQemu, readQemuAxis, readQemus } from './qemus.js';
 import {
   AIO_MODES,
@@ -31,6 +32,7 @@ import {
   type DiskSpec,
   type HostSpec,
   IMAGE_FORMATS,
+  type LvmSpec,
   MEMORY_BACKINGS,
   type Pinning,
   type Study,
@@ -308,9 +310,39 @@ function readDiskPath(src: YamlSource, path: KeyPath, value: unknown): string {
   return p;
 }
 
+/** disk.lvm: a scratch LV's volume group (and thin pool) by LVM's own name rules, never a path. */
+function readLvm(src: YamlSource, path: KeyPath, value: unknown): LvmSpec {
+  const l = readMap(src, path, value, ['vg', 'size', 'thin']);
+  const name = (key: 'vg' | 'thin') => {
+    const text = readString(src, [...path, key], l[key], LVM_NAME_PATTERN, LVM_NAME_HELP);
+    const problem = lvmNameProblem(text);
+    if (problem) src.fail([...path, key], `${describe(text)} ${problem}`);
+    return text;
+  };
+  if (l.vg === undefined)
+    src.fail([...path, 'vg'], 'missing: the volume group kvmio makes its scratch LV in, e.g. vg: pve');
+  if (l.size === undefined) src.fail([...path, 'size'], "missing: the scratch LV's size, e.g. size: 4GiB");
+  return {
+    vg: name('vg'),
+    sizeBytes: readSize(src, [...path, 'size'], l.size, { min: 16 * MIB, max: 64 * TIB }),
+    ...(l.thin === undefined ? {} : { thinPool: name('thin') }),
+  };
+}
+
 function readDisk(src: YamlSource, path: KeyPath, value: unknown, fallback: DiskSpec): DiskSpec {
   if (value === undefined) return { ...fallback };
-  const d = readMap(src, path, value, ['path', 'size', 'qcow2']);
+  const d = readMap(src, path, value, ['path', 'size', 'qcow2', 'lvm']);
+  if (d.lvm !== undefined) {
+    const other = ['path', 'size', 'qcow2'].find((k) => d[k] !== undefined);
+    if (other)
+      src.fail(
+        [...path, other],
+        'cannot go with disk.lvm: the scratch LV is the disk (its size is disk.lvm.size); remove one of them',
+      );
+    const lvm = readLvm(src, [...path, 'lvm'], d.lvm);
+    // Stands for the LV until the run makes it (named kvmio-<pid>-<n>, see safety/lvm.ts).
+    return { path: `/dev/${lvm.vg}/kvmio-scratch`, sizeBytes: lvm.sizeBytes, lvm };
+  }
   const diskPath = d.path === undefined ? fallback.path : readDiskPath(src, [...path, 'path'], d.path);
   // A device's size is its own unless a smaller one is asked for: 0 stands for the whole device.
   const wholeDevice = d.path !== undefined && diskPath.startsWith('/dev/');
@@ -455,6 +487,7 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
     );
   }
   const variants = expandVariants(src, matrix, readExclude(src, top.exclude, matrix.qemu), notes);
+  if (disk.lvm) checkLvmStudy(src, variants, guest.count, backend, uri, top.hosts);
   checkMultiDisk(src, variants, disk, top.hosts);
   checkImageFormats(src, variants, disk, backend, top.hosts);
   if (
@@ -593,6 +626,27 @@ function diskPaths(disk: DiskSpec, hostsValue: unknown): Array<[KeyPath, string]
     });
   }
   return out;
+}
+
+/**
+ * A scratch LV is one block device on this machine: one disk, one guest, raw, VMs here (kvmio runs
+ * lvcreate and lvremove where it runs).
+ */
+function checkLvmStudy(
+  src: YamlSource,
+  variants: Variant[],
+  guests: number,
+  backend: string,
+  uri: string,
+  hostsValue: unknown,
+): void {
+  const fail = (problem: string) => src.fail(['disk', 'lvm'], problem);
+  if (hostsValue !== undefined || (backend === 'libvirt' && !isLocalLibvirtUri(uri)))
+    fail('makes the LV on this machine: remove hosts (or the remote libvirt.uri)');
+  if (variants.some((v) => (v.disks ?? 1) > 1)) fail('gives one test disk: use matrix disks: [1]');
+  if (variants.some((v) => variantFormat(v) !== 'raw'))
+    fail('is a block device: use matrix format: [raw] (qcow2 images are files beside disk.path)');
+  if (guests > 1) fail('gives one guest a disk: use guest.count 1');
 }
 
 /** Extra test disks are files next to disk.path (PATH.1, PATH.2, …): a block device cannot have those. */

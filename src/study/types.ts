@@ -176,6 +176,16 @@ export interface DiskSpec {
    * `path` is then the image (kvmio's own, made again for every run).
    */
   imageOf?: string;
+  /** A scratch LV kvmio makes on this volume group for each run (path is then replaced by the LV's). */
+  lvm?: LvmSpec;
+}
+
+/** disk.lvm: the volume group (and thin pool) a run's scratch LV is made in, and its size. */
+export interface LvmSpec {
+  vg: string;
+  sizeBytes: number;
+  /** A thin pool of the VG: the LV is thin (-V in the pool) instead of thick (-L). */
+  thinPool?: string;
 }
 
 export interface GuestSpec {

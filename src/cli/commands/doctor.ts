@@ -24,7 +24,11 @@ export function registerDoctor(program: Command): void {
             why: `matrix.qemu ${q.name} of ${study.source}`,
           }))
         : [];
-      const report = await doctor({ log: (line) => process.stderr.write(`${line}\n`), qemus });
+      const report = await doctor({
+        log: (line) => process.stderr.write(`${line}\n`),
+        qemus,
+        needs: study?.disk.lvm ? ['lvm2'] : [],
+      });
       // Exit 0 even under TCG: the host is usable, the warning says what the numbers mean.
       if (opts.json) printJson(report);
       else process.stdout.write(formatDoctor(report));

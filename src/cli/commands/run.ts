@@ -4,6 +4,7 @@ import { runStudy } from '../../engine/run.js';
 import { Virsh } from '../../libvirt/virsh.js';
 import { checkQemuAxis } from '../../qemu/axis.js';
 import { stopLeftoverQemus } from '../../safety/leftovers.js';
+import { removeLeftoverLvs } from '../../safety/lvm.js';
 import { Store } from '../../store/store.js';
 import { shapeForRun } from '../../study/budget.js';
 import { splitGlobs } from '../../study/glob.js';
@@ -114,12 +115,17 @@ export function registerRun(program: Command): void {
 
 /**
  * Before a run (and a resume): what a kvmio killed without cleanup left on this machine and on the
- * study's libvirt hosts, its own QEMU processes and transient domains, is stopped, one line each; the
- * disk guard would otherwise refuse a disk held by a VM whose owner is gone.
+ * study's libvirt hosts, its own QEMU processes and transient domains, is stopped, and its scratch LVs
+ * removed, one line each; the disk guard would otherwise refuse a disk held by a VM whose owner is gone.
  */
 async function stopLeftovers(study: Study, say: (line: string) => void): Promise<void> {
   await stopLeftoverQemus(say);
-  if (study.backend !== 'libvirt') return;
+  if (study.backend === 'libvirt') await stopLeftoverDomains(study, say);
+  // After the VMs that held them: a killed kvmio's scratch LVs (disk.lvm studies have LVM here).
+  if (study.disk.lvm) await removeLeftoverLvs(say);
+}
+
+async function stopLeftoverDomains(study: Study, say: (line: string) => void): Promise<void> {
   const { reapOrphans } = await import('../../libvirt/vm.js');
   const uris = new Set(study.hosts.length > 0 ? study.hosts.map((h) => h.uri) : [study.libvirt.uri]);
   for (const uri of uris) {
