@@ -60,6 +60,31 @@ test('a VM whose test disk runs another aio mode than the variant says fails ver
   assert.equal(qemuPids().length, before, 'no QEMU left running');
 });
 
+test("a test disk whose zero detection is not the variant's fails verification (QMP's detect_zeroes)", async () => {
+  const before = qemuPids().length;
+  const vm = await startQemuVm({
+    study,
+    variant: testVariant({ aio: 'threads', detectZeroes: 'on' }),
+    accel: 'tcg',
+    paused: true,
+    name: 'verify-dz',
+  });
+  try {
+    vm.variant = testVariant({ aio: 'threads' });
+    await assert.rejects(vm.verifyLive({ fresh: true }), /kvmio-test detect_zeroes is "on", expected "off"/);
+    vm.variant = testVariant({ aio: 'threads', detectZeroes: 'unmap' });
+    await assert.rejects(
+      vm.verifyLive({ fresh: true }),
+      /kvmio-test detect_zeroes is "on", expected "unmap"/,
+    );
+    vm.variant = testVariant({ aio: 'threads', detectZeroes: 'on' });
+    await vm.verifyLive({ fresh: true });
+  } finally {
+    await vm.stop();
+  }
+  assert.equal(qemuPids().length, before, 'no QEMU left running');
+});
+
 test('a QEMU that cannot set up io_uring or Linux AIO fails the point with its own words', async (t) => {
   // The QEMU runs under a seccomp filter that fails io_uring_setup and io_setup with EPERM, as a
   // container's seccomp profile does; nothing outside this one process changes.
