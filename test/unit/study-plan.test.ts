@@ -152,6 +152,8 @@ test('kvmio plan --preset seed --json: the documented shape', () => {
     'aio',
     'bus',
     'cache',
+    'detect_zeroes',
+    'discard',
     'disks',
     'format',
     'id',
@@ -178,7 +180,7 @@ test('kvmio plan --preset quick --only: human table with boots and estimate', ()
     encoding: 'utf8',
   });
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /^ {2}blk-uring-io0-4k +io_uring +0 +1 +virtio-blk +4k +1 +none +raw$/m);
+  assert.match(r.stdout, /^ {2}blk-uring-io0-4k +io_uring +0 +1 +virtio-blk +4k +1 +none +raw +unmap +off$/m);
   assert.doesNotMatch(r.stdout, /blk-native/);
   assert.match(r.stdout, /round 1 on local: host, \[boot\] blk-uring-io\d-4k, blk-uring-io\d-4k/);
   assert.match(r.stdout, /VM boots: 1 {3}live switches: 1/);

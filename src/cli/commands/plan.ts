@@ -5,6 +5,7 @@ import { splitGlobs } from '../../study/glob.js';
 import { DEFAULT_MACHINE, describePinning, guestCpuModel } from '../../study/guest-shape.js';
 import { loadStudyArg } from '../../study/load.js';
 import { type Plan, type PlannedPoint, planStudy } from '../../study/plan.js';
+import { variantDetectZeroes, variantDiscard } from '../../study/variants.js';
 import { formatBytes, formatSeconds } from '../../util/units.js';
 import { printJson, withOnly, withRaceAndBudget, withStudyArg } from '../common.js';
 import { formatTable } from '../table.js';
@@ -38,20 +39,20 @@ export function planJson(plan: Plan, qemus: AxisQemu[] = []) {
             },
           }),
     },
-    variants: plan.variants.map(
-      ({ id, aio, iothreads, bus, memory, queues, cache, disks, format, qemu }) => ({
-        id,
-        aio,
-        iothreads,
-        bus,
-        memory,
-        queues,
-        cache,
-        disks: disks ?? 1,
-        format: format ?? 'raw',
-        ...(qemu ? { qemu } : {}),
-      }),
-    ),
+    variants: plan.variants.map((v) => ({
+      id: v.id,
+      aio: v.aio,
+      iothreads: v.iothreads,
+      bus: v.bus,
+      memory: v.memory,
+      queues: v.queues,
+      cache: v.cache,
+      disks: v.disks ?? 1,
+      format: v.format ?? 'raw',
+      discard: variantDiscard(v),
+      detect_zeroes: variantDetectZeroes(v),
+      ...(v.qemu ? { qemu: v.qemu } : {}),
+    })),
     ...(qemus.length > 0 ? { qemus: qemus.map(qemuAbilities) } : {}),
     baseline: plan.baseline,
     workloads: study.workloads.map((w) => w.name),
@@ -155,11 +156,13 @@ export function formatPlan(plan: Plan, qemus: AxisQemu[] = []): string {
         'QUEUES',
         'CACHE',
         'FORMAT',
+        'DISCARD',
+        'ZEROES',
         ...(onQemus ? ['QEMU'] : []),
       ],
       [
         ...(plan.baseline
-          ? [['host', '-', '-', '-', '-', '-', '-', '-', '-', ...(onQemus ? ['-'] : [])]]
+          ? [['host', '-', '-', '-', '-', '-', '-', '-', '-', '-', '-', ...(onQemus ? ['-'] : [])]]
           : []),
         ...plan.variants.map((v) => [
           v.id,
@@ -171,6 +174,8 @@ export function formatPlan(plan: Plan, qemus: AxisQemu[] = []): string {
           String(v.queues),
           v.cache,
           v.format ?? 'raw',
+          variantDiscard(v),
+          variantDetectZeroes(v),
           ...(onQemus ? [v.qemu ? v.qemu.version : 'default'] : []),
         ]),
       ],
