@@ -21,10 +21,10 @@ DEBIAN_PACKAGES=(
   openssh-server openssh-client            # the test host's sshd (make test-host) and remote hosts
   chromium fonts-dejavu-core               # the report's browser test and PNG charts
 )
-# Packages only some studies need (disk.lvm needs lvm2): kvmio asks for them when a study does;
-# the tests exercise those studies too.
+# Packages only some studies need (disk.lvm needs lvm2, guest.firmware uefi needs ovmf): kvmio asks
+# for them when a study does; the tests exercise those studies too.
 if [ "${KVMIO_SETUP_TESTS:-0}" = 1 ]; then
-  DEBIAN_PACKAGES+=(lvm2)
+  DEBIAN_PACKAGES+=(lvm2 ovmf)
 fi
 
 if [ "$DEBIAN_HOST" = 1 ]; then

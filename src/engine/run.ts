@@ -242,9 +242,12 @@ class HostWorker {
       }
     }
     const facts = await this.host.backend.facts();
+    const { guest } = this.ctx.study;
     this.ctx.store.setHost(this.ctx.runId, this.host.name, this.host.uri, {
       ...this.baseFacts,
       ...facts,
+      // The builtin guest's firmware (every point verifies it live); a user's domain keeps its own.
+      ...(guest.domain ? {} : { firmware: guest.firmware ?? 'bios' }),
       ...(await this.ownAccelerator()),
     });
   }
@@ -487,7 +490,11 @@ export async function runStudy(study: Study, opts: RunStudyOptions): Promise<Run
     );
     try {
       // The VMs' side of the disks (libvirt's QEMU user must reach them), before the first boot.
-      if (needsVm(plan)) for (const h of hosts) await h.backend.checkDisk?.(h.study);
+      if (needsVm(plan))
+        for (const h of hosts) {
+          await h.backend.checkDisk?.(h.study);
+          await h.backend.checkFirmware?.(h.study);
+        }
       const accel = opts.accelerator ?? (await acceleratorFor(plan));
       const runId = openRun(opts.store, study, plan, only, accel, opts.resume);
       const accelFacts = {

@@ -100,6 +100,8 @@ export interface VmBackend<V extends GuestVm = GuestVm> {
    * directory the host's QEMU cannot enter; absent where there is nothing to check.
    */
   checkDisk?(study: Study): Promise<void>;
+  /** Refuses (UserError) before any boot a uefi study on a host without OVMF; absent: nothing to check. */
+  checkFirmware?(study: Study): Promise<void>;
   /**
    * The accelerator probed on the host itself, where it is not this machine (cached per run); absent
    * where the controller's probe stands for the host.

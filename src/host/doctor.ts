@@ -2,6 +2,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtGuest } from '../guest/build.js';
 import { qemuLocation } from '../qemu/binary.js';
+import { findOvmf, type Ovmf, ovmfInstallHint } from '../qemu/firmware.js';
+import type { GuestFirmware } from '../study/guest-release.js';
 import { run } from '../util/proc.js';
 import { type AccelResult, probeAccelerator } from './accel.js';
 import { type HostFacts, hostFacts } from './facts.js';
@@ -29,6 +31,8 @@ export interface DoctorReport {
   /** Every QEMU doctor was pointed at (KVMIO_QEMU, the default, a study's matrix.qemu) and what each can do. */
   qemus: DoctorQemu[];
   guest: { built: boolean; dir?: string; hash?: string; kernelVersion?: string; initrdBytes?: number };
+  /** OVMF, the UEFI firmware guest.firmware uefi boots with (found through QEMU's firmware descriptors). */
+  uefi: { ovmf?: Ovmf; install?: string };
   /** What the host lacks, and the command that installs it with the host's package manager. */
   missing: { needs: MissingNeed[]; packageManager?: PackageManager; advice: string[] };
   warnings: string[];
@@ -67,9 +71,16 @@ function guestState(): DoctorReport['guest'] {
 }
 
 export async function doctor(
-  opts: { log?: (line: string) => void; qemus?: QemuSource[]; needs?: HostNeed[] } = {},
+  opts: {
+    log?: (line: string) => void;
+    qemus?: QemuSource[];
+    needs?: HostNeed[];
+    /** The firmware of the study doctor was pointed at: uefi without OVMF is a warning. */
+    firmware?: GuestFirmware;
+  } = {},
 ): Promise<DoctorReport> {
-  const [facts, daemon] = await Promise.all([hostFacts(), libvirtDaemon()]);
+  const [facts, daemon, ovmf] = await Promise.all([hostFacts(), libvirtDaemon(), findOvmf()]);
+  const uefi = ovmf ? { ovmf } : { install: ovmfInstallHint() };
   const qemus = await probeDoctorQemus(doctorQemuSources(opts.qemus));
   // The probe boots the guest (building it first if needed), so it runs after the quick checks.
   const accelerator = await probeAccelerator({ log: opts.log });
@@ -89,6 +100,8 @@ export async function doctor(
   if (facts.ioUring.qemuAccepts === false)
     warnings.push(`QEMU refuses aio=io_uring: ${facts.ioUring.qemuDetail}`);
   if (!guest.built) warnings.push('the guest is not built: run "kvmio guest build"');
+  if (opts.firmware === 'uefi' && !ovmf)
+    warnings.push(`the study's guest.firmware is uefi but this host has no OVMF: ${uefi.install}`);
   for (const q of qemus)
     if (q.error) warnings.push(`QEMU ${q.path} (${q.why.join('; ')}) cannot be probed: ${q.error}`);
   const needs = missingNeeds(qemuLocation().found, process.env, opts.needs);
@@ -96,7 +109,7 @@ export async function doctor(
   const advice = missingAdvice(needs, packageManager);
   if (advice.length) warnings.push(advice.join(': '));
   const missing = { needs, ...(packageManager ? { packageManager } : {}), advice };
-  return { facts, accelerator, libvirtDaemon: daemon, qemus, guest, missing, warnings };
+  return { facts, accelerator, libvirtDaemon: daemon, qemus, guest, uefi, missing, warnings };
 }
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 30 ? 1 : 0)} MiB`;
@@ -146,6 +159,12 @@ export function formatDoctor(r: DoctorReport): string {
       r.guest.built
         ? `built: ${r.guest.dir} (kernel ${r.guest.kernelVersion}${r.guest.initrdBytes ? `, initramfs ${mib(r.guest.initrdBytes)}` : ''})`
         : 'not built (kvmio guest build)',
+    ],
+    [
+      'uefi firmware',
+      r.uefi.ovmf
+        ? `OVMF ${r.uefi.ovmf.code}, variables from ${r.uefi.ovmf.varsTemplate} (${r.uefi.ovmf.descriptor})`
+        : `no OVMF (only guest.firmware uefi needs it; ${r.uefi.install})`,
     ],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));

@@ -9,12 +9,13 @@ import { join } from 'node:path';
 export type PackageManager = 'apt' | 'dnf' | 'zypper' | 'pacman';
 
 /** A host capability kvmio uses, and the programs that show it is there. */
-export type HostNeed = 'qemu' | 'fio' | 'libvirt' | 'e2fsprogs' | 'util-linux' | 'lvm2';
+export type HostNeed = 'qemu' | 'fio' | 'libvirt' | 'e2fsprogs' | 'util-linux' | 'lvm2' | 'ovmf';
 
 /** Needs only some studies have (asked for with `missingNeeds(…, [need])`): disk.lvm needs lvm2. */
 const ON_REQUEST: readonly HostNeed[] = ['lvm2'];
 
-const NEED_PROGRAMS: Record<Exclude<HostNeed, 'qemu'>, { programs: string[]; why: string }> = {
+/** Needs found by their programs; QEMU is found by its locator, OVMF by its descriptors (qemu/firmware.ts). */
+const NEED_PROGRAMS: Record<Exclude<HostNeed, 'qemu' | 'ovmf'>, { programs: string[]; why: string }> = {
   fio: { programs: ['fio'], why: 'host baseline and "import fio"' },
   libvirt: { programs: ['virsh', 'libvirtd'], why: 'the libvirt backend' },
   e2fsprogs: { programs: ['mkfs.ext4'], why: 'file systems on test disks' },
@@ -30,6 +31,7 @@ const PACKAGE_NAMES: Record<PackageManager, Record<HostNeed, string[]>> = {
     e2fsprogs: ['e2fsprogs'],
     'util-linux': ['util-linux'],
     lvm2: ['lvm2'],
+    ovmf: ['ovmf'],
   },
   dnf: {
     qemu: ['qemu-kvm'],
@@ -38,6 +40,7 @@ const PACKAGE_NAMES: Record<PackageManager, Record<HostNeed, string[]>> = {
     e2fsprogs: ['e2fsprogs'],
     'util-linux': ['util-linux'],
     lvm2: ['lvm2'],
+    ovmf: ['edk2-ovmf'],
   },
   zypper: {
     qemu: ['qemu-x86', 'qemu-tools'],
@@ -46,6 +49,7 @@ const PACKAGE_NAMES: Record<PackageManager, Record<HostNeed, string[]>> = {
     e2fsprogs: ['e2fsprogs'],
     'util-linux': ['util-linux'],
     lvm2: ['lvm2'],
+    ovmf: ['qemu-ovmf-x86_64'],
   },
   pacman: {
     qemu: ['qemu-base'],
@@ -54,6 +58,7 @@ const PACKAGE_NAMES: Record<PackageManager, Record<HostNeed, string[]>> = {
     e2fsprogs: ['e2fsprogs'],
     'util-linux': ['util-linux'],
     lvm2: ['lvm2'],
+    ovmf: ['edk2-ovmf'],
   },
 };
 

@@ -2,8 +2,9 @@ import type { GuestRelease } from '../guest/recipe.js';
 import type { BootRequest, VmBackend } from '../guest/vm.js';
 import type { AccelResult } from '../host/accel.js';
 import { hostAccessFor } from '../host/access.js';
-import type { HostSpec } from '../study/types.js';
-import { errorMessage } from '../util/errors.js';
+import type { Ovmf } from '../qemu/firmware.js';
+import type { HostSpec, Study } from '../study/types.js';
+import { ConfigError, errorMessage } from '../util/errors.js';
 import { isLocalUri, Virsh } from './virsh.js';
 import type { LibvirtVm } from './vm.js';
 
@@ -26,6 +27,21 @@ export function libvirtBackend(
   const access = hostAccessFor(host.uri, isLocal);
   let staged = false;
   let accel: Promise<AccelResult> | undefined;
+  let ovmf: Promise<Ovmf | undefined> | undefined;
+  // A uefi study's OVMF, found on the libvirt host itself (its files are what its QEMU opens), once.
+  const hostOvmf = (study: Study): Promise<Ovmf | undefined> => {
+    ovmf ??= import('../qemu/firmware.js').then(({ studyOvmf }) => {
+      if ((study.guest.firmware ?? 'bios') === 'bios') return undefined;
+      if (!access)
+        throw new ConfigError(
+          study.source,
+          'guest.firmware',
+          `uefi on host ${host.name}: kvmio finds OVMF through the host's firmware descriptors and has no way onto it (${host.uri} is not a qemu+ssh:// URI)`,
+        );
+      return studyOvmf(study, access);
+    });
+    return ovmf;
+  };
   const probeOnHost = async (log: (line: string) => void): Promise<AccelResult> => {
     const [{ ensureGuest }, { stageGuest }, { probeLibvirtAccelerator }] = await Promise.all([
       import('../guest/build.js'),
@@ -67,6 +83,9 @@ export function libvirtBackend(
       const { checkQemuCanReach } = await import('./dac.js');
       await checkQemuCanReach(new Virsh(host.uri), study.disk.path, study.source);
     },
+    checkFirmware: async (study) => {
+      await hostOvmf(study);
+    },
     accelerator: isLocal ? undefined : (log) => (accel ??= probeOnHost(log)),
     stage: async (log) => {
       if (staged) return;
@@ -98,6 +117,7 @@ export function libvirtBackend(
         name: req.name,
         uri: host.uri,
         host: host.name,
+        ovmf: await hostOvmf(req.study),
         log: req.log,
       });
     },
@@ -105,6 +125,7 @@ export function libvirtBackend(
     artifacts: (vm) => ({
       'libvirt.xml': vm.domainXml,
       ...(vm.qemu ? { qemu: JSON.stringify(vm.qemu) } : {}),
+      ...(vm.firmware ? { firmware: vm.firmware } : {}),
     }),
   };
 }

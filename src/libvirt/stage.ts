@@ -143,3 +143,23 @@ async function upload(
   if (!kernel || !initrd) throw new VirshError(['vol-path'], `guest volumes missing in pool ${KVMIO_POOL}`);
   return { kernel, initrd };
 }
+
+/** File name of a uefi domain's own variable store in kvmio's pool (libvirt makes it from the template). */
+function nvramVolume(domain: string): string {
+  return `${domain}_VARS.fd`;
+}
+
+/** Where a uefi domain's variable store goes on its libvirt host: kvmio's pool, removed with the domain. */
+export function nvramPath(domain: string): string {
+  return join(KVMIO_POOL_DIR, nvramVolume(domain));
+}
+
+/**
+ * Removes a domain's variable store from kvmio's pool, if there is one: libvirt leaves a transient
+ * domain's NVRAM behind. Through the pool, so it works on a remote host as on this one.
+ */
+export async function removeNvram(virsh: Virsh, domain: string): Promise<void> {
+  // virsh runs quiet: success prints nothing, failure is undefined.
+  if ((await virsh.tryRun(['pool-refresh', KVMIO_POOL])) === undefined) return;
+  await virsh.tryRun(['vol-delete', '--pool', KVMIO_POOL, nvramVolume(domain)]);
+}

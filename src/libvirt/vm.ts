@@ -10,13 +10,14 @@ import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js'
 import { type HostAccess, hostAccessFor } from '../host/access.js';
 import { kernelAccount, kernelNowUsec, taskIds } from '../host/kernel-log.js';
 import { blockRequests } from '../qemu/blockstats.js';
+import { type Ovmf, studyOvmf, verifyFirmware } from '../qemu/firmware.js';
 import { checkRunningShape } from '../qemu/running-shape.js';
 import { aioModeProblems, runningQemuVersion } from '../qemu/verify.js';
 import { ownerGone, processStartTicks } from '../safety/leftovers.js';
 import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
 import type { DiskSpec, Qcow2Options, Study, Variant } from '../study/types.js';
 import { sameQemu, variantFormat } from '../study/variants.js';
-import { PointFailure } from '../util/errors.js';
+import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, sleep, waitFor } from '../util/proc.js';
 import { checkQemuCanReach } from './dac.js';
@@ -25,7 +26,7 @@ import { libvirtForwardPort } from './forward.js';
 import { ensureNetwork, guestAddress } from './network.js';
 import { checkGuestTools, type PreparedOwnDomain, prepareOwnDomain } from './own.js';
 import { type LibvirtStack, libvirtStack } from './stack.js';
-import { stageGuest } from './stage.js';
+import { nvramPath, removeNvram, stageGuest } from './stage.js';
 import { verifyLive } from './verify.js';
 import { Virsh, VirshError } from './virsh.js';
 import {
@@ -60,6 +61,8 @@ export interface LibvirtVmOptions {
   network?: NetworkChoice;
   /** What the host's libvirt and QEMU can do; default: asked of the host (libvirtStack). */
   stack?: LibvirtStack;
+  /** A uefi study's OVMF on the libvirt host; default: this machine's, for a local URI. */
+  ovmf?: Ovmf;
   log?: (line: string) => void;
 }
 
@@ -72,6 +75,8 @@ export interface LibvirtVm extends GuestVm {
   address(): Promise<string>;
   /** After a workload: QEMU still runs the aio mode asked. */
   verifyAio(): Promise<void>;
+  /** The firmware as verified live after boot (QEMU's pflash and the guest's view). */
+  readonly firmware: string | undefined;
 }
 
 const FILE_CHUNK = 48 * 1024;
@@ -93,9 +98,11 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   const own = opts.study.guest.domain
     ? await prepareOwnDomain({ virsh, ...opts, diskPath, owner, iothreadVqMapping: stack.iothreadVqMapping })
     : undefined;
+  const ovmf = own ? undefined : await domainOvmf(virsh, opts);
   const xml =
     own?.xml ??
     domainXml({
+      firmware: ovmf && { ...ovmf, nvram: nvramPath(opts.name) },
       study: opts.study,
       variant: opts.variant,
       guest: { ...(await stageGuest(virsh, image)), cmdline: GUEST_KERNEL_CMDLINE },
@@ -119,8 +126,10 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   if (opts.network?.type === 'network') await ensureNetwork(virsh, opts.network.name, scratch);
 
   const started = Date.now();
+  // A variable store left by an earlier domain of this name would carry its boot entries over.
+  if (ovmf) await removeNvram(virsh, opts.name);
   const unregister = onCleanup(async () => {
-    await destroy(virsh, opts.name);
+    await destroy(virsh, opts.name, ovmf !== undefined);
     if (virsh.isLocal) rmSync(consoleLog, { force: true });
     own?.cleanup();
   });
@@ -151,6 +160,14 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
       );
     vm.noteQemuTasks();
     await verifyLive(vm.liveContext(true), opts.variant);
+    vm.firmware = await verifyFirmware(
+      {
+        monitor: (command, args) => virsh.monitor(opts.name, command, args),
+        exec: (argv, o) => vm.exec(argv, o),
+      },
+      own ? 'bios' : (opts.study.guest.firmware ?? 'bios'),
+      ovmf?.code,
+    );
     vm.qemu = await liveQemu(virsh, opts.name);
     vm.markLog();
   } catch (e) {
@@ -211,11 +228,27 @@ function readFrom(path: string, offset: number): string | undefined {
   }
 }
 
-/** Destroys the domain if it still exists; transient domains vanish with it. */
-async function destroy(virsh: Virsh, name: string): Promise<void> {
+/**
+ * A uefi study's OVMF on the domain's host: as found there by the backend, or this machine's for a
+ * local URI; undefined for bios.
+ */
+async function domainOvmf(virsh: Virsh, opts: LibvirtVmOptions): Promise<Ovmf | undefined> {
+  if ((opts.study.guest.firmware ?? 'bios') === 'bios') return undefined;
+  if (opts.ovmf) return opts.ovmf;
+  if (!virsh.isLocal)
+    throw new UserError(`${opts.study.source}: guest.firmware uefi: OVMF on ${virsh.uri} was not looked up`);
+  return studyOvmf(opts.study);
+}
+
+/**
+ * Destroys the domain if it still exists; transient domains vanish with it, but not the variable store
+ * libvirt made for a uefi one (`nvram`).
+ */
+async function destroy(virsh: Virsh, name: string, nvram: boolean): Promise<void> {
   await virsh.tryRun(['destroy', name], { timeoutMs: 15_000 });
   // Only a defined (persistent) domain survives destroy; kvmio does not define, but be sure.
   await virsh.tryRun(['undefine', name], { timeoutMs: 15_000 });
+  if (nvram) await removeNvram(virsh, name);
 }
 
 function tailOf(virsh: Virsh, file: string, lines: number): string {
@@ -247,7 +280,7 @@ export async function reapOrphans(
     const since = virsh.isLocal ? domainQemuStart(name) : undefined;
     if (!owner || owner.host !== hostname() || !ownerGone(owner.pid, since)) continue;
     log(`libvirt: destroying ${name}, left running by kvmio pid ${owner.pid}, which is gone`);
-    await destroy(virsh, name);
+    await destroy(virsh, name, true);
     reaped.push(name);
   }
   return reaped;
@@ -313,6 +346,7 @@ class LibvirtGuest implements LibvirtVm {
   variant: Variant;
   bootMs = 0;
   qemu: { path: string; version: string } | undefined;
+  firmware: string | undefined;
   readonly host: string;
   readonly uri: string;
   readonly name: string;
@@ -700,7 +734,7 @@ class LibvirtGuest implements LibvirtVm {
     // The copy would go with the VM anyway; removed first so that nothing of kvmio's stays in the guest.
     await this.fio?.remove();
     // Nothing on the test disk needs a clean shutdown: fio writes to the raw device.
-    await destroy(this.virsh, this.name);
+    await destroy(this.virsh, this.name, !this.own && this.opts.study.guest.firmware === 'uefi');
     this.unregister();
     this.own?.cleanup();
     rmSync(this.scratch, { recursive: true, force: true });

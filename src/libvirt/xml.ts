@@ -70,6 +70,11 @@ export interface DomainXmlOptions {
   scsiIothreadVqMapping?: boolean;
   /** The QEMU binary libvirt runs (`<emulator>`); default: libvirt's own choice. */
   emulator?: string;
+  /**
+   * A uefi guest's OVMF on the libvirt host: the code image, the variable store template and the
+   * domain's own store, which libvirt makes from the template when it is missing.
+   */
+  firmware?: { code: string; varsTemplate: string; nvram: string };
 }
 
 export function escapeXml(value: string | number): string {
@@ -272,6 +277,25 @@ function networkXml(network: NetworkChoice): string[] {
   return [open, `      <model type='virtio'/>`, '    </interface>'];
 }
 
+/**
+ * A uefi guest's `<loader>` and `<nvram>`, named explicitly (libvirt 9.0 and 11.x read them alike,
+ * with no firmware autoselection that could pick a Secure Boot build); nothing for bios (SeaBIOS).
+ */
+function firmwareXml(opts: DomainXmlOptions, machine: string): string[] {
+  if ((opts.study.guest.firmware ?? 'bios') === 'bios') return [];
+  const fw = opts.firmware;
+  if (!fw)
+    throw new UserError(`${opts.study.source}: guest.firmware uefi: no OVMF images given for the domain`);
+  if (machine !== 'q35')
+    throw new UserError(
+      `${opts.study.source}: guest.firmware uefi needs machine q35 (OVMF's pflash), not ${machine}`,
+    );
+  return [
+    `    <loader readonly='yes' type='pflash'>${escapeXml(fw.code)}</loader>`,
+    `    <nvram template='${escapeXml(fw.varsTemplate)}'>${escapeXml(fw.nvram)}</nvram>`,
+  ];
+}
+
 export function domainXml(opts: DomainXmlOptions): string {
   const { study, variant, guest, accel, name } = opts;
   checkVariant(variant, opts.iothreadVqMapping, opts.scsiIothreadVqMapping);
@@ -303,6 +327,7 @@ export function domainXml(opts: DomainXmlOptions): string {
   lines.push(
     '  <os>',
     `    <type arch='x86_64' machine='${machine}'>hvm</type>`,
+    ...firmwareXml(opts, machine),
     `    <kernel>${escapeXml(guest.kernel)}</kernel>`,
     `    <initrd>${escapeXml(guest.initrd)}</initrd>`,
     `    <cmdline>${escapeXml(guest.cmdline)}</cmdline>`,

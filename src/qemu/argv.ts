@@ -53,6 +53,9 @@ export function diskIothread(variant: Variant, index: number): string | undefine
   return iothreadIds(variant.iothreads)[index % variant.iothreads];
 }
 
+/** Node names of a uefi guest's two pflash images (the code read-only, the VM's own variable store). */
+export const FIRMWARE_NODES = { code: 'kvmio-fw-code', vars: 'kvmio-fw-vars' } as const;
+
 export interface QemuImage {
   kernel: string;
   initrd: string;
@@ -74,6 +77,8 @@ export interface QemuArgvOptions {
   binary?: string;
   /** Start with CPUs stopped (-S): used to check that QEMU accepts the argv without booting. */
   paused?: boolean;
+  /** A uefi guest's OVMF: the code image and this VM's own copy of the variable store template. */
+  firmware?: { code: string; vars: string };
 }
 
 export interface QemuRuntimePaths {
@@ -290,6 +295,31 @@ export function testDiskSlots(opts: Pick<QemuArgvOptions, 'study' | 'variant'>):
   return Math.max(variantDisks(opts.variant), studyMost);
 }
 
+/**
+ * A uefi guest's pflash: OVMF's code read-only and the VM's variable store, as blockdev nodes given
+ * to the machine (a second -machine merges into the first). A bios guest keeps QEMU's SeaBIOS.
+ */
+function firmwareArgv(opts: Pick<QemuArgvOptions, 'study' | 'firmware'>): string[] {
+  if ((opts.study.guest.firmware ?? 'bios') === 'bios') return [];
+  const fw = opts.firmware;
+  if (!fw) throw new UserError(`${opts.study.source}: guest.firmware uefi: no OVMF images given for the VM`);
+  if ((opts.study.guest.machine ?? 'q35') !== 'q35')
+    throw new UserError(`${opts.study.source}: guest.firmware uefi needs machine q35 (OVMF's pflash)`);
+  return [
+    '-blockdev',
+    JSON.stringify({
+      driver: 'file',
+      'node-name': FIRMWARE_NODES.code,
+      filename: fw.code,
+      'read-only': true,
+    }),
+    '-blockdev',
+    JSON.stringify({ driver: 'file', 'node-name': FIRMWARE_NODES.vars, filename: fw.vars }),
+    '-machine',
+    `pflash0=${FIRMWARE_NODES.code},pflash1=${FIRMWARE_NODES.vars}`,
+  ];
+}
+
 /** The whole command line, binary first. */
 export function qemuArgv(opts: QemuArgvOptions): string[] {
   const { variant, study, accel } = opts;
@@ -355,6 +385,7 @@ export function qemuArgv(opts: QemuArgvOptions): string[] {
     '-device',
     'virtio-net-pci,netdev=kvmio-net,romfile=',
   ];
+  argv.push(...firmwareArgv(opts));
   if (opts.image)
     argv.push('-kernel', opts.image.kernel, '-initrd', opts.image.initrd, '-append', opts.image.cmdline);
   for (const id of iothreadIds(variant.iothreads)) argv.push('-object', `iothread,id=${id}`);

@@ -21,6 +21,9 @@ export function qemuBackend(): VmBackend<QemuVm> {
         return { error: `host facts unavailable: ${errorMessage(err)}` };
       }
     },
+    checkFirmware: async (study) => {
+      await (await import('./firmware.js')).studyOvmf(study);
+    },
     stage: async () => undefined,
     boot: async (req: BootRequest) => {
       const [{ ensureGuest, GUEST_KERNEL_CMDLINE }, { startQemuVm }] = await Promise.all([
@@ -44,6 +47,7 @@ export function qemuBackend(): VmBackend<QemuVm> {
         'qemu.argv': JSON.stringify(vm.argv),
         ...(stderr ? { 'qemu.stderr': stderr } : {}),
         ...(vm.qemu ? { qemu: JSON.stringify(vm.qemu) } : {}),
+        ...(vm.firmware ? { firmware: vm.firmware } : {}),
       };
     },
   };

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { localBootLimit } from '../guest/boot-limit.js';
 import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestRelease } from '../guest/build.js';
@@ -33,6 +33,7 @@ import {
 import { qemuBinary } from './binary.js';
 import { blockRequests } from './blockstats.js';
 import { type QemuCapabilities, qemuCapabilities } from './capabilities.js';
+import { type Ovmf, studyOvmf, verifyFirmware } from './firmware.js';
 import { applyPinning } from './pinning.js';
 import { QmpClient } from './qmp.js';
 import { checkRunningShape } from './running-shape.js';
@@ -84,6 +85,8 @@ export class QemuVm implements GuestVm {
   private readonly tasks = new Set<number>();
   private readonly startedUsec = kernelNowUsec();
   qemu: { path: string; version: string } | undefined;
+  /** The firmware as verified live after boot (QEMU's pflash and the guest's view), e.g. "uefi: …". */
+  firmware: string | undefined;
 
   constructor(
     private readonly opts: StartQemuVmOptions,
@@ -91,6 +94,7 @@ export class QemuVm implements GuestVm {
     readonly capabilities: QemuCapabilities,
     readonly dir: string,
     private readonly child: ChildProcess,
+    private readonly ovmf?: Ovmf,
   ) {
     this.name = opts.name ?? 'kvmio';
     this.variant = opts.variant;
@@ -152,6 +156,14 @@ export class QemuVm implements GuestVm {
       await this.agent.waitReady(limit, () => this.checkAlive());
       this.bootMs = Date.now() - started;
       this.log(`guest agent answered after ${this.bootMs} ms`);
+      this.firmware = await verifyFirmware(
+        {
+          monitor: (command, args) => this.qmp.execute(command, args),
+          exec: (argv, o) => this.exec(argv, o),
+        },
+        this.opts.study.guest.firmware ?? 'bios',
+        this.ovmf?.code,
+      );
       if (this.opts.study.pinning) await applyPinning(this.qemuPid(), this.qmp, this.opts.study.pinning);
     } catch (err) {
       // QEMU exiting at start closes its sockets first: wait a moment for its own exit reason.
@@ -423,11 +435,16 @@ export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
   if (opts.variant.memory === 'hugepages') checkHugepages(opts.study.guest.memoryBytes, opts.variant.id);
   const image =
     opts.image ?? (opts.paused ? undefined : await embeddedGuestImage(opts.log, opts.study.guest.release));
+  const ovmf = await studyOvmf(opts.study);
   const name = opts.name ?? `kvmio-${process.pid}-${++vmCounter}`;
   const dir = mkdtempSync(join(runtimeDir(), `${name}-`));
   let argv: string[];
   try {
+    // The VM's own variable store, a copy of OVMF's template: removed with the runtime directory.
+    const firmware = ovmf ? { code: ovmf.code, vars: join(dir, 'OVMF_VARS.fd') } : undefined;
+    if (ovmf && firmware) copyFileSync(ovmf.varsTemplate, firmware.vars);
     argv = qemuArgv({
+      firmware,
       ...opts,
       image,
       name,
@@ -443,7 +460,7 @@ export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
   const [cmd, ...args] = argv as [string, ...string[]];
   opts.log?.(`${name}: starting ${opts.variant.id}`);
   const child = spawnOwned(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const vm = new QemuVm({ ...opts, name }, argv, caps, dir, child);
+  const vm = new QemuVm({ ...opts, name }, argv, caps, dir, child, ovmf);
   await vm.start();
   return vm;
 }

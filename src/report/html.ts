@@ -96,6 +96,7 @@ export function reportHtml(data: ReportData, charts: RenderedChart[], conclusion
         qemu?: { version?: string };
         fio?: { version?: string };
         libvirtHost?: { libvirt?: string };
+        firmware?: unknown;
         remote?: unknown;
         unmeasured?: unknown;
         failed?: unknown;
@@ -116,6 +117,7 @@ export function reportHtml(data: ReportData, charts: RenderedChart[], conclusion
         facts.qemu?.version ? `QEMU ${escapeHtml(facts.qemu.version)}` : '',
         facts.fio?.version ? `fio ${escapeHtml(facts.fio.version.replace(/^fio-/, ''))}` : '',
         facts.libvirtHost?.libvirt ? `libvirt ${escapeHtml(facts.libvirtHost.libvirt)}` : '',
+        typeof facts.firmware === 'string' ? `guest firmware ${escapeHtml(facts.firmware)}` : '',
         typeof facts.remote === 'string' ? `reached as ${escapeHtml(facts.remote)}` : '',
         typeof facts.failed === 'string' ? `<strong>host failed: ${escapeHtml(facts.failed)}</strong>` : '',
         ...missing,

@@ -18,3 +18,17 @@ export const DEFAULT_GUEST_RELEASE: GuestRelease = 'trixie';
  * packed copy is still there, and the root filesystem (with /tmp) is RAM too.
  */
 export const GUEST_MIN_MEMORY_MIB = 512;
+
+/**
+ * The guest's firmware: bios (SeaBIOS, QEMU's default) or uefi (OVMF on q35, as the study's pc-q35
+ * UEFI guest). UEFI boots the same kernel and initrd, loaded by the firmware from QEMU's fw_cfg.
+ */
+export const GUEST_FIRMWARES = ['bios', 'uefi'] as const;
+export type GuestFirmware = (typeof GUEST_FIRMWARES)[number];
+export const DEFAULT_GUEST_FIRMWARE: GuestFirmware = 'bios';
+/**
+ * Guest RAM a uefi guest needs: OVMF keeps its own copy of the initramfs (read from fw_cfg) beside the
+ * one the kernel's EFI stub loads, so 512 MiB leaves the unpacking without room ("Initramfs unpacking
+ * failed: write error", seen on QEMU 10 with OVMF 2022.11); 768 MiB boots.
+ */
+export const GUEST_MIN_MEMORY_MIB_UEFI = 768;

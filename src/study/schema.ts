@@ -15,7 +15,14 @@ import {
   readSize,
   readString,
 } from './fields.js';
-import { DEFAULT_GUEST_RELEASE, GUEST_MIN_MEMORY_MIB, GUEST_RELEASES } from './guest-release.js';
+import {
+  DEFAULT_GUEST_FIRMWARE,
+  DEFAULT_GUEST_RELEASE,
+  GUEST_FIRMWARES,
+  GUEST_MIN_MEMORY_MIB,
+  GUEST_MIN_MEMORY_MIB_UEFI,
+  GUEST_RELEASES,
+} from './guest-release.js';
 import { DEFAULT_MACHINE, fitGuestToHost, MACHINE_TYPES } from './guest-shape.js';
 import { readQcow2 } from './image-schema.js';
 import { isLocalLibvirtUri, libvirtUriProblem } from './libvirt-uri.js';
@@ -61,7 +68,13 @@ const HUGEPAGE = 2 * MIB;
 export const STUDY_DEFAULTS = {
   backend: 'qemu',
   libvirtUri: 'qemu:///system',
-  guest: { vcpus: 2, memoryBytes: GIB, count: 1, release: DEFAULT_GUEST_RELEASE },
+  guest: {
+    vcpus: 2,
+    memoryBytes: GIB,
+    count: 1,
+    release: DEFAULT_GUEST_RELEASE,
+    firmware: DEFAULT_GUEST_FIRMWARE,
+  },
   disk: { path: '/var/tmp/kvmio.raw', sizeBytes: 4 * GIB },
   matrix: {
     aio: ['native'],
@@ -415,7 +428,19 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
   const g =
     top.guest === undefined
       ? {}
-      : readMap(src, ['guest'], top.guest, ['vcpus', 'memory', 'count', 'domain', 'release', 'machine']);
+      : readMap(src, ['guest'], top.guest, [
+          'vcpus',
+          'memory',
+          'count',
+          'domain',
+          'release',
+          'machine',
+          'firmware',
+        ]);
+  const firmware =
+    g.firmware === undefined
+      ? STUDY_DEFAULTS.guest.firmware
+      : readEnum(src, ['guest', 'firmware'], g.firmware, GUEST_FIRMWARES);
   const guest: Study['guest'] = {
     vcpus:
       g.vcpus === undefined ? STUDY_DEFAULTS.guest.vcpus : readInt(src, ['guest', 'vcpus'], g.vcpus, 1, 256),
@@ -438,7 +463,19 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
       g.machine === undefined
         ? DEFAULT_MACHINE
         : readEnum(src, ['guest', 'machine'], g.machine, MACHINE_TYPES),
+    firmware,
   };
+  // OVMF runs on q35 here, as the study's pc-q35 UEFI guest.
+  if (firmware === 'uefi' && guest.machine !== 'q35')
+    src.fail(
+      ['guest', 'firmware'],
+      `uefi needs machine q35 (guest.machine is ${guest.machine}): remove one of them`,
+    );
+  if (firmware === 'uefi' && guest.memoryBytes < GUEST_MIN_MEMORY_MIB_UEFI * MIB)
+    src.fail(
+      ['guest', 'memory'],
+      `${formatBytes(guest.memoryBytes)} is too little for the builtin guest under uefi: OVMF keeps a copy of the initramfs beside the kernel's, so it needs at least ${GUEST_MIN_MEMORY_MIB_UEFI} MiB`,
+    );
   if (g.domain !== undefined) {
     const given = readString(src, ['guest', 'domain'], g.domain);
     if (backend !== 'libvirt')
@@ -455,6 +492,11 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
       src.fail(
         ['guest', 'domain'],
         'comes with its own machine type (<os><type machine=…>): remove guest.machine (it shapes the builtin guest)',
+      );
+    if (g.firmware !== undefined)
+      src.fail(
+        ['guest', 'firmware'],
+        "is the builtin guest's: a domain of your own keeps its own <os> firmware; remove guest.firmware",
       );
     // A path (has a slash or ends in .xml) names a file; anything else, a domain defined in libvirt.
     if (given.includes('/') || given.endsWith('.xml')) {

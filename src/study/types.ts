@@ -1,6 +1,6 @@
 export type { MetricRow } from './results.js';
 
-import type { GuestRelease } from './guest-release.js';
+import type { GuestFirmware, GuestRelease } from './guest-release.js';
 import type { MachineType } from './guest-shape.js';
 
 /**
@@ -199,6 +199,8 @@ export interface GuestSpec {
   release?: GuestRelease;
   /** The builtin guest's machine type on both backends (absent: q35). */
   machine?: MachineType;
+  /** bios or uefi (OVMF, on q35); absent: bios. */
+  firmware?: GuestFirmware;
 }
 
 /** A domain XML file, or the name of a domain defined on the study's libvirt host. */

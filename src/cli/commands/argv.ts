@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { builtGuest, GUEST_KERNEL_CMDLINE } from '../../guest/build.js';
 import { qemuArgv } from '../../qemu/argv.js';
 import { qemuCapabilities } from '../../qemu/capabilities.js';
+import { studyOvmf } from '../../qemu/firmware.js';
 import { loadStudyArg } from '../../study/load.js';
 import { HOST_VARIANT_ID, type Study, type Variant } from '../../study/types.js';
 import { UserError } from '../../util/errors.js';
@@ -56,7 +57,14 @@ export function registerArgv(program: Command): void {
           'the guest is not built yet ("kvmio guest build"): kernel and initrd paths are placeholders',
         );
       const name = `kvmio-${variant.id}`;
+      const ovmf = await studyOvmf(study);
+      const vmDir = join(runtimeDir(), name);
+      if (ovmf)
+        notes.push(
+          `uefi: kvmio copies OVMF's variable store template ${ovmf.varsTemplate} into the VM's runtime directory for every VM (removed when it stops)`,
+        );
       const argv = qemuArgv({
+        ...(ovmf ? { firmware: { code: ovmf.code, vars: join(vmDir, 'OVMF_VARS.fd') } } : {}),
         name,
         study,
         variant,
@@ -66,7 +74,7 @@ export function registerArgv(program: Command): void {
           initrd: guest?.initrd ?? 'GUEST/initrd.img',
           cmdline: GUEST_KERNEL_CMDLINE,
         },
-        runtimeDir: join(runtimeDir(), name),
+        runtimeDir: vmDir,
         capabilities: await qemuCapabilities(),
       });
       const pinning = study.pinning;

@@ -28,6 +28,7 @@ export function registerDoctor(program: Command): void {
         log: (line) => process.stderr.write(`${line}\n`),
         qemus,
         needs: study?.disk.lvm ? ['lvm2'] : [],
+        ...(study ? { firmware: study.guest.firmware } : {}),
       });
       // Exit 0 even under TCG: the host is usable, the warning says what the numbers mean.
       if (opts.json) printJson(report);

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
 import { type AxisQemu, checkQemuAxis } from '../../qemu/axis.js';
+import { firmwareText, type Ovmf, studyOvmf } from '../../qemu/firmware.js';
 import { shapeForRun } from '../../study/budget.js';
 import { splitGlobs } from '../../study/glob.js';
 import { DEFAULT_MACHINE, describePinning, guestCpuModel } from '../../study/guest-shape.js';
+import { isLocalLibvirtUri } from '../../study/libvirt-uri.js';
 import { loadStudyArg } from '../../study/load.js';
 import { type Plan, type PlannedPoint, planStudy } from '../../study/plan.js';
 import { variantDetectZeroes, variantDiscard } from '../../study/variants.js';
@@ -19,7 +21,7 @@ interface PlanFlags {
 }
 
 /** The machine-readable plan: the contract of `kvmio plan --json`. */
-export function planJson(plan: Plan, qemus: AxisQemu[] = []) {
+export function planJson(plan: Plan, qemus: AxisQemu[] = [], ovmf?: Ovmf) {
   const { study } = plan;
   return {
     study: {
@@ -36,6 +38,8 @@ export function planJson(plan: Plan, qemus: AxisQemu[] = []) {
               vcpus: study.guest.vcpus,
               memoryBytes: study.guest.memoryBytes,
               ...(study.pinning ? { pinning: study.pinning } : {}),
+              firmware: study.guest.firmware ?? 'bios',
+              ...(ovmf ? { ovmf: { code: ovmf.code, varsTemplate: ovmf.varsTemplate } } : {}),
             },
           }),
     },
@@ -133,7 +137,7 @@ function guestLine(study: Plan['study']): string {
   return `guest ${study.guest.machine ?? DEFAULT_MACHINE}, ${study.guest.vcpus} vCPU(s) (${guestCpuModel('kvm')} under KVM, ${guestCpuModel('tcg')} under TCG), ${formatBytes(study.guest.memoryBytes)}, ${pins}`;
 }
 
-export function formatPlan(plan: Plan, qemus: AxisQemu[] = []): string {
+export function formatPlan(plan: Plan, qemus: AxisQemu[] = [], ovmf?: Ovmf): string {
   const { study } = plan;
   const onQemus = plan.variants.some((v) => v.qemu);
   const out: string[] = [];
@@ -142,7 +146,9 @@ export function formatPlan(plan: Plan, qemus: AxisQemu[] = []): string {
     `  backend ${study.backend}, ${plan.variants.length} VM variant(s)${plan.baseline ? ' + host baseline' : ''}, ` +
       `${study.workloads.length} workload(s) (${study.workloads.map((w) => w.name).join(', ')}), ` +
       `${study.repetitions} repetition(s)`,
-    ...(study.guest.domain ? [] : [`  ${guestLine(study)}`]),
+    ...(study.guest.domain
+      ? []
+      : [`  ${guestLine(study)}`, `  guest firmware ${firmwareText(study.guest.firmware ?? 'bios', ovmf)}`]),
     '',
     'Variants:',
     formatTable(
@@ -214,7 +220,11 @@ export function registerPlan(program: Command): void {
       );
       const plan = planStudy(study, { only });
       const qemus = await checkQemuAxis(study, plan.variants);
-      if (flags.json) printJson(planJson(plan, qemus));
-      else process.stdout.write(formatPlan(plan, qemus));
+      // Where the VMs run on this machine, a uefi study without OVMF is refused now (remote hosts: at run).
+      const local =
+        study.backend === 'qemu' || (study.hosts.length === 0 && isLocalLibvirtUri(study.libvirt.uri));
+      const ovmf = local ? await studyOvmf(study) : undefined;
+      if (flags.json) printJson(planJson(plan, qemus, ovmf));
+      else process.stdout.write(formatPlan(plan, qemus, ovmf));
     });
 }

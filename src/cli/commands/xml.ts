@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { builtGuest, GUEST_KERNEL_CMDLINE } from '../../guest/build.js';
-import { guestContentTag, stagedGuestPaths } from '../../libvirt/stage.js';
+import { guestContentTag, nvramPath, stagedGuestPaths } from '../../libvirt/stage.js';
 import { diskXml, domainXml, scsiControllerXml } from '../../libvirt/xml.js';
+import { studyOvmf } from '../../qemu/firmware.js';
 import { testDiskPaths } from '../../study/disks.js';
 import { loadStudyArg } from '../../study/load.js';
 import { variantDisks } from '../../study/variants.js';
@@ -59,6 +60,9 @@ export function registerXml(program: Command): void {
           'note: the guest is not built yet ("kvmio guest build"): kernel and initrd paths are placeholders\n',
         );
       }
+      const name = `kvmio-${variant.id}`;
+      // The OVMF of this machine: a domain for another host names that host's files.
+      const ovmf = await studyOvmf(study);
       const staged = guest
         ? stagedGuestPaths(await guestContentTag(guest))
         : { kernel: 'GUEST/vmlinuz', initrd: 'GUEST/initrd.img' };
@@ -68,8 +72,9 @@ export function registerXml(program: Command): void {
           variant,
           guest: { ...staged, cmdline: GUEST_KERNEL_CMDLINE },
           accel,
-          name: `kvmio-${variant.id}`,
+          name,
           iothreadVqMapping,
+          ...(ovmf ? { firmware: { ...ovmf, nvram: nvramPath(name) } } : {}),
         }),
       );
     });
