@@ -6,10 +6,17 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { GuestExecResult } from '../../src/guest/vm.js';
+import { LOCAL_HOST } from '../../src/host/access.js';
 import { nvramPath, stagedGuestPaths } from '../../src/libvirt/stage.js';
 import { domainXml } from '../../src/libvirt/xml.js';
 import { FIRMWARE_NODES, qemuArgv } from '../../src/qemu/argv.js';
-import { guestFirmwareCheck, type Ovmf, ovmfFromDescriptor, pflashCheck } from '../../src/qemu/firmware.js';
+import {
+  guestFirmwareCheck,
+  type Ovmf,
+  ovmfFromDescriptor,
+  pflashCheck,
+  studyOvmf,
+} from '../../src/qemu/firmware.js';
 import type { Monitor } from '../../src/qemu/verify.js';
 import { parseStudy } from '../../src/study/load.js';
 import { ConfigError, UserError } from '../../src/util/errors.js';
@@ -110,6 +117,35 @@ describe('OVMF from QEMU firmware descriptors (Debian 12 ovmf package)', () => {
       const text = typeof d === 'string' ? d : JSON.stringify(d);
       assert.equal(typeof ovmfFromDescriptor(text, 'x.json'), 'string', what);
     }
+  });
+});
+
+describe('a host without OVMF', () => {
+  // What `ls` answers on a host without the firmware descriptor directories (exit 2, no names).
+  const bare = {
+    ...LOCAL_HOST,
+    label: 'a host without ovmf',
+    run: async (argv: readonly string[]) => ({
+      code: argv[0] === 'ls' ? 2 : 1,
+      stdout: '',
+      stderr: `ls: cannot access '${argv[2]}': No such file or directory`,
+      signal: null,
+      timedOut: false,
+    }),
+  } as unknown as typeof LOCAL_HOST;
+
+  test('a uefi study is refused before any boot, naming the key and the package to install', async () => {
+    await assert.rejects(
+      studyOvmf(study('{ firmware: uefi }'), bare),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        e.message.startsWith('fw.yaml: guest.firmware: uefi needs OVMF') &&
+        /install with: .*(ovmf|edk2-ovmf|qemu-ovmf-x86_64)/.test(e.message),
+    );
+  });
+
+  test('a bios study needs no OVMF', async () => {
+    assert.equal(await studyOvmf(study('{ firmware: bios }'), bare), undefined);
   });
 });
 
