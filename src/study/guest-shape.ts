@@ -56,7 +56,12 @@ const MEMORY_STEP = 2 * MIB;
  * - Without pinning, vCPUs are at most the host's CPUs.
  * - Memory: all guests together at most HOST_MEMORY_SHARE of the host's RAM, in 2 MiB steps.
  */
-export function fitGuestToHost(shape: GuestShape, host: HostSize): GuestShape & { notes: string[] } {
+export function fitGuestToHost(
+  shape: GuestShape,
+  host: HostSize,
+  /** The least the guest boots with (more under uefi: GUEST_MIN_MEMORY_MIB_UEFI). */
+  minMemoryMiB = GUEST_MIN_MEMORY_MIB,
+): GuestShape & { notes: string[] } {
   const n = host.cpus.length;
   const cpus = [...host.cpus].sort((a, b) => a - b);
   let vcpus = shape.vcpus;
@@ -104,8 +109,8 @@ export function fitGuestToHost(shape: GuestShape, host: HostSize): GuestShape & 
   if (memoryBytes <= cap) {
     memoryNote = `guest.memory: ${formatBytes(memoryBytes)} kept (${guests} ${fits} in ${share})`;
   } else {
-    memoryBytes = Math.max(cap, GUEST_MIN_MEMORY_MIB * MIB);
-    memoryNote = `guest.memory: ${formatBytes(shape.memoryBytes)} → ${formatBytes(memoryBytes)} (${guests} at most ${share}${cap < GUEST_MIN_MEMORY_MIB * MIB ? `, but not below the guest's minimum of ${GUEST_MIN_MEMORY_MIB} MiB` : ''})`;
+    memoryBytes = Math.max(cap, minMemoryMiB * MIB);
+    memoryNote = `guest.memory: ${formatBytes(shape.memoryBytes)} → ${formatBytes(memoryBytes)} (${guests} at most ${share}${cap < minMemoryMiB * MIB ? `, but not below the guest's minimum of ${minMemoryMiB} MiB` : ''})`;
   }
   const out: GuestShape & { notes: string[] } = {
     vcpus,

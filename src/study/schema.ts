@@ -601,7 +601,11 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
   if (fit) {
     if (!hostCpus)
       src.fail(['fit_to_host'], "cannot read this host's online CPUs (/sys/devices/system/cpu/online)");
-    const fitted = fitGuestToHost({ ...guest, pinning }, { cpus: hostCpus, memoryBytes: totalmem() });
+    const fitted = fitGuestToHost(
+      { ...guest, pinning },
+      { cpus: hostCpus, memoryBytes: totalmem() },
+      firmware === 'uefi' ? GUEST_MIN_MEMORY_MIB_UEFI : GUEST_MIN_MEMORY_MIB,
+    );
     guest.vcpus = fitted.vcpus;
     guest.memoryBytes = fitted.memoryBytes;
     if (fitted.pinning) study.pinning = fitted.pinning;

@@ -18,6 +18,8 @@ import {
   studyOvmf,
 } from '../../src/qemu/firmware.js';
 import type { Monitor } from '../../src/qemu/verify.js';
+import { GUEST_MIN_MEMORY_MIB_UEFI } from '../../src/study/guest-release.js';
+import { fitGuestToHost } from '../../src/study/guest-shape.js';
 import { parseStudy } from '../../src/study/load.js';
 import { ConfigError, UserError } from '../../src/util/errors.js';
 
@@ -70,6 +72,17 @@ describe('guest.firmware in a study', () => {
       () => study('{ firmware: uefi, memory: 512MiB }'),
       (e: Error) => e instanceof ConfigError && /guest\.memory.*uefi.*768 MiB/.test(e.message),
     );
+  });
+
+  test('fit_to_host never shrinks a uefi guest below its 768 MiB', () => {
+    const shape = { vcpus: 1, memoryBytes: 8 * 1024 ** 3, count: 1 };
+    const fit = fitGuestToHost(
+      shape,
+      { cpus: [0, 1], memoryBytes: 768 * 1024 ** 2 },
+      GUEST_MIN_MEMORY_MIB_UEFI,
+    );
+    assert.equal(fit.memoryBytes, 768 * 1024 ** 2);
+    assert.match(fit.notes[2]!, /not below the guest's minimum of 768 MiB/);
   });
 
   test("a user's own domain keeps its own firmware: the key is refused", () => {
