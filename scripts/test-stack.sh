@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The study's stack for the tests, beside Debian 12's own (make test runs this; make demo never does):
 #  - QEMU 10.0 from Debian's bookworm-backports, unpacked from its .debs into a prefix
-#    (default /opt/kvmio/qemu-10) with a launcher at PREFIX/bin/qemu-system-x86_64; the system
-#    QEMU 7.2 stays what it is;
+#    (default /opt/kvmio/qemu-10) with launchers at PREFIX/bin/qemu-system-x86_64 and
+#    PREFIX/bin/qemu-storage-daemon (its storage daemon, from qemu-utils since QEMU 8: kvmio runs
+#    the daemon beside the QEMU it serves); the system QEMU 7.2 stays what it is;
 #  - libvirt 11.3 from bookworm-backports as this (throwaway test) machine's libvirt, which runs
 #    QEMU 7.2 by default and QEMU 10 where a domain's <emulator> names the launcher.
 # Backports come in through a source of their own, pinned to priority 100 so that nothing else is
@@ -11,9 +12,10 @@
 set -euo pipefail
 
 PREFIX=${KVMIO_QEMU10_PREFIX:-/opt/kvmio/qemu-10}
-# The emulator and every module package of it (their modules are what QEMU 10 can load).
+# The emulator and every module package of it (their modules are what QEMU 10 can load), and
+# qemu-utils for qemu-storage-daemon.
 QEMU_DEBS=(qemu-system-x86 qemu-system-common qemu-system-data seabios qemu-system-modules-opengl
-  qemu-system-modules-spice qemu-system-gui qemu-block-extra)
+  qemu-system-modules-spice qemu-system-gui qemu-block-extra qemu-utils)
 LIBVIRT_PACKAGES=(libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu libvirt-daemon libvirt0)
 WANT_QEMU=10.0
 WANT_LIBVIRT=11.3
@@ -52,6 +54,32 @@ fi
 launcher="$PREFIX/bin/qemu-system-x86_64"
 moddir="$PREFIX/root/usr/lib/x86_64-linux-gnu/qemu"
 want_debs=$(printf '%s\n' "${QEMU_DEBS[@]}" | sort)
+# The storage daemon's launcher: the prefix's modules, like QEMU's.
+write_daemon_launcher() {
+  cat >"$1/bin/qemu-storage-daemon" <<EOF
+#!/bin/sh
+# qemu-storage-daemon of QEMU $WANT_QEMU from Debian's bookworm-backports, unpacked by kvmio's scripts/test-stack.sh.
+export QEMU_MODULE_DIR=$moddir
+exec $PREFIX/root/usr/bin/qemu-storage-daemon "\$@"
+EOF
+  chmod 0755 "$1/bin/qemu-storage-daemon"
+}
+# A prefix of the right QEMU that lacks only some of the packages gets them unpacked into it in
+# place: QEMUs running from it meanwhile keep every file they use.
+have_debs=$(cat "$PREFIX/debs" 2>/dev/null || true)
+missing_debs=$(comm -13 <(echo "$have_debs") <(echo "$want_debs") | grep . || true)
+if [ -n "$have_debs" ] && [ -n "$missing_debs" ] &&
+  [ -z "$(comm -23 <(echo "$have_debs") <(echo "$want_debs"))" ] &&
+  "$launcher" --version 2>/dev/null | grep -q "version $WANT_QEMU"; then
+  echo "test-stack: adding" $missing_debs "to QEMU $WANT_QEMU in $PREFIX"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  # shellcheck disable=SC2046
+  (cd "$work" && apt-get download -qq -o APT::Sandbox::User=root $(printf '%s/bookworm-backports ' $missing_debs))
+  for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$PREFIX/root"; done
+  write_daemon_launcher "$PREFIX"
+  echo "$want_debs" >"$PREFIX/debs"
+fi
 if ! "$launcher" --version 2>/dev/null | grep -q "version $WANT_QEMU" ||
   [ "$(cat "$PREFIX/debs" 2>/dev/null)" != "$want_debs" ]; then
   echo "test-stack: unpacking QEMU $WANT_QEMU into $PREFIX"
@@ -69,11 +97,18 @@ export QEMU_MODULE_DIR=$moddir
 exec $PREFIX/root/usr/bin/qemu-system-x86_64 -L $PREFIX/root/usr/share/qemu -L $PREFIX/root/usr/share/seabios "\$@"
 EOF
   chmod 0755 "$new/bin/qemu-system-x86_64"
+  write_daemon_launcher "$new"
   echo "$want_debs" >"$new/debs"
   if [ -e "$PREFIX" ]; then mv "$PREFIX" "$PREFIX.old.$$"; fi
   mv "$new" "$PREFIX"
   rm -rf "$PREFIX.old.$$"
   "$launcher" --version | head -1
+fi
+
+if ! "$PREFIX/bin/qemu-storage-daemon" --version 2>/dev/null | grep -q "version $WANT_QEMU"; then
+  echo "test-stack: $PREFIX/bin/qemu-storage-daemon is not QEMU $WANT_QEMU's storage daemon:" >&2
+  "$PREFIX/bin/qemu-storage-daemon" --version >&2 || true
+  exit 1
 fi
 
 # A module of the prefix that cannot load (a library the host lacks) falls through to the system's

@@ -22,7 +22,7 @@ const ROUND_VARIANTS: Variant[] = [
 ];
 
 type Classes = Record<ThreadClass, number>;
-const zero = (): Classes => ({ vcpu: 0, iothread: 0, main: 0, worker: 0, other: 0 });
+const zero = (): Classes => ({ vcpu: 0, iothread: 0, main: 0, worker: 0, other: 0, 'storage-daemon': 0 });
 
 /** CPU seconds of the process and per thread class from `pidstat -u -t -h -H -p PID 1 N` (1 s rows). */
 export function parsePidstat(

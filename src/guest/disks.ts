@@ -1,6 +1,6 @@
-import { testDiskSerial } from '../study/disks.js';
+import { testDiskSerial, VHOST_USER_BLK_SERIAL } from '../study/disks.js';
 import type { Variant } from '../study/types.js';
-import { variantDisks } from '../study/variants.js';
+import { variantDisks, variantPath } from '../study/variants.js';
 import { PointFailure } from '../util/errors.js';
 import { sleep } from '../util/proc.js';
 import type { GuestVm } from './vm.js';
@@ -14,6 +14,8 @@ type GuestFiles = Pick<GuestVm, 'readFile'>;
 
 /** Serials of the variant's test disks in disk order. */
 export function testDiskSerials(variant: Variant): string[] {
+  // The storage daemon's vhost-user-blk export has one fixed serial (such a variant has one disk).
+  if (variantPath(variant) === 'vhost-user-blk') return [VHOST_USER_BLK_SERIAL];
   return Array.from({ length: variantDisks(variant) }, (_, i) => testDiskSerial(i));
 }
 
@@ -78,4 +80,22 @@ export async function waitTestDisksGone(
       );
     await sleep(250);
   }
+}
+
+/**
+ * Read and write requests the guest has completed on its disks `devices` (/dev/vda, …), from
+ * /sys/block/NAME/stat: how the host sees a workload's I/O begin where QEMU keeps no block statistics
+ * (a vhost-user-blk disk is served by the storage daemon).
+ */
+export async function guestDiskRequests(guest: GuestFiles, devices: string[]): Promise<number> {
+  let total = 0;
+  for (const device of devices) {
+    const name = device.replace(/^\/dev\//, '');
+    if (!/^(vd[a-z]+|sd[a-z]+)$/.test(name)) throw new Error(`not a guest disk: ${device}`);
+    const fields = (await guest.readFile(`/sys/block/${name}/stat`)).toString('utf8').trim().split(/\s+/);
+    // Field 1: reads completed; field 5: writes completed.
+    total += Number(fields[0]) + Number(fields[4]);
+  }
+  if (!Number.isFinite(total)) throw new Error('unreadable /sys/block/*/stat');
+  return total;
 }

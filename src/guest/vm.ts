@@ -38,6 +38,8 @@ export interface GuestVm {
   testDisks(): Promise<string[]>;
   /** Host PID of the QEMU process, for CPU accounting by thread. */
   qemuPid(): number;
+  /** Host PID of the qemu-storage-daemon serving the test disks (paths vhost-user-blk, nbd); else undefined. */
+  storageDaemonPid?(): number | undefined;
   /**
    * Where QEMU runs when that is not this machine: the host's access and QEMU's pid there (CPU accounting
    * on a remote host); undefined when kvmio has no way onto that host. Absent for backends that run

@@ -126,6 +126,7 @@ export function libvirtBackend(
       'libvirt.xml': vm.domainXml,
       ...(vm.qemu ? { qemu: JSON.stringify(vm.qemu) } : {}),
       ...(vm.firmware ? { firmware: vm.firmware } : {}),
+      ...vm.daemon?.artifacts(),
     }),
   };
 }

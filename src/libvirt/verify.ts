@@ -8,6 +8,7 @@ import {
   variantDiscard,
   variantDisks,
   variantFormat,
+  variantPath,
 } from '../study/variants.js';
 import { PointFailure } from '../util/errors.js';
 import type { LiveContext } from './vm.js';
@@ -62,7 +63,11 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
     iothreadBase: 0,
     scsiControllers: [],
   };
-  expect('live XML iothreads', live.iothreads, v.iothreads + layout.userIothreads);
+  // vhost-user-blk's iothreads are the storage daemon's, not QEMU's.
+  const vhost = variantPath(v) === 'vhost-user-blk';
+  const nbd = variantPath(v) === 'nbd';
+  const qemuIothreads = vhost ? 0 : v.iothreads;
+  expect('live XML iothreads', live.iothreads, qemuIothreads + layout.userIothreads);
   if (v.qemu)
     expect('live XML <emulator>', /<emulator>([^<]+)<\/emulator>/.exec(xml)?.[1]?.trim(), v.qemu.path);
   const disks = variantDisks(v);
@@ -72,26 +77,38 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
     // Disk 0 keeps the single-disk wording.
     const which = disks === 1 ? '' : ` ${i}`;
     const serial = testDiskSerial(i);
-    const disk = liveElements(xml, 'disk').find((d) => d.includes(`<serial>${serial}</serial>`));
+    // A vhost-user-blk disk has no serial of libvirt's (the daemon's export answers with its own).
+    const disk = liveElements(xml, 'disk').find((d) =>
+      vhost ? d.startsWith("<disk type='vhostuser'") : d.includes(`<serial>${serial}</serial>`),
+    );
     const controller = liveElements(xml, 'scsi controller').find(
       (c) => attrsOf(c, 'controller').index === String(layout.scsiControllers[i] ?? i),
     );
     // One iothread for the whole disk (or controller), or none: a vq-mapped disk is checked by count only.
     const n = disks > 1 || v.iothreads <= 1 ? testDiskIothread(v, i) : null;
     const own = n === null || n === undefined ? n : layout.iothreadBase + n;
-    if (!disk) problems.push(`live XML has no disk with serial ${serial}`);
-    else {
+    if (!disk) problems.push(`live XML has no ${vhost ? 'vhostuser disk' : `disk with serial ${serial}`}`);
+    else if (vhost) {
+      expect(`live XML disk${which} queues`, attrsOf(disk, 'driver').queues, String(v.queues));
+      expect(`live XML disk${which} socket`, attrsOf(disk, 'source').path, ctx.served?.sockets.vhost(i));
+    } else {
       const driver = attrsOf(disk, 'driver');
       expect(`live XML disk${which} cache`, driver.cache, v.cache);
-      expect(`live XML disk${which} io`, driver.io, v.aio);
-      expect(`live XML disk${which} format`, driver.type, variantFormat(v));
-      expect(`live XML disk${which} discard`, driver.discard, variantDiscard(v));
-      const zeroes = variantDetectZeroes(v);
-      expect(
-        `live XML disk${which} detect_zeroes`,
-        driver.detect_zeroes,
-        zeroes === 'off' ? undefined : zeroes,
-      );
+      if (nbd) {
+        // The daemon opens the image (format, aio); QEMU's side is a raw NBD client on its socket.
+        expect(`live XML disk${which} source`, attrsOf(disk, 'source').protocol, 'nbd');
+        expect(`live XML disk${which} socket`, attrsOf(disk, 'host').socket, ctx.served?.sockets.nbd);
+      } else {
+        expect(`live XML disk${which} io`, driver.io, v.aio);
+        expect(`live XML disk${which} format`, driver.type, variantFormat(v));
+        expect(`live XML disk${which} discard`, driver.discard, variantDiscard(v));
+        const zeroes = variantDetectZeroes(v);
+        expect(
+          `live XML disk${which} detect_zeroes`,
+          driver.detect_zeroes,
+          zeroes === 'off' ? undefined : zeroes,
+        );
+      }
       expect(`live XML disk${which} bus`, attrsOf(disk, 'target').bus, blk ? 'virtio' : 'scsi');
       if (blk) {
         expect(`live XML disk${which} queues`, driver.queues, String(v.queues));
@@ -117,6 +134,7 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
       drive: qom(disk),
       iothread: own === null ? null : own ? `iothread${own}` : '',
       vqMapping: iothreadQueues(v).map((vqs, k) => ({ iothread: `iothread${k + 1}`, vqs })),
+      ...(nbd && ctx.served ? { socket: ctx.served.sockets.nbd } : {}),
     });
   }
 
@@ -132,13 +150,14 @@ export async function verifyLive(ctx: LiveContext, v: Variant): Promise<void> {
       disks: liveDisks,
       iothreadIds: [
         ...layout.userIothreadIds,
-        ...Array.from({ length: v.iothreads }, (_, k) => layout.iothreadBase + k + 1),
+        ...Array.from({ length: qemuIothreads }, (_, k) => layout.iothreadBase + k + 1),
       ].map((id) => `iothread${id}`),
       absentPaths: paths.slice(disks),
       qcow2: ctx.qcow2 ?? QCOW2_DEFAULTS,
     },
   );
   problems.push(...qemu);
+  if (ctx.served) problems.push(...(await ctx.served.daemon.verify(v, liveDisks, ctx.qcow2, false)));
   if (problems.length)
     throw new PointFailure(
       `the live domain ${ctx.name} does not match variant ${v.id}: ${problems.join('; ')}`,

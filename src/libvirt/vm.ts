@@ -1,26 +1,38 @@
-import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../guest/agent-protocol.js';
 import { type BootLimit, bootLimit, bootLimitMessage, localBootLimit } from '../guest/boot-limit.js';
 import { ensureGuest, GUEST_KERNEL_CMDLINE } from '../guest/build.js';
-import { findTestDisks, waitTestDisksGone } from '../guest/disks.js';
+import { findTestDisks, guestDiskRequests, waitTestDisksGone } from '../guest/disks.js';
 import { FIO_DISK_SERIAL, fioBundle, type InstalledFio, installFioBundle } from '../guest/fio-bundle.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import { type HostAccess, hostAccessFor } from '../host/access.js';
 import { kernelAccount, kernelNowUsec, taskIds } from '../host/kernel-log.js';
+import { type DaemonSockets, daemonSockets } from '../qemu/argv.js';
 import { blockRequests } from '../qemu/blockstats.js';
 import { type Ovmf, studyOvmf, verifyFirmware } from '../qemu/firmware.js';
 import { checkRunningShape } from '../qemu/running-shape.js';
+import { StorageDaemon, storageDaemonFor } from '../qemu/storage-daemon.js';
 import { aioModeProblems, runningQemuVersion } from '../qemu/verify.js';
 import { ownerGone, processStartTicks } from '../safety/leftovers.js';
-import { studyMaxDisks, TEST_DISK_SERIAL } from '../study/disks.js';
+import { studyMaxDisks, TEST_DISK_SERIAL, variantImagePaths } from '../study/disks.js';
 import type { DiskSpec, Qcow2Options, Study, Variant } from '../study/types.js';
-import { sameQemu, variantFormat } from '../study/variants.js';
+import { sameQemu, servedByDaemon, variantDisks, variantFormat, variantPath } from '../study/variants.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, sleep, waitFor } from '../util/proc.js';
-import { checkQemuCanReach } from './dac.js';
+import { checkQemuCanReach, qemuDacIds } from './dac.js';
 import type { TestDeviceLayout } from './domain.js';
 import { libvirtForwardPort } from './forward.js';
 import { ensureNetwork, guestAddress } from './network.js';
@@ -77,6 +89,8 @@ export interface LibvirtVm extends GuestVm {
   verifyAio(): Promise<void>;
   /** The firmware as verified live after boot (QEMU's pflash and the guest's view). */
   readonly firmware: string | undefined;
+  /** The storage daemon serving the test disks (paths vhost-user-blk and nbd). */
+  readonly daemon?: StorageDaemon;
 }
 
 const FILE_CHUNK = 48 * 1024;
@@ -99,6 +113,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
     ? await prepareOwnDomain({ virsh, ...opts, diskPath, owner, iothreadVqMapping: stack.iothreadVqMapping })
     : undefined;
   const ovmf = own ? undefined : await domainOvmf(virsh, opts);
+  const daemonDir = servedByDaemon(opts.variant) ? storageDaemonDir(opts.name) : undefined;
   const xml =
     own?.xml ??
     domainXml({
@@ -115,6 +130,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
       iothreadVqMapping: stack.iothreadVqMapping,
       scsiIothreadVqMapping: stack.scsiIothreadVqMapping,
       emulator: stack.emulator,
+      sockets: daemonDir ? daemonSockets(daemonDir) : undefined,
     });
   const scratch = join(runtimeDir(), `libvirt-${opts.name}`);
   rmSync(scratch, { recursive: true, force: true });
@@ -125,6 +141,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
 
   if (opts.network?.type === 'network') await ensureNetwork(virsh, opts.network.name, scratch);
 
+  const served = daemonDir ? await startDaemon(virsh, opts, stack, diskPath, daemonDir, log) : undefined;
   const started = Date.now();
   // A variable store left by an earlier domain of this name would carry its boot entries over.
   if (ovmf) await removeNvram(virsh, opts.name);
@@ -132,6 +149,7 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
     await destroy(virsh, opts.name, ovmf !== undefined);
     if (virsh.isLocal) rmSync(consoleLog, { force: true });
     own?.cleanup();
+    await served?.stop();
   });
   const logMark = virsh.isLocal ? fileSize(qemuLogPath(opts.name)) : 0;
   try {
@@ -139,11 +157,23 @@ export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm>
   } catch (e) {
     unregister();
     own?.cleanup();
+    await served?.stop();
     throw new PointFailure(`libvirt could not start ${opts.name}: ${(e as Error).message}`, {
       consoleTail: tailOf(virsh, consoleLog, 30),
     });
   }
-  const vm = new LibvirtGuest(virsh, opts, diskPath, consoleLog, xml, scratch, unregister, logMark, own);
+  const vm = new LibvirtGuest(
+    virsh,
+    opts,
+    diskPath,
+    consoleLog,
+    xml,
+    scratch,
+    unregister,
+    logMark,
+    own,
+    served,
+  );
   try {
     await vm.waitForAgent(await libvirtBootLimit(virsh, opts.accel, opts.study.guest));
     vm.bootMs = Date.now() - started;
@@ -194,6 +224,76 @@ async function libvirtBootLimit(
   const nodeinfo = await virsh.tryRun(['nodeinfo']);
   const hostCpus = Number(/^CPU\(s\):\s*(\d+)/m.exec(nodeinfo ?? '')?.[1] ?? 1);
   return bootLimit({ accel, vcpus: guest.vcpus * guest.count, hostCpus });
+}
+
+/** The storage daemon kvmio runs for a domain whose disks it serves, and where its sockets are. */
+interface ServedDisks {
+  daemon: StorageDaemon;
+  sockets: DaemonSockets;
+  stop(): Promise<void>;
+}
+
+/**
+ * Where the storage daemon of domain `name` keeps its sockets: a directory of its own under /var/tmp,
+ * which libvirt's unprivileged QEMU can enter (domain names are unique per kvmio process).
+ */
+function storageDaemonDir(name: string): string {
+  return join('/var/tmp', `kvmio-qsd-${name}`);
+}
+
+/**
+ * Starts the storage daemon for a domain (paths vhost-user-blk and nbd; a local libvirt only), its
+ * sockets in `dir` (checked searchable as libvirt's QEMU user, as for disks) and handed to that user,
+ * since QEMU connects to them. The daemon is the one of the QEMU libvirt runs (its <emulator>, else
+ * libvirt's default on PATH, of the version libvirt reports).
+ */
+async function startDaemon(
+  virsh: Virsh,
+  opts: LibvirtVmOptions,
+  stack: LibvirtStack,
+  diskPath: string,
+  dir: string,
+  log: (line: string) => void,
+): Promise<ServedDisks> {
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  remove();
+  mkdirSync(dir, { mode: 0o711 });
+  try {
+    chmodSync(dir, 0o711);
+    const sockets = daemonSockets(dir);
+    await checkQemuCanReach(virsh, sockets.qmp, opts.study.source);
+    const daemon = await StorageDaemon.start({
+      binary: storageDaemonFor(stack.emulator ?? 'qemu-system-x86_64', stack.qemu),
+      variant: opts.variant,
+      diskPaths: variantImagePaths(diskPath, opts.variant),
+      qcow2: opts.study.disk.qcow2,
+      sockets,
+      name: opts.name,
+      log,
+    });
+    const stop = async () => {
+      await daemon.stop();
+      remove();
+    };
+    try {
+      const ids = await qemuDacIds(virsh);
+      const served =
+        variantPath(opts.variant) === 'nbd'
+          ? [sockets.nbd]
+          : Array.from({ length: variantDisks(opts.variant) }, (_, i) => sockets.vhost(i));
+      for (const socket of served) {
+        if (!existsSync(socket)) throw new Error(`the storage daemon made no socket ${socket}`);
+        if (ids) chownSync(socket, ids.uid, ids.gid);
+      }
+    } catch (e) {
+      await stop();
+      throw e;
+    }
+    return { daemon, sockets, stop };
+  } catch (e) {
+    remove();
+    throw e;
+  }
 }
 
 /** The running domain's QEMU: its live `<emulator>` and the version its monitor reports. */
@@ -337,6 +437,8 @@ export interface LiveContext {
   fresh: boolean;
   /** Numbering of the test devices inside a user's own domain; default: the builtin guest's. */
   layout?: TestDeviceLayout;
+  /** The storage daemon serving the test disks and its sockets (paths vhost-user-blk and nbd). */
+  served?: { daemon: StorageDaemon; sockets: DaemonSockets };
   qemuPid: () => number | undefined;
   /** QEMU's log (its stderr) since the domain started or the switch began; undefined when remote. */
   qemuLog: () => string | undefined;
@@ -372,6 +474,7 @@ class LibvirtGuest implements LibvirtVm {
     private readonly unregister: () => void,
     logMark: number,
     private readonly own?: PreparedOwnDomain,
+    private readonly served?: ServedDisks,
   ) {
     this.variant = opts.variant;
     this.name = opts.name;
@@ -445,6 +548,7 @@ class LibvirtGuest implements LibvirtVm {
       qcow2: this.opts.study.disk.qcow2,
       fresh,
       layout: this.own?.layout,
+      served: this.served,
       qemuPid: () => (this.virsh.isLocal ? this.qemuPid() : undefined),
       qemuLog: () => (this.virsh.isLocal ? readFrom(qemuLogPath(this.name), mark) : undefined),
     };
@@ -454,10 +558,9 @@ class LibvirtGuest implements LibvirtVm {
   async verifyAio(): Promise<void> {
     this.noteQemuTasks();
     const ctx = this.liveContext(!this.switched);
-    const problems = await aioModeProblems(
-      { pid: ctx.qemuPid(), stderr: ctx.qemuLog, fresh: ctx.fresh },
-      this.variant,
-    );
+    const problems = this.served
+      ? await this.served.daemon.aioProblems(this.variant)
+      : await aioModeProblems({ pid: ctx.qemuPid(), stderr: ctx.qemuLog, fresh: ctx.fresh }, this.variant);
     this.markLog();
     if (problems.length > 0)
       throw new PointFailure(
@@ -599,8 +702,21 @@ class LibvirtGuest implements LibvirtVm {
     return { pid, host };
   }
 
+  /** The storage daemon's pid (kvmio runs it on this machine), for CPU accounting beside QEMU's. */
+  storageDaemonPid(): number | undefined {
+    return this.served?.daemon.pid;
+  }
+
+  /** The storage daemon's command line and stderr, for a point's artifacts. */
+  get daemon(): StorageDaemon | undefined {
+    return this.served?.daemon;
+  }
+
   /** Round trips through virsh: they include starting virsh and connecting (tens of ms), not only QEMU. */
   async blockRequests(): Promise<number> {
+    // QEMU has no block backend for a vhost-user-blk disk: the guest counts the requests instead.
+    if (variantPath(this.variant) === 'vhost-user-blk')
+      return guestDiskRequests(this, await this.testDisks());
     return blockRequests(await this.virsh.monitor(this.name, 'query-blockstats'));
   }
 
@@ -629,6 +745,8 @@ class LibvirtGuest implements LibvirtVm {
   private liveSwitchObstacle(next: Variant): string | undefined {
     // A user's domain has devices of its own that live switching would have to tell apart from kvmio's.
     if (this.own) return 'a domain of your own';
+    // The daemon and, for vhost-user-blk, shared memory are set up with the domain.
+    if (servedByDaemon(next) || servedByDaemon(this.variant)) return 'a disk served by the storage daemon';
     if (next.memory !== this.variant.memory) return 'memory backing';
     if (variantFormat(next) !== variantFormat(this.variant)) return 'image format';
     if (!sameQemu(next, this.variant)) return 'another QEMU';
@@ -737,6 +855,8 @@ class LibvirtGuest implements LibvirtVm {
     await destroy(this.virsh, this.name, !this.own && this.opts.study.guest.firmware === 'uefi');
     this.unregister();
     this.own?.cleanup();
+    // The daemon serves QEMU's disks: it goes once QEMU is gone.
+    await this.served?.stop();
     rmSync(this.scratch, { recursive: true, force: true });
     // Failure reports take consoleTail() before stop; afterwards the log is only clutter.
     if (this.virsh.isLocal) rmSync(this.consoleLog, { force: true });

@@ -1,13 +1,17 @@
+import type { DaemonSockets } from '../qemu/argv.js';
+import { exportId } from '../qemu/storage-daemon.js';
 import { parseCpuList } from '../study/cpuset.js';
 import { imagePath, studyMaxDisks, testDiskPaths, testDiskSerial } from '../study/disks.js';
 import { DEFAULT_MACHINE, guestCpuModel } from '../study/guest-shape.js';
 import type { Pinning, Qcow2Options, Study, Variant } from '../study/types.js';
 import {
   iothreadQueues,
+  servedByDaemon,
   variantDetectZeroes,
   variantDiscard,
   variantDisks,
   variantFormat,
+  variantPath,
   variantProblem,
 } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
@@ -47,6 +51,8 @@ export interface DiskXmlOptions {
   scsiIothreadVqMapping?: boolean;
   /** Which of a multi-disk variant's test disks (0 = the first; serial kvmio-test-<index> after it). */
   index?: number;
+  /** Paths vhost-user-blk and nbd: the sockets of the storage daemon kvmio started for the VM. */
+  sockets?: DaemonSockets;
 }
 
 export interface DomainXmlOptions {
@@ -75,6 +81,8 @@ export interface DomainXmlOptions {
    * domain's own store, which libvirt makes from the template when it is missing.
    */
   firmware?: { code: string; varsTemplate: string; nvram: string };
+  /** Paths vhost-user-blk and nbd: the sockets of the storage daemon kvmio started for the VM. */
+  sockets?: DaemonSockets;
 }
 
 export function escapeXml(value: string | number): string {
@@ -200,10 +208,55 @@ function driverXml(
   ];
 }
 
+/**
+ * A test disk the storage daemon serves: `<disk type='vhostuser'>` on its vhost-user-blk socket (no
+ * driver knobs: the daemon opens the image; no serial: the export's is fixed), or `<disk
+ * type='network'>` with an NBD source on its UNIX socket under the usual target, driver and serial
+ * (the aio mode is the daemon's).
+ */
+function servedDiskXml(opts: DiskXmlOptions, indent: string): string {
+  const { variant } = opts;
+  const index = opts.index ?? 0;
+  if (!opts.sockets) throw new Error(`variant ${variant.id}: the storage daemon's sockets are not known`);
+  const target = diskTarget(variant, index);
+  if (variantPath(variant) === 'vhost-user-blk') {
+    return [
+      `${indent}<disk type='vhostuser' device='disk'>`,
+      `${indent}  <driver name='qemu' type='raw'${attrs({ queues: variant.queues })}/>`,
+      `${indent}  <source type='unix' path='${escapeXml(opts.sockets.vhost(index))}'/>`,
+      `${indent}  <target dev='${target.dev}' bus='${target.bus}'/>`,
+      `${indent}</disk>`,
+    ].join('\n');
+  }
+  const blk = variant.bus === 'virtio-blk';
+  const driver = attrs({
+    name: 'qemu',
+    type: 'raw',
+    cache: variant.cache,
+    discard: variantDiscard(variant),
+    iothread: blk ? testDiskIothread(variant, index) : undefined,
+    queues: blk ? variant.queues : undefined,
+  });
+  return [
+    `${indent}<disk type='network' device='disk'>`,
+    ...driverXml(driver, variant, `${indent}  `, { spread: blk }),
+    `${indent}  <source protocol='nbd' name='${escapeXml(exportId(index))}'>`,
+    `${indent}    <host transport='unix' socket='${escapeXml(opts.sockets.nbd)}'/>`,
+    `${indent}  </source>`,
+    `${indent}  <target dev='${target.dev}' bus='${target.bus}'/>`,
+    `${indent}  <serial>${testDiskSerial(index)}</serial>`,
+    ...(!blk && variantDisks(variant) > 1
+      ? [`${indent}  <address type='drive' controller='${index}' bus='0' target='0' unit='0'/>`]
+      : []),
+    `${indent}</disk>`,
+  ].join('\n');
+}
+
 /** The test disk alone (also what live attach/detach sends to libvirt). */
 export function diskXml(opts: DiskXmlOptions, indent = ''): string {
   const { variant } = opts;
   checkVariant(variant, opts.iothreadVqMapping, opts.scsiIothreadVqMapping);
+  if (servedByDaemon(variant)) return servedDiskXml(opts, indent);
   const format = variantFormat(variant);
   const diskPath = imagePath(opts.diskPath, format);
   const type = opts.diskType ?? diskTypeOf(diskPath);
@@ -319,11 +372,20 @@ export function domainXml(opts: DomainXmlOptions): string {
     );
   }
   lines.push(`  <memory unit='KiB'>${memoryKiB}</memory>`);
-  if (variant.memory === 'hugepages')
-    lines.push('  <memoryBacking>', '    <hugepages/>', '  </memoryBacking>');
+  // vhost-user-blk: the storage daemon reads and writes guest memory, so libvirt must share it.
+  const shared = variantPath(variant) === 'vhost-user-blk';
+  if (variant.memory === 'hugepages' || shared)
+    lines.push(
+      '  <memoryBacking>',
+      variant.memory === 'hugepages' ? '    <hugepages/>' : "    <source type='memfd'/>",
+      ...(shared ? ["    <access mode='shared'/>"] : []),
+      '  </memoryBacking>',
+    );
   lines.push(`  <vcpu placement='static'>${study.guest.vcpus}</vcpu>`);
-  if (variant.iothreads > 0) lines.push(`  <iothreads>${variant.iothreads}</iothreads>`);
-  lines.push(...cputuneXml(study.pinning, study.guest.vcpus, variant.iothreads));
+  // vhost-user-blk's iothreads are the storage daemon's, not QEMU's.
+  const iothreads = shared ? 0 : variant.iothreads;
+  if (iothreads > 0) lines.push(`  <iothreads>${iothreads}</iothreads>`);
+  lines.push(...cputuneXml(study.pinning, study.guest.vcpus, iothreads));
   lines.push(
     '  <os>',
     `    <type arch='x86_64' machine='${machine}'>hvm</type>`,
@@ -351,6 +413,7 @@ export function domainXml(opts: DomainXmlOptions): string {
           scsiIothreadVqMapping: opts.scsiIothreadVqMapping,
           index,
           qcow2: study.disk.qcow2,
+          sockets: opts.sockets,
         },
         '    ',
       ),

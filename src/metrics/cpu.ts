@@ -301,7 +301,7 @@ export interface CpuWindow {
 }
 
 function zeroClasses(): ClassSeconds {
-  return { vcpu: 0, iothread: 0, main: 0, worker: 0, other: 0 };
+  return { vcpu: 0, iothread: 0, main: 0, worker: 0, other: 0, 'storage-daemon': 0 };
 }
 
 /**
@@ -394,46 +394,87 @@ function ticksPerSecondOn(host: HostAccess): Promise<number> {
 }
 
 /**
- * Samples a QEMU process from start() to stop(): at both ends and every intervalMs between, so that
- * threads living only part of the window are seen. The process runs on `host` (this machine by default;
- * a remote host is read over its connection, with the same accounting).
+ * A QEMU window with the storage daemon's window added as class `storage-daemon` (all its threads):
+ * the total, and so CPU per 1000 IOPS, then holds what serving the disk cost wherever it ran.
+ */
+export function withStorageDaemon(qemu: CpuWindow, daemon: CpuWindow): CpuWindow {
+  const byClass = { ...qemu.byClass, 'storage-daemon': daemon.totalS };
+  const daemonThreads = Object.values(daemon.threads).reduce((a, b) => a + b, 0);
+  const threads = { ...qemu.threads, 'storage-daemon': daemonThreads };
+  const out: CpuWindow = { ...qemu, byClass, threads, totalS: qemu.totalS + daemon.totalS };
+  if (qemu.series && daemon.series && qemu.series.length === daemon.series.length) {
+    out.series = qemu.series.map((p, i) => {
+      const d = daemon.series![i]!;
+      const { t: _t, ...classes } = d;
+      const sum = Object.values(classes).reduce((a, b) => a + b, 0);
+      return { ...p, 'storage-daemon': sum };
+    });
+  }
+  return out;
+}
+
+/**
+ * Samples a QEMU process (and the storage daemon serving its disks, when it has one) from start() to
+ * stop(): at both ends and every intervalMs between, so that threads living only part of the window
+ * are seen. The processes run on `host` (this machine by default; a remote host is read over its
+ * connection, with the same accounting).
  */
 export class QemuCpuMeter extends PeriodicSampler {
   private readonly samples: ProcSample[] = [];
+  private readonly daemonSamples: ProcSample[] = [];
 
   private constructor(
     readonly pid: number,
     private readonly host: HostAccess,
     private readonly ticksPerSecond: number,
     private readonly keepSeries: boolean,
+    readonly daemonPid: number | undefined,
   ) {
     super();
   }
 
   static async start(
     pid: number,
-    opts: { intervalMs?: number; series?: boolean; host?: HostAccess } = {},
+    opts: { intervalMs?: number; series?: boolean; host?: HostAccess; daemonPid?: number } = {},
   ): Promise<QemuCpuMeter> {
     const host = opts.host ?? LOCAL_HOST;
-    const meter = new QemuCpuMeter(pid, host, await ticksPerSecondOn(host), opts.series ?? false);
+    const meter = new QemuCpuMeter(
+      pid,
+      host,
+      await ticksPerSecondOn(host),
+      opts.series ?? false,
+      opts.daemonPid,
+    );
     await meter.begin(opts.intervalMs ?? 1000);
     return meter;
   }
 
+  private sample(pid: number): Promise<ProcSample | undefined> | ProcSample | undefined {
+    return this.host.local
+      ? sampleProcess(pid, this.ticksPerSecond)
+      : sampleProcessOn(this.host, pid, this.ticksPerSecond);
+  }
+
   protected async take(): Promise<void> {
-    const s = this.host.local
-      ? sampleProcess(this.pid, this.ticksPerSecond)
-      : await sampleProcessOn(this.host, this.pid, this.ticksPerSecond);
+    const s = await this.sample(this.pid);
+    const d = this.daemonPid === undefined ? undefined : await this.sample(this.daemonPid);
     if (s) this.samples.push(s);
+    if (d) this.daemonSamples.push(d);
   }
 
   /** Takes the closing sample and accounts the window. */
   async stop(): Promise<CpuWindow> {
     await this.finish();
-    this.samples.sort((a, b) => a.atMs - b.atMs);
-    const w = accountWindow(this.pid, this.samples);
-    if (this.keepSeries) w.series = seriesOf(this.pid, this.samples);
-    return w;
+    const account = (pid: number, samples: ProcSample[]) => {
+      samples.sort((a, b) => a.atMs - b.atMs);
+      const w = accountWindow(pid, samples);
+      if (this.keepSeries) w.series = seriesOf(pid, samples);
+      return w;
+    };
+    const w = account(this.pid, this.samples);
+    return this.daemonPid === undefined
+      ? w
+      : withStorageDaemon(w, account(this.daemonPid, this.daemonSamples));
   }
 }
 
@@ -558,6 +599,8 @@ export function cpuWindowMetrics(w: CpuWindow, io?: { iops: number; bwBytes: num
     { metric: 'cpu.window_s', value: w.seconds, unit: 's' },
     { metric: 'cpu.worker_threads', value: w.threads.worker, unit: 'threads' },
   ];
+  if (w.threads['storage-daemon'] > 0)
+    out.push({ metric: 'cpu.storage_daemon_s', value: w.byClass['storage-daemon'], unit: 's' });
   if (io) out.push(...cpuEfficiency(w.totalS, w.seconds, io));
   return out;
 }

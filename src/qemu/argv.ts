@@ -9,6 +9,7 @@ import {
   variantDiscard,
   variantDisks,
   variantFormat,
+  variantPath,
   variantProblem,
 } from '../study/variants.js';
 import { UserError } from '../util/errors.js';
@@ -35,6 +36,10 @@ export const TEST_DISK = {
   scsiLun: 'kvmio-test-lun',
   /** q35's root bus is not hot-pluggable: the test disk sits on its own root port. */
   rootPort: 'kvmio-rp-test',
+  /** The storage daemon's export of the disk (its NBD export name too). */
+  export: 'kvmio-test-export',
+  /** QEMU's vhost-user socket of the disk. */
+  chardev: 'kvmio-test-vhost',
 } as const;
 
 export type TestDiskNames = { -readonly [K in keyof typeof TEST_DISK]: string };
@@ -94,6 +99,24 @@ export function runtimePaths(dir: string): QemuRuntimePaths {
 /** QEMU's -cpu for the guest CPU rule (guestCpuModel): `host` is libvirt's host-passthrough, `max` its maximum. */
 export function qemuCpuModel(accel: Accel): 'host' | 'max' {
   return guestCpuModel(accel) === 'host-passthrough' ? 'host' : 'max';
+}
+
+/** The sockets the storage daemon serves a VM's test disks on (see storage-daemon.ts). */
+export interface DaemonSockets {
+  /** The daemon's QMP monitor. */
+  qmp: string;
+  /** Its NBD server (one for every export). */
+  nbd: string;
+  /** Test disk `index`'s vhost-user-blk export. */
+  vhost: (index: number) => string;
+}
+
+export function daemonSockets(dir: string): DaemonSockets {
+  return {
+    qmp: join(dir, 'qsd-qmp.sock'),
+    nbd: join(dir, 'qsd-nbd.sock'),
+    vhost: (index) => join(dir, `qsd-vhost-${index}.sock`),
+  };
 }
 
 /** What argv assumes when no capabilities were probed: QEMU 7.2 as on Debian bookworm. */
@@ -174,10 +197,42 @@ function qcow2NodeOptions(q: Qcow2Options): Record<string, unknown> {
 }
 
 /**
- * Test disk `index`'s blockdev nodes, file first, as blockdev-add takes them: the protocol node on
- * `diskPath` (the raw file or device, or the qcow2 image) and the variant's format node over it.
+ * Test disk `index`'s blockdev nodes in QEMU, as blockdev-add takes them: the image's nodes (below)
+ * when QEMU opens it, an NBD client node on the storage daemon's socket for path nbd, none for path
+ * vhost-user-blk (the daemon processes the virtqueues).
  */
 export function testDiskBlockdevs(
+  variant: Variant,
+  diskPath: string,
+  index = 0,
+  qcow2: Qcow2Options = QCOW2_DEFAULTS,
+  sockets?: DaemonSockets,
+): Array<Record<string, unknown>> {
+  const path = variantPath(variant);
+  if (path === 'qemu') return imageBlockdevs(variant, diskPath, index, qcow2);
+  if (path === 'vhost-user-blk') return [];
+  if (!sockets) throw new Error(`variant ${variant.id}: the storage daemon's sockets are not known`);
+  const names = testDiskNames(index);
+  return [
+    {
+      driver: 'nbd',
+      'node-name': names.formatNode,
+      server: { type: 'unix', path: sockets.nbd },
+      export: names.export,
+      // O_DIRECT has no meaning on a socket: the daemon's file node opens the image as the cache mode asks.
+      cache: { direct: false, 'no-flush': cacheFlags(variant.cache).noFlush },
+      // Guest discards travel on to the daemon's nodes, which apply the variant's discard mode.
+      discard: variantDiscard(variant),
+    },
+  ];
+}
+
+/**
+ * The image's blockdev nodes, file first, as blockdev-add takes them: the protocol node on
+ * `diskPath` (the raw file or device, or the qcow2 image) and the variant's format node over it.
+ * QEMU opens them for path qemu, the storage daemon for the other paths.
+ */
+export function imageBlockdevs(
   variant: Variant,
   diskPath: string,
   index = 0,
@@ -210,6 +265,11 @@ export function testDiskBlockdevs(
   ];
 }
 
+/** The iothread objects QEMU itself has: none for vhost-user-blk, whose iothreads are the daemon's. */
+export function qemuIothreadIds(variant: Variant): string[] {
+  return variantPath(variant) === 'vhost-user-blk' ? [] : iothreadIds(variant.iothreads);
+}
+
 /**
  * Test disk `index`'s devices, in plug order, as device_add takes them (typed values). On q35 the
  * controller sits on the disk's own root port; on pc (i440fx) on the hot-pluggable root bus.
@@ -223,6 +283,19 @@ export function testDiskDevices(
   const { writeCache } = cacheFlags(variant.cache);
   const names = testDiskNames(index);
   const bus = machine === 'q35' ? { bus: names.rootPort } : {};
+  if (variantPath(variant) === 'vhost-user-blk') {
+    // The device is a virtio-blk front end whose queues the daemon serves: no drive, no iothread here;
+    // the write cache is the export's (writethrough), the serial the daemon's.
+    return [
+      {
+        driver: 'vhost-user-blk-pci',
+        id: names.device,
+        ...bus,
+        chardev: names.chardev,
+        'num-queues': variant.queues,
+      },
+    ];
+  }
   const own = diskIothread(variant, index);
   // Several disks: one iothread each (round robin). One disk over several iothreads: vq mapping.
   const iothreadProps: Record<string, unknown> =
@@ -337,10 +410,14 @@ export function qemuArgv(opts: QemuArgvOptions): string[] {
   if (variant.memory === 'hugepages' && memBytes % HUGEPAGE_BYTES !== 0) {
     throw new UserError(`${study.source}: guest.memory must be a multiple of 2 MiB for hugepages variants`);
   }
+  // vhost-user-blk: the daemon reads and writes guest memory itself, so it must be shared with it.
+  const shared = variantPath(variant) === 'vhost-user-blk';
   const memBackend =
     variant.memory === 'hugepages'
-      ? `memory-backend-file,id=kvmio-mem,size=${memMiB}M,mem-path=/dev/hugepages,prealloc=on,share=off`
-      : `memory-backend-ram,id=kvmio-mem,size=${memMiB}M`;
+      ? `memory-backend-file,id=kvmio-mem,size=${memMiB}M,mem-path=/dev/hugepages,prealloc=on,share=${shared ? 'on' : 'off'}`
+      : shared
+        ? `memory-backend-memfd,id=kvmio-mem,size=${memMiB}M,share=on`
+        : `memory-backend-ram,id=kvmio-mem,size=${memMiB}M`;
 
   const argv = [
     opts.binary ?? opts.capabilities?.binary ?? qemuBinary(),
@@ -388,12 +465,18 @@ export function qemuArgv(opts: QemuArgvOptions): string[] {
   argv.push(...firmwareArgv(opts));
   if (opts.image)
     argv.push('-kernel', opts.image.kernel, '-initrd', opts.image.initrd, '-append', opts.image.cmdline);
-  for (const id of iothreadIds(variant.iothreads)) argv.push('-object', `iothread,id=${id}`);
+  for (const id of qemuIothreadIds(variant)) argv.push('-object', `iothread,id=${id}`);
   if (machine === 'q35')
     for (let i = 0; i < testDiskSlots(opts); i++)
       argv.push('-device', `pcie-root-port,id=${testDiskNames(i).rootPort},chassis=${i + 1}`);
+  const sockets = daemonSockets(opts.runtimeDir);
   variantDiskPaths(variant, study.disk.path).forEach((path, i) => {
-    for (const node of testDiskBlockdevs(variant, path, i, study.disk.qcow2))
+    if (variantPath(variant) === 'vhost-user-blk')
+      argv.push(
+        '-chardev',
+        `socket,id=${testDiskNames(i).chardev},path=${noComma('runtime dir', sockets.vhost(i))}`,
+      );
+    for (const node of testDiskBlockdevs(variant, path, i, study.disk.qcow2, sockets))
       argv.push('-blockdev', JSON.stringify(node));
     for (const dev of testDiskDevices(variant, i, machine)) argv.push('-device', formatDevice(dev));
   });

@@ -1,9 +1,10 @@
 import type { Study, Variant, VariantQemu } from '../study/types.js';
-import { variantDisks } from '../study/variants.js';
+import { servedByDaemon, variantDisks } from '../study/variants.js';
 import { ConfigError, UserError } from '../util/errors.js';
 import { checkVariant } from './argv.js';
-import { locateQemu } from './binary.js';
+import { locateQemu, qemuBinary } from './binary.js';
 import { type AioProbe, probeAioModes, type QemuCapabilities, qemuCapabilities } from './capabilities.js';
+import { storageDaemonFor } from './storage-daemon.js';
 
 /**
  * The matrix's qemu axis at plan time: every QEMU is asked what it can do (QMP, and a real read with
@@ -41,7 +42,8 @@ export function qemuRefusal(v: Variant, q: AxisQemu): string | undefined {
 
 /**
  * Probes the QEMUs of `variants` and throws a ConfigError (matrix.qemu) naming every variant one of
- * them cannot run. Resolves with what was probed (the plan prints it).
+ * them cannot run, or (matrix.path) a QEMU without its own storage daemon where a variant's disk is
+ * served by one. Resolves with what was probed (the plan prints it).
  */
 export async function checkQemuAxis(
   study: Pick<Study, 'source' | 'backend' | 'hosts' | 'libvirt'>,
@@ -65,6 +67,7 @@ export async function checkQemuAxis(
     const why = q && qemuRefusal(v, q);
     if (why && q) refusals.push(`${why} [QEMU ${q.qemu.version}, ${q.qemu.path}]`);
   }
+  await checkStorageDaemons(study, variants);
   if (refusals.length > 0)
     throw new ConfigError(
       study.source,
@@ -119,4 +122,21 @@ async function checkOneDiskIothreads(
       'matrix.iothreads',
       `${refusals.length} variant(s) cannot run here: ${refusals.join('; ')}`,
     );
+}
+
+/** Every QEMU a variant served by the storage daemon runs on has the daemon of its own version. */
+async function checkStorageDaemons(
+  study: Pick<Study, 'source'>,
+  variants: readonly Variant[],
+): Promise<void> {
+  const binaries = new Set(variants.filter(servedByDaemon).map((v) => v.qemu?.path ?? qemuBinary()));
+  for (const binary of binaries) {
+    const { major, minor, micro } = (await qemuCapabilities(binary)).version;
+    try {
+      storageDaemonFor(binary, `${major}.${minor}.${micro}`);
+    } catch (err) {
+      if (err instanceof UserError) throw new ConfigError(study.source, 'matrix.path', err.message);
+      throw err;
+    }
+  }
 }

@@ -48,6 +48,7 @@ export function qemuBackend(): VmBackend<QemuVm> {
         ...(stderr ? { 'qemu.stderr': stderr } : {}),
         ...(vm.qemu ? { qemu: JSON.stringify(vm.qemu) } : {}),
         ...(vm.firmware ? { firmware: vm.firmware } : {}),
+        ...vm.daemon?.artifacts(),
       };
     },
   };

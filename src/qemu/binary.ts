@@ -35,7 +35,7 @@ function executable(path: string): boolean {
   }
 }
 
-function onPath(name: string, env: NodeJS.ProcessEnv, root: string): string | undefined {
+export function onPath(name: string, env: NodeJS.ProcessEnv, root: string): string | undefined {
   for (const dir of (env.PATH ?? '').split(':')) {
     if (!dir.startsWith('/')) continue; // relative PATH entries depend on the cwd: not trusted
     const candidate = join(dir, name);

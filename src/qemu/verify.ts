@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type { Qcow2Options, Variant } from '../study/types.js';
-import { variantDetectZeroes, variantFormat } from '../study/variants.js';
+import { servedByDaemon, variantDetectZeroes, variantFormat, variantPath } from '../study/variants.js';
 import { cacheFlags } from './argv.js';
 
 /**
@@ -18,6 +18,11 @@ import { cacheFlags } from './argv.js';
  * test disk's node from the monitor first (qemu-io), then requires the context, and a fallback
  * warning on stderr fails the point with QEMU's own words. The contexts live as long as their
  * event loop, so only a fresh VM can show that aio=threads has none.
+ *
+ * A disk served by qemu-storage-daemon (paths vhost-user-blk and nbd) is checked in two places:
+ * QEMU has the device (vhost-user-blk-pci, or the usual device over an NBD client node on the
+ * daemon's socket) and no node on the image; the daemon has the image's nodes as QEMU would have
+ * them, the export, its iothreads and the aio mode (verifyStorageDaemon, with the same checks).
  */
 
 /** Sends one QMP command to the VM's QEMU and resolves with its `return` value. */
@@ -48,6 +53,8 @@ export interface LiveTestDisk {
   iothread: string | null;
   /** With `iothread: null`: the iothread object ids and the virtqueues each must serve. */
   vqMapping?: Array<{ iothread: string; vqs: number[] }>;
+  /** A disk served by the storage daemon: the socket QEMU reaches it on (path nbd's NBD server). */
+  socket?: string;
 }
 
 /** What the variant expects beyond its disks. */
@@ -78,7 +85,7 @@ interface BlockNode {
 interface BlockInfo {
   device: string;
   qdev?: string;
-  inserted?: { 'node-name': string; file: string };
+  inserted?: { 'node-name': string; file: string; drv?: string };
 }
 
 /** Everything a per-disk check may look at; `expect` records a mismatch. */
@@ -87,6 +94,8 @@ export interface DiskCheckContext {
   variant: Variant;
   qcow2?: Qcow2Options;
   disk: LiveTestDisk;
+  /** This process opens the image (QEMU on path qemu, the storage daemon on the others). */
+  opensImage: boolean;
   nodes: BlockNode[];
   blocks: BlockInfo[];
   expect: (what: string, got: unknown, want: unknown) => void;
@@ -98,7 +107,8 @@ export interface DiskCheckContext {
 export type DiskCheck = (c: DiskCheckContext) => Promise<void>;
 
 /** Block nodes of the disk: a protocol node and a raw format node on its path, with the cache flags asked. */
-const checkBlockNodes: DiskCheck = async ({ variant, disk, nodes, blocks, expect, problem }) => {
+const checkBlockNodes: DiskCheck = async ({ variant, disk, opensImage, nodes, blocks, expect, problem }) => {
+  if (!opensImage) return;
   const flags = cacheFlags(variant.cache);
   const ours = nodes.filter((n) => n.file === disk.path);
   if (ours.length === 0) problem(`QEMU has no block node for ${disk.path}`);
@@ -120,7 +130,8 @@ const checkBlockNodes: DiskCheck = async ({ variant, disk, nodes, blocks, expect
  * The format node: a qcow2 variant's disk is a qcow2 node over a protocol node on the image, with the
  * image's cluster size and lazy refcounts as made; a raw variant's has no qcow2 node.
  */
-const checkFormat: DiskCheck = async ({ variant, qcow2, disk, nodes, expect, problem }) => {
+const checkFormat: DiskCheck = async ({ variant, qcow2, disk, opensImage, nodes, expect, problem }) => {
+  if (!opensImage) return;
   const ours = nodes.filter((n) => n.file === disk.path);
   const formatNodes = ours.filter((n) => n.drv !== 'file' && n.drv !== 'host_device');
   if (variantFormat(variant) === 'raw') {
@@ -151,7 +162,8 @@ const checkFormat: DiskCheck = async ({ variant, qcow2, disk, nodes, expect, pro
  * `detect_zeroes`. A node's discard mode is in no QMP reply (query-named-block-nodes on QEMU 7.2
  * and 10.0 has no such field): libvirt's live XML shows it, the direct backend sets it in argv.
  */
-const checkDetectZeroes: DiskCheck = async ({ variant, disk, nodes, expect }) => {
+const checkDetectZeroes: DiskCheck = async ({ variant, disk, opensImage, nodes, expect }) => {
+  if (!opensImage) return;
   const ours = nodes.filter((n) => n.file === disk.path);
   // libvirt may leave out a raw format layer: the protocol node is then the one the device writes into.
   const top = ours.find((n) => n.drv !== 'file' && n.drv !== 'host_device') ?? ours[0];
@@ -159,11 +171,49 @@ const checkDetectZeroes: DiskCheck = async ({ variant, disk, nodes, expect }) =>
   expect(`${top['node-name']} detect_zeroes`, top.detect_zeroes, variantDetectZeroes(variant));
 };
 
+/**
+ * A disk the storage daemon serves, as QEMU sees it: no node of QEMU's own on the image (the daemon
+ * opens it, and two openers would corrupt a qcow2), and for path nbd the device's drive an NBD client
+ * node on the daemon's socket.
+ */
+const checkServedDisk: DiskCheck = async ({ variant, disk, opensImage, nodes, blocks, problem }) => {
+  if (opensImage || !servedByDaemon(variant)) return;
+  for (const n of nodes.filter((node) => node.file === disk.path))
+    problem(
+      `QEMU has its own ${n.drv} node ${n['node-name']} on ${disk.path}, which the storage daemon serves`,
+    );
+  if (variantPath(variant) !== 'nbd' || disk.drive === undefined) return;
+  const drive = disk.drive;
+  const id = drive.replace(/^\/machine\/peripheral\//, '');
+  const attached = blocks.find((b) => b.qdev === id || b.qdev === drive || b.qdev?.startsWith(`${drive}/`));
+  const node = nodes.find((n) => n['node-name'] === attached?.inserted?.['node-name']);
+  if (!attached?.inserted || !node) {
+    problem(`the ${disk.label} device has no block node attached`);
+    return;
+  }
+  // Direct QEMU attaches the NBD node itself; libvirt puts a raw format node over it (same filename).
+  const nbd = node.drv === 'nbd' ? node : nodes.find((n) => n.drv === 'nbd' && n.file === node.file);
+  if (!nbd) {
+    problem(`the ${disk.label} device's node ${node['node-name']} (${node.drv}) is not over an NBD node`);
+    return;
+  }
+  if (disk.socket && !nbd.file.includes(disk.socket))
+    problem(
+      `the ${disk.label} device's NBD node reaches ${nbd.file}, not the storage daemon's ${disk.socket}`,
+    );
+};
+
 /** The virtio device: model, queue count, iothread, and the drive's write cache. */
 const checkDevice: DiskCheck = async ({ variant, disk, expect, problem, qomGet }) => {
   const blk = variant.bus === 'virtio-blk';
   if (disk.device === undefined) {
     problem(`QEMU has no device for the ${disk.label}`);
+    return;
+  }
+  if (variantPath(variant) === 'vhost-user-blk') {
+    // A variant that asked for vhost-user-blk and got a plain virtio-blk is not the variant.
+    expect(`${disk.label} device model`, await qomGet(disk.device, 'type'), 'vhost-user-blk-pci');
+    expect(`${disk.label} queues`, await qomGet(disk.device, 'num-queues'), variant.queues);
     return;
   }
   expect(
@@ -227,23 +277,33 @@ export const diskChecks: DiskCheck[] = [
   checkBlockNodes,
   checkFormat,
   checkDetectZeroes,
+  checkServedDisk,
   checkDevice,
   checkVqMapping,
 ];
+
+/** The checks of the image's nodes, run on whichever process opens it. */
+const imageChecks: DiskCheck[] = [checkBlockNodes, checkFormat, checkDetectZeroes];
+
+/** A list of problems (each line prefixed) with the ways checks add to it, over one monitor. */
+function problemList(monitor: Monitor, prefix = '') {
+  const problems: string[] = [];
+  const problem = (text: string) => problems.push(`${prefix}${text}`);
+  const expect = (what: string, got: unknown, wanted: unknown) => {
+    if (JSON.stringify(got) !== JSON.stringify(wanted))
+      problem(`${what} is ${JSON.stringify(got)}, expected ${JSON.stringify(wanted)}`);
+  };
+  const qomGet = (path: string, property: string) =>
+    monitor<unknown>('qom-get', { path, property }).catch((e: Error) => e.message);
+  return { problems, problem, expect, qomGet };
+}
 
 /**
  * Every way the running QEMU differs from `want`, as one line each (empty: it matches). The caller
  * words the failure (which VM, which variant) and adds its own checks (libvirt's live XML).
  */
 export async function verifyQemu(qemu: LiveQemu, want: LiveExpectation): Promise<string[]> {
-  const problems: string[] = [];
-  const problem = (text: string) => problems.push(text);
-  const expect = (what: string, got: unknown, wanted: unknown) => {
-    if (JSON.stringify(got) !== JSON.stringify(wanted))
-      problem(`${what} is ${JSON.stringify(got)}, expected ${JSON.stringify(wanted)}`);
-  };
-  const qomGet = (path: string, property: string) =>
-    qemu.monitor<unknown>('qom-get', { path, property }).catch((e: Error) => e.message);
+  const { problems, problem, expect, qomGet } = problemList(qemu.monitor);
 
   const nodes = await qemu.monitor<BlockNode[]>('query-named-block-nodes', { flat: true });
   const blocks = await qemu.monitor<BlockInfo[]>('query-block');
@@ -254,6 +314,7 @@ export async function verifyQemu(qemu: LiveQemu, want: LiveExpectation): Promise
         variant: want.variant,
         qcow2: want.qcow2,
         disk,
+        opensImage: !servedByDaemon(want.variant),
         nodes,
         blocks,
         expect,
@@ -275,7 +336,66 @@ export async function verifyQemu(qemu: LiveQemu, want: LiveExpectation): Promise
         `QEMU runs version ${running}, but the variant asks for QEMU ${want.variant.qemu.version} (${want.variant.qemu.path})`,
       );
   }
-  await checkAioMode(qemu, want, nodes, problem);
+  if (servedByDaemon(want.variant)) {
+    // The NBD client node answers a read over the daemon's socket.
+    for (const b of blocks.filter((x) => x.inserted?.drv === 'nbd'))
+      await readThrough(qemu.monitor, b.inserted!['node-name'], problem);
+  } else await checkAioMode(qemu, want, nodes, problem);
+  return problems;
+}
+
+/** What the storage daemon must have beyond the disks' nodes: its iothreads and one export per disk. */
+export interface DaemonExpectation extends LiveExpectation {
+  exports: Array<{ id: string; 'node-name': string }>;
+  /** The guest has done I/O on the disks since the daemon started, so each aio context must exist. */
+  afterIo: boolean;
+}
+
+/**
+ * Every way the storage daemon differs from what the variant asks (empty: it matches): the image's
+ * nodes with the variant's cache flags and format, each disk's export of the right type on its format
+ * node, the iothread objects, and the aio mode on the daemon's own process.
+ */
+export async function verifyStorageDaemon(daemon: LiveQemu, want: DaemonExpectation): Promise<string[]> {
+  const { problems, problem, expect, qomGet } = problemList(daemon.monitor, 'storage daemon: ');
+  const nodes = await daemon.monitor<BlockNode[]>('query-named-block-nodes', { flat: true });
+  for (const disk of want.disks)
+    for (const check of imageChecks)
+      await check({
+        qemu: daemon,
+        variant: want.variant,
+        qcow2: want.qcow2,
+        disk: { ...disk, drive: undefined },
+        opensImage: true,
+        nodes,
+        blocks: [],
+        expect,
+        problem,
+        qomGet,
+      });
+  const exports =
+    await daemon.monitor<Array<{ id: string; type: string; 'node-name': string }>>('query-block-exports');
+  for (const e of want.exports) {
+    const got = exports.find((x) => x.id === e.id);
+    if (!got) problem(`has no export ${e.id} (exports: ${exports.map((x) => x.id).join(', ') || 'none'})`);
+    else {
+      expect(`export ${e.id} type`, got.type, variantPath(want.variant));
+      expect(`export ${e.id} node`, got['node-name'], e['node-name']);
+    }
+  }
+  // The daemon has no query-iothreads: its iothreads are the iothread objects under /objects.
+  const objects = await daemon.monitor<Array<{ name: string; type: string }>>('qom-list', {
+    path: '/objects',
+  });
+  expect(
+    'iothread objects',
+    objects
+      .filter((o) => o.type === 'child<iothread>')
+      .map((o) => o.name)
+      .sort(),
+    [...want.iothreadIds].sort(),
+  );
+  for (const p of await aioModeProblems(daemon, want.variant, want.afterIo)) problem(p);
   return problems;
 }
 
@@ -316,6 +436,8 @@ async function checkAioMode(
 export async function aioModeProblems(
   qemu: Pick<LiveQemu, 'pid' | 'stderr' | 'fresh'>,
   variant: Pick<Variant, 'aio'>,
+  /** The disks have seen I/O, so recent QEMU has set up the context asked (or fallen back). */
+  afterIo = true,
 ): Promise<string[]> {
   const problems: string[] = [];
   const aio = variant.aio;
@@ -325,7 +447,7 @@ export async function aioModeProblems(
   const context = aio === 'native' ? 'Linux AIO context' : 'io_uring instance';
   if (warnings.length > 0)
     problems.push(`aio=${aio} asked, but QEMU fell back to the thread pool: ${warnings.join('; ')}`);
-  else if (aio !== 'threads' && evidence) {
+  else if (aio !== 'threads' && evidence && afterIo) {
     const count = aio === 'native' ? evidence.nativeRings : evidence.uringFds;
     if (count === 0) problems.push(`aio=${aio} asked, but QEMU has no ${context} after I/O on the test disk`);
   }

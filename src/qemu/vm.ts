@@ -3,14 +3,20 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'nod
 import { join } from 'node:path';
 import { localBootLimit } from '../guest/boot-limit.js';
 import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestRelease } from '../guest/build.js';
-import { findTestDisks } from '../guest/disks.js';
+import { findTestDisks, guestDiskRequests } from '../guest/disks.js';
 import { freePort, hmpHostForward } from '../guest/forward.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import { kernelAccount, kernelNowUsec, taskIds } from '../host/kernel-log.js';
 import { variantImagePaths } from '../study/disks.js';
 import { QCOW2_DEFAULTS } from '../study/image-schema.js';
 import type { Study, Variant } from '../study/types.js';
-import { bootGroupKey, iothreadQueues, variantDisks } from '../study/variants.js';
+import {
+  bootGroupKey,
+  iothreadQueues,
+  servedByDaemon,
+  variantDisks,
+  variantPath,
+} from '../study/variants.js';
 import { PointFailure, UserError } from '../util/errors.js';
 import { runtimeDir } from '../util/paths.js';
 import { onCleanup, sleep, spawnOwned } from '../util/proc.js';
@@ -18,11 +24,13 @@ import { AgentClient } from './agent.js';
 import {
   type Accel,
   checkVariant,
+  daemonSockets,
   diskIothread,
   iothreadIds,
   type QemuImage,
   type QemuRuntimePaths,
   qemuArgv,
+  qemuIothreadIds,
   runtimePaths,
   testDiskBlockdevs,
   testDiskDevices,
@@ -34,9 +42,11 @@ import { qemuBinary } from './binary.js';
 import { blockRequests } from './blockstats.js';
 import { type QemuCapabilities, qemuCapabilities } from './capabilities.js';
 import { type Ovmf, studyOvmf, verifyFirmware } from './firmware.js';
+import { childEnd, quitThenKill, StderrTail } from './child.js';
 import { applyPinning } from './pinning.js';
 import { QmpClient } from './qmp.js';
 import { checkRunningShape } from './running-shape.js';
+import { StorageDaemon, storageDaemonFor } from './storage-daemon.js';
 import { aioModeProblems, type LiveTestDisk, runningQemuVersion, verifyQemu } from './verify.js';
 
 /** The direct-QEMU backend of GuestVm: QEMU started by kvmio, QMP for the VM, the agent for the guest. */
@@ -72,9 +82,7 @@ export class QemuVm implements GuestVm {
   readonly paths: QemuRuntimePaths;
   qmp!: QmpClient;
   readonly agent: AgentClient;
-  private stderrTail = '';
   /** Characters QEMU has written to stderr so far, and that count when the last verification began. */
-  private stderrTotal = 0;
   private stderrMark = 0;
   private deathError: Error | undefined;
   private stopPromise: Promise<void> | undefined;
@@ -95,27 +103,28 @@ export class QemuVm implements GuestVm {
     readonly dir: string,
     private readonly child: ChildProcess,
     private readonly ovmf?: Ovmf,
+    /** The qemu-storage-daemon serving the test disks (paths vhost-user-blk and nbd). */
+    readonly daemon?: StorageDaemon,
   ) {
     this.name = opts.name ?? 'kvmio';
     this.variant = opts.variant;
     this.paths = runtimePaths(dir);
     this.agent = new AgentClient(this.paths.agent);
     if (child.pid !== undefined) this.tasks.add(child.pid);
-    child.stderr?.on('data', (d: Buffer) => {
-      const text = d.toString('utf8');
-      this.stderrTotal += text.length;
-      this.stderrTail = (this.stderrTail + text).slice(-STDERR_KEEP);
+    this.stderrLog = new StderrTail(child, STDERR_KEEP);
+    this.exited = childEnd(child, ({ code, signal, error }) => {
+      if (!this.stopPromise) this.onUnexpectedExit(code, signal, error);
     });
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        if (!this.stopPromise) this.onUnexpectedExit(code, signal);
-        resolve();
-      });
-      child.once('error', (err) => {
-        if (!this.stopPromise) this.onUnexpectedExit(null, null, err.message);
-        resolve();
-      });
-    });
+  }
+
+  private readonly stderrLog: StderrTail;
+
+  private get stderrTail(): string {
+    return this.stderrLog.text;
+  }
+
+  private get stderrTotal(): number {
+    return this.stderrLog.total;
   }
 
   private onUnexpectedExit(code: number | null, signal: NodeJS.Signals | null, why?: string): void {
@@ -131,9 +140,10 @@ export class QemuVm implements GuestVm {
     this.agent.fail(this.deathError);
   }
 
-  /** Throws the death error if QEMU is gone (used by polling loops). */
+  /** Throws the death error if QEMU (or its storage daemon) is gone (used by polling loops). */
   checkAlive(): void {
     if (this.deathError) throw this.deathError;
+    this.daemon?.checkAlive();
   }
 
   async start(): Promise<void> {
@@ -204,7 +214,7 @@ export class QemuVm implements GuestVm {
       return await fn();
     } catch (err) {
       if (!this.stopPromise) await Promise.race([this.exited, sleep(1000)]);
-      throw this.deathError ?? err;
+      throw this.deathError ?? this.daemon?.death ?? err;
     }
   }
 
@@ -236,6 +246,7 @@ export class QemuVm implements GuestVm {
         drive: v.bus === 'virtio-blk' ? device : `/machine/peripheral/${names.scsiLun}`,
         iothread: v.iothreads <= 1 || disks > 1 ? (diskIothread(v, i) ?? '') : null,
         vqMapping: iothreadQueues(v).map((vqs, k) => ({ iothread: iothreadIds(v.iothreads)[k]!, vqs })),
+        ...(variantPath(v) === 'nbd' ? { socket: daemonSockets(this.dir).nbd } : {}),
       };
     });
     const mark = this.stderrMark;
@@ -249,11 +260,15 @@ export class QemuVm implements GuestVm {
       {
         variant: v,
         disks: liveDisks,
-        iothreadIds: iothreadIds(v.iothreads),
+        iothreadIds: qemuIothreadIds(v),
         absentPaths: paths.slice(disks),
         qcow2: this.opts.study.disk.qcow2 ?? QCOW2_DEFAULTS,
       },
     );
+    // The daemon sets its aio context up on the first request it serves from the file (QEMU 8 on), and
+    // an NBD read of a hole never reaches the file: the context is required after a workload only.
+    if (this.daemon)
+      problems.push(...(await this.daemon.verify(v, liveDisks, this.opts.study.disk.qcow2, false)));
     this.stderrMark = this.stderrTotal;
     if (problems.length > 0)
       throw new PointFailure(`the live VM does not match variant ${v.id}: ${problems.join('; ')}`, {
@@ -261,13 +276,18 @@ export class QemuVm implements GuestVm {
       });
   }
 
-  /** After a workload: QEMU still runs the aio mode asked (no fallback since the last check). */
+  /**
+   * After a workload: the aio mode asked still runs (no fallback since the last check), in QEMU or,
+   * for a disk it serves, in the storage daemon.
+   */
   async verifyAio(): Promise<void> {
     const mark = this.stderrMark;
-    const problems = await aioModeProblems(
-      { pid: this.qemuPid(), stderr: () => this.stderrSince(mark), fresh: !this.switched },
-      this.variant,
-    );
+    const problems = this.daemon
+      ? await this.daemon.aioProblems(this.variant)
+      : await aioModeProblems(
+          { pid: this.qemuPid(), stderr: () => this.stderrSince(mark), fresh: !this.switched },
+          this.variant,
+        );
     this.stderrMark = this.stderrTotal;
     if (problems.length > 0)
       throw new PointFailure(
@@ -285,8 +305,7 @@ export class QemuVm implements GuestVm {
 
   /** What QEMU wrote to stderr after it had written `mark` characters (as much as is kept). */
   private stderrSince(mark: number): string {
-    const count = Math.min(this.stderrTotal - mark, this.stderrTail.length);
-    return count === 0 ? '' : this.stderrTail.slice(-count);
+    return this.stderrLog.since(mark);
   }
 
   qemuPid(): number {
@@ -294,7 +313,15 @@ export class QemuVm implements GuestVm {
     return this.child.pid;
   }
 
+  storageDaemonPid(): number | undefined {
+    return this.daemon?.pid;
+  }
+
   async blockRequests(): Promise<number> {
+    // QEMU has no block backend for a vhost-user-blk disk (and the daemon's export counts none): the
+    // guest's own count of completed requests tells when the I/O begins.
+    if (variantPath(this.variant) === 'vhost-user-blk')
+      return guestDiskRequests(this, await this.testDisks());
     return blockRequests(await this.qmp.execute('query-blockstats', undefined, { timeoutMs: 10_000 }));
   }
 
@@ -401,17 +428,13 @@ export class QemuVm implements GuestVm {
     const alive = this.child.exitCode === null && this.child.signalCode === null && !this.deathError;
     if (alive) {
       this.consoleTail();
-      if (this.qmp && !this.qmp.closed)
-        await this.qmp.execute('quit', undefined, { timeoutMs: 2000 }).catch(() => undefined);
-      const quitInTime = await Promise.race([this.exited.then(() => true), sleep(3000).then(() => false)]);
-      if (!quitInTime) {
-        this.child.kill('SIGKILL');
-        await this.exited;
-      }
+      await quitThenKill(this.qmp, this.child, this.exited);
     }
     this.qmp?.close();
     this.agent.close();
     this.consoleTail();
+    // The daemon serves QEMU's disks: it goes once QEMU is gone.
+    await this.daemon?.stop();
     rmSync(this.dir, { recursive: true, force: true });
     this.unregisterCleanup();
   }
@@ -457,10 +480,29 @@ export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
+  let daemon: StorageDaemon | undefined;
+  if (servedByDaemon(opts.variant)) {
+    try {
+      const { major, minor, micro } = caps.version;
+      daemon = await StorageDaemon.start({
+        binary: storageDaemonFor(binary, `${major}.${minor}.${micro}`),
+        variant: opts.variant,
+        diskPaths: variantDiskPaths(opts.variant, opts.study.disk.path),
+        qcow2: opts.study.disk.qcow2,
+        sockets: daemonSockets(dir),
+        name,
+        log: opts.log,
+      });
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
   const [cmd, ...args] = argv as [string, ...string[]];
   opts.log?.(`${name}: starting ${opts.variant.id}`);
   const child = spawnOwned(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const vm = new QemuVm({ ...opts, name }, argv, caps, dir, child, ovmf);
+  const vm = new QemuVm({ ...opts, name }, argv, caps, dir, child, ovmf, daemon);
+  if (daemon) daemon.onDeath = (err) => vm.agent.fail(err);
   await vm.start();
   return vm;
 }

@@ -1,6 +1,6 @@
 import { mean, summary } from '../stats/summary.js';
 import { HOST_VARIANT_ID, type Variant } from '../study/types.js';
-import { variantFormat } from '../study/variants.js';
+import { variantFormat, variantPath } from '../study/variants.js';
 import type { ReportData } from './data.js';
 import { slug } from './escape.js';
 import { getOr, PointIndex, type Step } from './points.js';
@@ -58,8 +58,9 @@ const CPU_PARTS: [string, string][] = [
   ['cpu.main_s', 'main loop'],
   ['cpu.worker_s', 'aio workers'],
   ['cpu.other_s', 'other'],
+  ['cpu.storage_daemon_s', 'storage daemon'],
 ];
-const CPU_COLORS = ['#4c78a8', '#54a24b', '#e45756', '#f58518', '#bab0ac'];
+const CPU_COLORS = ['#4c78a8', '#54a24b', '#e45756', '#f58518', '#bab0ac', '#b279a2'];
 const UNSPLIT = 'total (not split by thread)';
 
 function colorsFor(series: Series[]): ColorScale {
@@ -294,6 +295,7 @@ export function pairsDifferingIn(m: ReportModel, field: keyof Variant): [Series,
         ['aio', 'iothreads', 'bus', 'memory', 'queues', 'cache'] as const
       ).filter((k) => a.def?.[k] !== b.def?.[k]);
       if (variantFormat(a.def) !== variantFormat(b.def)) keys.push('format');
+      if (variantPath(a.def) !== variantPath(b.def)) keys.push('path');
       if (a.def.qemu?.name !== b.def.qemu?.name) keys.push('qemu');
       if (keys.length === 1 && keys[0] === field) pairs.push([a, b]);
     }
@@ -413,6 +415,9 @@ export function buildCharts(m: ReportModel): Chart[] {
   charts.push(...pairCharts(m, 'bus', 'virtio-blk vs virtio-scsi', qd1, iops, sweeps));
   charts.push(...pairCharts(m, 'memory', 'Huge pages vs 4k pages', qd1, iops, []));
   charts.push(...pairCharts(m, 'format', 'Image format: raw vs qcow2', qd1, iops, sweeps));
+  charts.push(
+    ...pairCharts(m, 'path', 'Where the I/O is served: QEMU, vhost-user-blk, NBD', qd1, iops, sweeps),
+  );
   charts.push(...pairCharts(m, 'qemu', 'QEMU version', qd1, iops, sweeps));
   return withFileSafeIds(charts.filter((c): c is Chart => c !== undefined));
 }
@@ -473,9 +478,17 @@ function iothreadCharts(m: ReportModel, qd1: WorkloadInfo[], iops: WorkloadInfo[
   for (const s of m.ordered) {
     if (!s.def) continue;
     const { aio, bus, memory, queues, cache } = s.def;
-    const key = [s.run, aio, bus, memory, queues, cache, variantFormat(s.def), s.def.qemu?.name ?? ''].join(
-      '|',
-    );
+    const key = [
+      s.run,
+      aio,
+      bus,
+      memory,
+      queues,
+      cache,
+      variantFormat(s.def),
+      variantPath(s.def),
+      s.def.qemu?.name ?? '',
+    ].join('|');
     families.set(key, [...(families.get(key) ?? []), s]);
   }
   const multi = [...families.values()].filter((f) => new Set(f.map((s) => s.def?.iothreads)).size >= 2);
@@ -579,7 +592,7 @@ function iothreadCharts(m: ReportModel, qd1: WorkloadInfo[], iops: WorkloadInfo[
 /** Bars (and curves) restricted to the variants of pairs that differ only in `field`. */
 function pairCharts(
   m: ReportModel,
-  field: 'bus' | 'memory' | 'format' | 'qemu',
+  field: 'bus' | 'memory' | 'format' | 'path' | 'qemu',
   heading: string,
   qd1: WorkloadInfo[],
   iops: WorkloadInfo[],

@@ -7,7 +7,7 @@ import {
 } from '../race/rule.js';
 import { type Comparison, compareSamples, controlFamily } from '../stats/compare.js';
 import { HOST_VARIANT_ID, type Variant } from '../study/types.js';
-import { referenceVariant, variantFormat } from '../study/variants.js';
+import { referenceVariant, variantFormat, variantPath } from '../study/variants.js';
 import { buildModel, pairsDifferingIn, type ReportModel } from './charts.js';
 import type { ReportData, ReportRun } from './data.js';
 import { escapeMarkdown as esc } from './escape.js';
@@ -33,6 +33,7 @@ export type Question =
   | 'bus'
   | 'memory'
   | 'format'
+  | 'path'
   | 'runs';
 
 /** A comparison of b against reference a on one measure, with its (family-controlled) verdict. */
@@ -203,7 +204,8 @@ function gatherClaims(m: ReportModel, run: ReportRun): Claim[] {
       s.def.bus === ref.def.bus &&
       s.def.memory === ref.def.memory &&
       s.def.queues === ref.def.queues &&
-      variantFormat(s.def) === variantFormat(ref.def);
+      variantFormat(s.def) === variantFormat(ref.def) &&
+      variantPath(s.def) === variantPath(ref.def);
     if (!sameDevice) continue;
     if (s.def.cache !== ref.def.cache) {
       // A cache mode is judged at the reference's aio mode and iothreads, or not at all.
@@ -228,6 +230,13 @@ function gatherClaims(m: ReportModel, run: ReportRun): Claim[] {
   for (const [a, b] of pairsDifferingIn(m, 'format').filter(([a]) => a.run === run.id)) {
     const [raw, image] = variantFormat(a.def ?? {}) === 'raw' ? [a, b] : [b, a];
     claims.push(...compareOn(m, 'format', raw, image, [...perf, ...cpu]));
+  }
+  // A disk served by the storage daemon against the same disk served by QEMU itself (or another path).
+  for (const [a, b] of pairsDifferingIn(m, 'path').filter(([a]) => a.run === run.id)) {
+    const order = ['qemu', 'vhost-user-blk', 'nbd'];
+    const [base, other] =
+      order.indexOf(variantPath(a.def ?? {})) <= order.indexOf(variantPath(b.def ?? {})) ? [a, b] : [b, a];
+    claims.push(...compareOn(m, 'path', base, other, [...perf, ...cpu]));
   }
   return claims;
 }
@@ -282,14 +291,31 @@ export function libvirtLines(s: Series): string[] {
   const queues = v.queues > 1 && v.bus === 'virtio-blk' ? ` queues='${v.queues}'` : '';
   const lines: string[] = [];
   if (v.iothreads > 0) lines.push(`<iothreads>${v.iothreads}</iothreads>`);
+  const path = variantPath(v);
+  if (path === 'vhost-user-blk') {
+    // The storage daemon opens the image (driver, cache and aio are its own); QEMU shares memory with it.
+    lines.push(
+      v.memory === 'hugepages'
+        ? "<memoryBacking><hugepages/><access mode='shared'/></memoryBacking>"
+        : "<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>",
+    );
+    lines.push("<disk type='vhostuser' device='disk'><driver name='qemu' type='raw'/>");
+    lines.push("<source type='unix' path='DAEMON-SOCKET'/>");
+    return lines;
+  }
   if (v.memory === 'hugepages') lines.push('<memoryBacking><hugepages/></memoryBacking>');
+  // NBD: the daemon opens the image with the aio mode; QEMU's side is a raw NBD client.
+  const type = path === 'nbd' ? 'raw' : variantFormat(v);
+  const io = path === 'nbd' ? '' : ` io='${v.aio}'`;
+  if (path === 'nbd')
+    lines.push(
+      "<disk type='network' device='disk'><source protocol='nbd' name='EXPORT'><host transport='unix' socket='DAEMON-SOCKET'/></source>",
+    );
   if (v.bus === 'virtio-scsi') {
     lines.push(`<controller type='scsi' model='virtio-scsi'><driver${iothread}/></controller>`);
-    lines.push(`<driver name='qemu' type='${variantFormat(v)}' cache='${v.cache}' io='${v.aio}'/>`);
+    lines.push(`<driver name='qemu' type='${type}' cache='${v.cache}'${io}/>`);
   } else {
-    lines.push(
-      `<driver name='qemu' type='${variantFormat(v)}' cache='${v.cache}' io='${v.aio}'${iothread}${queues}/>`,
-    );
+    lines.push(`<driver name='qemu' type='${type}' cache='${v.cache}'${io}${iothread}${queues}/>`);
   }
   return lines;
 }
@@ -333,6 +359,7 @@ const QUESTIONS: [Question, string][] = [
   ['bus', 'virtio-blk vs virtio-scsi'],
   ['memory', 'Huge pages vs 4k pages'],
   ['format', 'raw vs qcow2'],
+  ['path', 'Where the I/O is served'],
   ['runs', 'Runs compared'],
 ];
 

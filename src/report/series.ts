@@ -5,9 +5,10 @@ import {
   HOST_VARIANT_ID,
   IMAGE_FORMATS,
   MEMORY_BACKINGS,
+  SERVE_PATHS,
   type Variant,
 } from '../study/types.js';
-import { variantFormat } from '../study/variants.js';
+import { variantFormat, variantPath } from '../study/variants.js';
 import type { ReportData } from './data.js';
 
 /** One line/bar family of the report: a variant of a run. */
@@ -59,7 +60,13 @@ export function seriesKey(run: string, variant: string): string {
 }
 
 function isBaseForm(v: Variant): boolean {
-  return v.bus === 'virtio-blk' && v.memory === '4k' && v.cache === 'none' && variantFormat(v) === 'raw';
+  return (
+    v.bus === 'virtio-blk' &&
+    v.memory === '4k' &&
+    v.cache === 'none' &&
+    variantFormat(v) === 'raw' &&
+    variantPath(v) === 'qemu'
+  );
 }
 
 /**
@@ -100,6 +107,7 @@ export function vmVariant(v: unknown): Variant | undefined {
     count(x.iothreads) &&
     count(x.queues) &&
     (x.format === undefined || IMAGE_FORMATS.includes(x.format)) &&
+    (x.path === undefined || SERVE_PATHS.includes(x.path)) &&
     (x.qemu === undefined || isVariantQemu(x.qemu));
   return ok ? (x as Variant) : undefined;
 }
@@ -141,6 +149,7 @@ export function variantLabel(
   if (v.bus === 'virtio-scsi') extra.push('scsi');
   if (v.memory === 'hugepages') extra.push('hugepages');
   if (variantFormat(v) !== 'raw') extra.push(variantFormat(v));
+  if (variantPath(v) !== 'qemu') extra.push(variantPath(v));
   if (varying.has('queues')) extra.push(`${v.queues} queue${v.queues === 1 ? '' : 's'}`);
   if (varying.has('cache') || v.cache !== 'none') extra.push(`cache=${v.cache}`);
   // Variants of the qemu axis are told apart by the version they ran on.

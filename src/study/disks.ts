@@ -58,6 +58,9 @@ export function studyDiskSpecs(
 /** Serial of test disk `index` as the guest sees it: kvmio-test, kvmio-test-1, … (both backends). */
 export const TEST_DISK_SERIAL = 'kvmio-test';
 
+/** The serial every vhost-user-blk export of qemu-storage-daemon answers with (not settable). */
+export const VHOST_USER_BLK_SERIAL = 'vhost_user_blk';
+
 export function testDiskSerial(index: number): string {
   return index === 0 ? TEST_DISK_SERIAL : `${TEST_DISK_SERIAL}-${index}`;
 }

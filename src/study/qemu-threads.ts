@@ -3,7 +3,12 @@
  * (metrics) and of pinning (backends) alike.
  */
 
-export const THREAD_CLASSES = ['vcpu', 'iothread', 'main', 'worker', 'other'] as const;
+/**
+ * `storage-daemon` is no QEMU thread: it is every thread of the qemu-storage-daemon serving a
+ * variant's disks (paths vhost-user-blk and nbd), measured beside QEMU so that a path's CPU cost
+ * counts whole.
+ */
+export const THREAD_CLASSES = ['vcpu', 'iothread', 'main', 'worker', 'other', 'storage-daemon'] as const;
 export type ThreadClass = (typeof THREAD_CLASSES)[number];
 
 export function classifyThread(comm: string, tid: number, pid: number): ThreadClass {

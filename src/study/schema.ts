@@ -42,6 +42,7 @@ import {
   type LvmSpec,
   MEMORY_BACKINGS,
   type Pinning,
+  SERVE_PATHS,
   type Study,
   type Variant,
 } from './types.js';
@@ -52,6 +53,7 @@ import {
   impossibleReason,
   type MatrixAxes,
   matchesRule,
+  servedByDaemon,
   variantFormat,
   variantId,
   variantProblem,
@@ -87,6 +89,7 @@ export const STUDY_DEFAULTS = {
     format: ['raw'],
     discard: [DEFAULT_DISCARD],
     detect_zeroes: ['off'],
+    path: ['qemu'],
   } satisfies MatrixAxes,
   baseline: false,
   repetitions: 3,
@@ -122,6 +125,7 @@ const MATRIX_KEYS = [
   'format',
   'discard',
   'detect_zeroes',
+  'path',
   'qemu',
 ] as const;
 /** Limits of what one study may ask for: each far beyond a real study, all below exhausting memory. */
@@ -158,6 +162,8 @@ function readAxisValue(
       return readEnum(src, path, value, DISCARD_MODES);
     case 'detect_zeroes':
       return readEnum(src, path, value, DETECT_ZEROES_MODES);
+    case 'path':
+      return readEnum(src, path, value, SERVE_PATHS);
   }
 }
 
@@ -184,6 +190,7 @@ function readMatrix(src: YamlSource, value: unknown, qemus: Map<string, string>)
     format: axis('format'),
     discard: axis('discard'),
     detect_zeroes: axis('detect_zeroes'),
+    path: axis('path'),
     ...(m.qemu === undefined ? {} : { qemu: readQemuAxis(src, m.qemu, qemus) }),
   } as MatrixAxes;
 }
@@ -244,7 +251,7 @@ function expandVariants(
     src.fail(['matrix'], `every combination is impossible: ${variantProblem(impossible[0]!)}`);
   }
   for (const v of impossible) {
-    notes.push(`${variantId(v)} left out: ${impossibleReason(v)} (QEMU refuses it)`);
+    notes.push(`${variantId(v)} left out: ${impossibleReason(v)}`);
   }
   return possible.map((v) => ({ id: variantId(v), ...v }));
 }
@@ -578,6 +585,16 @@ export function validateStudy(src: YamlSource, defaultName: string, baseDir: str
     src.fail(
       ['matrix', 'qemu'],
       'names QEMU binaries of this machine, but the VMs run elsewhere (hosts: or a remote libvirt URI): use it with VMs on this machine',
+    );
+  if (variants.some(servedByDaemon) && !runsHere)
+    src.fail(
+      ['matrix', 'path'],
+      `${SERVE_PATHS.filter((p) => p !== 'qemu').join(' and ')} run on this machine only: kvmio starts qemu-storage-daemon here beside QEMU; remove hosts (or the remote libvirt.uri), or use path qemu`,
+    );
+  if (variants.some(servedByDaemon) && guest.domain)
+    src.fail(
+      ['matrix', 'path'],
+      "runs with kvmio's builtin guest only: a user's own domain keeps its disks and memory backing; use path qemu with guest.domain",
     );
   if (matrix.qemu && guest.domain)
     src.fail(

@@ -37,6 +37,14 @@ export type DetectZeroesMode = (typeof DETECT_ZEROES_MODES)[number];
 export const IMAGE_FORMATS = ['raw', 'qcow2'] as const;
 export type ImageFormat = (typeof IMAGE_FORMATS)[number];
 
+/**
+ * Where the test disk's I/O is served: by QEMU's own block layer, or by a qemu-storage-daemon kvmio
+ * starts beside QEMU, exported over vhost-user-blk (the guest's virtqueues processed in the daemon,
+ * guest memory shared with it) or over NBD on a UNIX socket (QEMU's NBD client under the same device).
+ */
+export const SERVE_PATHS = ['qemu', 'vhost-user-blk', 'nbd'] as const;
+export type ServePath = (typeof SERVE_PATHS)[number];
+
 export const QCOW2_PREALLOCATIONS = ['off', 'metadata', 'falloc', 'full'] as const;
 export type Qcow2Preallocation = (typeof QCOW2_PREALLOCATIONS)[number];
 
@@ -75,6 +83,8 @@ export interface Variant {
   discard?: DiscardMode;
   /** QEMU's zero-write detection on the test disks (absent = off). */
   detectZeroes?: DetectZeroesMode;
+  /** Where the test disks' I/O is served (absent = qemu: QEMU opens the image itself). */
+  path?: ServePath;
   /** The QEMU this variant runs on (matrix.qemu); absent: the located default QEMU. */
   qemu?: VariantQemu;
 }

@@ -33,7 +33,9 @@ export async function startGuestMeters(vm: GuestVm, series: boolean): Promise<Wi
   // QEMU on another host is sampled there, over that host's connection.
   // Where kvmio cannot reach the host, the window has no CPU figures (the host's facts say why).
   const where = vm.qemuHost ? await vm.qemuHost() : { pid: vm.qemuPid(), host: LOCAL_HOST };
-  const cpu = where && (await QemuCpuMeter.start(where.pid, { series, host: where.host }));
+  // The storage daemon serving the disks (kvmio starts it on this machine) is measured beside QEMU.
+  const daemonPid = where?.host.local ? vm.storageDaemonPid?.() : undefined;
+  const cpu = where && (await QemuCpuMeter.start(where.pid, { series, host: where.host, daemonPid }));
   const probe = ResponsivenessProbe.start(vm);
   return {
     stop: async () => ({ probe: probe.stop(), ...(cpu ? { cpu: await cpu.stop() } : {}) }),

@@ -48,6 +48,8 @@ test('ids gain -d<N> for several disks only; disk paths are disk.path then PATH.
     device: 'kvmio-test-dev-2',
     scsiLun: 'kvmio-test-lun-2',
     rootPort: 'kvmio-rp-test-2',
+    export: 'kvmio-test-export-2',
+    chardev: 'kvmio-test-vhost-2',
   });
 });
 
