@@ -62,6 +62,23 @@ export async function findTestDisks(
   }
 }
 
+/**
+ * The device nodes of a running guest's test disks, found once per variant: polling a workload's first
+ * request then costs one read per disk.
+ */
+export class TestDiskCache {
+  private found: { variant: string; devices: Promise<string[]> } | undefined;
+
+  devices(guest: GuestFiles, variant: Variant): Promise<string[]> {
+    if (this.found?.variant !== variant.id) {
+      const devices = findTestDisks(guest, variant);
+      devices.catch(() => (this.found = undefined));
+      this.found = { variant: variant.id, devices };
+    }
+    return this.found.devices;
+  }
+}
+
 /** Waits until the guest no longer sees any test disk of `variant` (after an unplug). */
 export async function waitTestDisksGone(
   guest: GuestFiles,
@@ -87,7 +104,7 @@ export async function waitTestDisksGone(
  * /sys/block/NAME/stat: how the host sees a workload's I/O begin where QEMU keeps no block statistics
  * (a vhost-user-blk disk is served by the storage daemon).
  */
-export async function guestDiskRequests(guest: GuestFiles, devices: string[]): Promise<number> {
+export async function guestDiskRequests(guest: GuestFiles, devices: readonly string[]): Promise<number> {
   let total = 0;
   for (const device of devices) {
     const name = device.replace(/^\/dev\//, '');

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../guest/agent-protocol.js';
 import { type BootLimit, bootLimit, bootLimitMessage, localBootLimit } from '../guest/boot-limit.js';
 import { ensureGuest, GUEST_KERNEL_CMDLINE } from '../guest/build.js';
-import { findTestDisks, guestDiskRequests, waitTestDisksGone } from '../guest/disks.js';
+import { findTestDisks, guestDiskRequests, TestDiskCache, waitTestDisksGone } from '../guest/disks.js';
 import { FIO_DISK_SERIAL, fioBundle, type InstalledFio, installFioBundle } from '../guest/fio-bundle.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import { type HostAccess, hostAccessFor } from '../host/access.js';
@@ -702,6 +702,8 @@ class LibvirtGuest implements LibvirtVm {
     return { pid, host };
   }
 
+  private readonly diskCache = new TestDiskCache();
+
   /** The storage daemon's pid (kvmio runs it on this machine), for CPU accounting beside QEMU's. */
   storageDaemonPid(): number | undefined {
     return this.served?.daemon.pid;
@@ -716,7 +718,7 @@ class LibvirtGuest implements LibvirtVm {
   async blockRequests(): Promise<number> {
     // QEMU has no block backend for a vhost-user-blk disk: the guest counts the requests instead.
     if (variantPath(this.variant) === 'vhost-user-blk')
-      return guestDiskRequests(this, await this.testDisks());
+      return guestDiskRequests(this, await this.diskCache.devices(this, this.variant));
     return blockRequests(await this.virsh.monitor(this.name, 'query-blockstats'));
   }
 

@@ -3,7 +3,7 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'nod
 import { join } from 'node:path';
 import { localBootLimit } from '../guest/boot-limit.js';
 import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestRelease } from '../guest/build.js';
-import { findTestDisks, guestDiskRequests } from '../guest/disks.js';
+import { findTestDisks, guestDiskRequests, TestDiskCache } from '../guest/disks.js';
 import { freePort, hmpHostForward } from '../guest/forward.js';
 import type { GuestExecOptions, GuestExecResult, GuestVm } from '../guest/vm.js';
 import { kernelAccount, kernelNowUsec, taskIds } from '../host/kernel-log.js';
@@ -41,8 +41,8 @@ import {
 import { qemuBinary } from './binary.js';
 import { blockRequests } from './blockstats.js';
 import { type QemuCapabilities, qemuCapabilities } from './capabilities.js';
-import { type Ovmf, studyOvmf, verifyFirmware } from './firmware.js';
 import { childEnd, quitThenKill, StderrTail } from './child.js';
+import { type Ovmf, studyOvmf, verifyFirmware } from './firmware.js';
 import { applyPinning } from './pinning.js';
 import { QmpClient } from './qmp.js';
 import { checkRunningShape } from './running-shape.js';
@@ -313,6 +313,8 @@ export class QemuVm implements GuestVm {
     return this.child.pid;
   }
 
+  private readonly diskCache = new TestDiskCache();
+
   storageDaemonPid(): number | undefined {
     return this.daemon?.pid;
   }
@@ -321,7 +323,7 @@ export class QemuVm implements GuestVm {
     // QEMU has no block backend for a vhost-user-blk disk (and the daemon's export counts none): the
     // guest's own count of completed requests tells when the I/O begins.
     if (variantPath(this.variant) === 'vhost-user-blk')
-      return guestDiskRequests(this, await this.testDisks());
+      return guestDiskRequests(this, await this.diskCache.devices(this, this.variant));
     return blockRequests(await this.qmp.execute('query-blockstats', undefined, { timeoutMs: 10_000 }));
   }
 

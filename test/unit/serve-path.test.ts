@@ -137,6 +137,7 @@ test('nbd: QEMU has an NBD client node on the daemon socket under the usual devi
       server: { type: 'unix', path: '/run/k/qsd-nbd.sock' },
       export: 'kvmio-test-export',
       cache: { direct: false, 'no-flush': true },
+      discard: 'unmap',
     },
   ]);
   assert.ok(argv.includes('iothread,id=kvmio-iot0'));
