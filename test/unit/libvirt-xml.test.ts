@@ -44,6 +44,12 @@ describe('domainXml: every preset variant', () => {
             accel,
             name: `kvmio-${variant.id}`,
             consoleLog: '/var/log/x.log',
+            // Debian's OVMF pair, for presets with a UEFI guest (the seed); bios presets ignore it.
+            firmware: {
+              code: '/usr/share/OVMF/OVMF_CODE_4M.fd',
+              varsTemplate: '/usr/share/OVMF/OVMF_VARS_4M.fd',
+              nvram: `/var/lib/kvmio/kvmio-${variant.id}_VARS.fd`,
+            },
           };
           const disks = variant.disks ?? 1;
           if (variant.iothreads > 1 && disks === 1) {
