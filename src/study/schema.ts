@@ -135,36 +135,31 @@ const MAX_PLAN_POINTS = 20_000;
 const MAX_DISKS = 16;
 type MatrixKey = (typeof MATRIX_KEYS)[number];
 
+/** Each axis's allowed values: a list of names, or an integer range. */
+const AXIS_VALUES: Record<Exclude<MatrixKey, 'qemu'>, readonly string[] | { min: number; max: number }> = {
+  aio: AIO_MODES,
+  bus: BUSES,
+  memory: MEMORY_BACKINGS,
+  cache: CACHE_MODES,
+  iothreads: { min: 0, max: 64 },
+  queues: { min: 1, max: 64 },
+  disks: { min: 1, max: MAX_DISKS },
+  format: IMAGE_FORMATS,
+  discard: DISCARD_MODES,
+  detect_zeroes: DETECT_ZEROES_MODES,
+  path: SERVE_PATHS,
+};
+
 function readAxisValue(
   src: YamlSource,
   path: KeyPath,
   key: Exclude<MatrixKey, 'qemu'>,
   value: unknown,
 ): string | number {
-  switch (key) {
-    case 'aio':
-      return readEnum(src, path, value, AIO_MODES);
-    case 'bus':
-      return readEnum(src, path, value, BUSES);
-    case 'memory':
-      return readEnum(src, path, value, MEMORY_BACKINGS);
-    case 'cache':
-      return readEnum(src, path, value, CACHE_MODES);
-    case 'iothreads':
-      return readInt(src, path, value, 0, 64);
-    case 'queues':
-      return readInt(src, path, value, 1, 64);
-    case 'disks':
-      return readInt(src, path, value, 1, MAX_DISKS);
-    case 'format':
-      return readEnum(src, path, value, IMAGE_FORMATS);
-    case 'discard':
-      return readEnum(src, path, value, DISCARD_MODES);
-    case 'detect_zeroes':
-      return readEnum(src, path, value, DETECT_ZEROES_MODES);
-    case 'path':
-      return readEnum(src, path, value, SERVE_PATHS);
-  }
+  const allowed = AXIS_VALUES[key];
+  return 'min' in allowed
+    ? readInt(src, path, value, allowed.min, allowed.max)
+    : readEnum(src, path, value, allowed);
 }
 
 function readMatrix(src: YamlSource, value: unknown, qemus: Map<string, string>): MatrixAxes {
