@@ -180,7 +180,10 @@ test('libvirt: <driver type=qcow2> with metadata_cache on the image, raw as befo
       name: 'fmt',
     });
   const qcow2 = xml(1);
-  assert.match(qcow2, /<driver name='qemu' type='qcow2' cache='none' io='native' discard='unmap' iothread='1' queues='1'>/);
+  assert.match(
+    qcow2,
+    /<driver name='qemu' type='qcow2' cache='none' io='native' discard='unmap' iothread='1' queues='1'>/,
+  );
   assert.match(qcow2, /<metadata_cache>\s*<max_size unit='bytes'>2097152<\/max_size>\s*<\/metadata_cache>/);
   assert.match(qcow2, /<source file='\/var\/tmp\/k\.raw\.qcow2'\/>/);
   if (spawnSync('virt-xml-validate', ['--help']).error === undefined) {
@@ -190,7 +193,10 @@ test('libvirt: <driver type=qcow2> with metadata_cache on the image, raw as befo
     assert.equal(r.status, 0, `libvirt's schema refuses the qcow2 domain: ${r.stdout}${r.stderr}`);
   }
   const raw = xml(0);
-  assert.match(raw, /<driver name='qemu' type='raw' cache='none' io='native' discard='unmap' iothread='1' queues='1'\/>/);
+  assert.match(
+    raw,
+    /<driver name='qemu' type='raw' cache='none' io='native' discard='unmap' iothread='1' queues='1'\/>/,
+  );
   assert.doesNotMatch(raw, /metadata_cache/);
   assert.match(raw, /<source file='\/var\/tmp\/k\.raw'\/>/);
 });
