@@ -10,8 +10,8 @@ import { type LibvirtVm, startLibvirtVm } from '../../src/libvirt/vm.js';
 import type { Ovmf } from '../../src/qemu/firmware.js';
 import type { Study } from '../../src/study/types.js';
 import { runtimeDir } from '../../src/util/paths.js';
-import { qemu10 } from '../helpers/stack.js';
-import { hostOvmf, type PflashInfo, pflash, shortRead } from '../helpers/uefi.js';
+import { qemu10, shortRandomRead } from '../helpers/stack.js';
+import { hostOvmf, type PflashInfo, pflash } from '../helpers/uefi.js';
 import { testVariant } from '../helpers/vm.js';
 
 /**
@@ -95,7 +95,7 @@ test('the guest runs under UEFI, and the point keeps what was verified', async (
 
 test('fio runs on the test disk of the uefi domain', async () => {
   if (!vm) throw new Error('the domain did not start');
-  assert.ok((await shortRead(vm, 'lv-uefi')) > 0);
+  assert.ok((await shortRandomRead(vm, 'lv-uefi')) > 0);
 });
 
 test('virsh define --validate accepts the domain XML kvmio made', async () => {

@@ -23,11 +23,8 @@ export function threadCpuNs(pid: number, tid: number): number {
   return Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
 }
 
-/**
- * Bytes a short 4 KiB random read in the guest moved: QD4 in 2 jobs, so that on 2 vCPUs the guest
- * submits on two queues and a disk spread over two iothreads keeps both busy.
- */
-export async function readOnTwoQueues(vm: GuestVm, name: string): Promise<number> {
+/** Bytes a 2 s 4 KiB random read at QD4 in the guest moved, in `numjobs` jobs. */
+export async function shortRandomRead(vm: GuestVm, name: string, numjobs = 1): Promise<number> {
   const { job } = await runFioJob(
     { kind: 'guest', vm },
     {
@@ -35,7 +32,7 @@ export async function readOnTwoQueues(vm: GuestVm, name: string): Promise<number
       rw: 'randread',
       bs: 4096,
       iodepth: 4,
-      numjobs: 2,
+      numjobs,
       runtimeSeconds: 2,
       rampSeconds: 0,
       ioengine: 'libaio',
@@ -45,4 +42,12 @@ export async function readOnTwoQueues(vm: GuestVm, name: string): Promise<number
     { deadline: Date.now() + 120_000, log: () => undefined, series: false },
   );
   return job.read.io_bytes;
+}
+
+/**
+ * The same read in 2 jobs, so that on 2 vCPUs the guest submits on two queues and a disk spread
+ * over two iothreads keeps both busy.
+ */
+export function readOnTwoQueues(vm: GuestVm, name: string): Promise<number> {
+  return shortRandomRead(vm, name, 2);
 }

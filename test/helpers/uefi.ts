@@ -3,10 +3,9 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ensureGuest } from '../../src/guest/build.js';
-import type { GuestVm } from '../../src/guest/vm.js';
 import { findOvmf, type Ovmf, verifyFirmware } from '../../src/qemu/firmware.js';
 import { type QemuVm, startQemuVm } from '../../src/qemu/vm.js';
-import { runFioJob } from '../../src/workloads/fio.js';
+import { shortRandomRead } from './stack.js';
 import { makeTestDisk, qemuPids, testAccel, testStudy, testVariant } from './vm.js';
 
 /** query-block's view of one pflash unit. */
@@ -24,27 +23,6 @@ export async function hostOvmf(): Promise<Ovmf> {
   const ovmf = await findOvmf();
   assert.ok(ovmf, 'no OVMF on this host: make test installs the ovmf package (scripts/setup.sh --tests)');
   return ovmf;
-}
-
-/** A short 4 KiB random read on the guest's test disk; returns the bytes read. */
-export async function shortRead(vm: GuestVm, name: string): Promise<number> {
-  const { job } = await runFioJob(
-    { kind: 'guest', vm },
-    {
-      name,
-      rw: 'randread',
-      bs: 4096,
-      iodepth: 4,
-      numjobs: 1,
-      runtimeSeconds: 2,
-      rampSeconds: 0,
-      ioengine: 'libaio',
-      extra: {},
-    },
-    null,
-    { deadline: Date.now() + 120_000, log: () => undefined, series: false },
-  );
-  return job.read.io_bytes;
 }
 
 /**
@@ -120,7 +98,7 @@ export function uefiDirectTests(label: string, binary?: () => string): { vm: () 
   });
 
   test(`${label}: fio runs on the test disk`, async () => {
-    assert.ok((await shortRead(vm, `uefi-${label}`)) > 0);
+    assert.ok((await shortRandomRead(vm, `uefi-${label}`)) > 0);
   });
 
   return { vm: () => vm };
