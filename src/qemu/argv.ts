@@ -126,7 +126,17 @@ export const ASSUMED_CAPABILITIES: QemuCapabilities = {
   aioModes: ['threads', 'native', 'io_uring'],
   iothreadVqMapping: false,
   scsiIothreadVqMapping: false,
+  backingMaskProtocol: false,
 };
+
+/**
+ * Whether a raw test disk is one protocol node with no raw format node over it. libvirt leaves the
+ * layer out when QEMU's block jobs can mask the protocol node (backing-mask-protocol, QEMU 8.0+);
+ * the direct backend does the same, so both backends run the same block graph on the same QEMU.
+ */
+export function omitsRawFormatLayer(caps: QemuCapabilities): boolean {
+  return caps.backingMaskProtocol;
+}
 
 /** How a cache mode maps onto the block layer (see qemu(1), -drive cache=). */
 export function cacheFlags(mode: CacheMode): { direct: boolean; noFlush: boolean; writeCache: boolean } {
@@ -207,9 +217,10 @@ export function testDiskBlockdevs(
   index = 0,
   qcow2: Qcow2Options = QCOW2_DEFAULTS,
   sockets?: DaemonSockets,
+  omitRawLayer = false,
 ): Array<Record<string, unknown>> {
   const path = variantPath(variant);
-  if (path === 'qemu') return imageBlockdevs(variant, diskPath, index, qcow2);
+  if (path === 'qemu') return imageBlockdevs(variant, diskPath, index, qcow2, omitRawLayer);
   if (path === 'vhost-user-blk') return [];
   if (!sockets) throw new Error(`variant ${variant.id}: the storage daemon's sockets are not known`);
   const names = testDiskNames(index);
@@ -237,6 +248,7 @@ export function imageBlockdevs(
   diskPath: string,
   index = 0,
   qcow2: Qcow2Options = QCOW2_DEFAULTS,
+  omitRawLayer = false,
 ): Array<Record<string, unknown>> {
   const { direct, noFlush } = cacheFlags(variant.cache);
   const cache = { direct, 'no-flush': noFlush };
@@ -244,22 +256,26 @@ export function imageBlockdevs(
   // Both nodes pass discards down alike; zeroes are detected where the guest's writes enter (as libvirt does).
   const discard = variantDiscard(variant);
   const detectZeroes = variantDetectZeroes(variant);
+  const protocol = {
+    driver: diskPath.startsWith('/dev/') ? 'host_device' : 'file',
+    filename: diskPath,
+    aio: variant.aio,
+    cache,
+    discard,
+  };
+  const zeroes = detectZeroes !== 'off' ? { 'detect-zeroes': detectZeroes } : {};
+  // Without the raw layer the protocol node takes the format node's name and its zero detection.
+  if (omitRawLayer && variantFormat(variant) === 'raw')
+    return [{ ...protocol, 'node-name': names.formatNode, ...zeroes }];
   return [
-    {
-      driver: diskPath.startsWith('/dev/') ? 'host_device' : 'file',
-      'node-name': names.fileNode,
-      filename: diskPath,
-      aio: variant.aio,
-      cache,
-      discard,
-    },
+    { ...protocol, 'node-name': names.fileNode },
     {
       driver: variantFormat(variant),
       'node-name': names.formatNode,
       file: names.fileNode,
       cache,
       discard,
-      ...(detectZeroes !== 'off' ? { 'detect-zeroes': detectZeroes } : {}),
+      ...zeroes,
       ...(variantFormat(variant) === 'qcow2' ? qcow2NodeOptions(qcow2) : {}),
     },
   ];
@@ -476,7 +492,14 @@ export function qemuArgv(opts: QemuArgvOptions): string[] {
         '-chardev',
         `socket,id=${testDiskNames(i).chardev},path=${noComma('runtime dir', sockets.vhost(i))}`,
       );
-    for (const node of testDiskBlockdevs(variant, path, i, study.disk.qcow2, sockets))
+    for (const node of testDiskBlockdevs(
+      variant,
+      path,
+      i,
+      study.disk.qcow2,
+      sockets,
+      omitsRawFormatLayer(caps),
+    ))
       argv.push('-blockdev', JSON.stringify(node));
     for (const dev of testDiskDevices(variant, i, machine)) argv.push('-device', formatDevice(dev));
   });

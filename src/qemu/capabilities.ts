@@ -20,13 +20,19 @@ export interface QemuCapabilities {
   iothreadVqMapping: boolean;
   /** virtio-scsi-pci has it too (QEMU 10.0+). */
   scsiIothreadVqMapping: boolean;
+  /**
+   * block-stream takes `backing-mask-protocol` (QEMU 8.0+): libvirt (10.x and later) then leaves the
+   * raw format layer out of a raw disk, and so does kvmio's direct backend (omitsRawFormatLayer).
+   */
+  backingMaskProtocol: boolean;
 }
 
 const cache = new Map<string, QemuCapabilities>();
 
-interface SchemaEntry {
+export interface SchemaEntry {
   name: string;
   'meta-type': string;
+  'arg-type'?: string;
   values?: string[];
   members?: Array<{ name: string } | string>;
 }
@@ -53,7 +59,15 @@ export async function capabilitiesFromQmp(qmp: QmpClient, binary = qemuBinary())
     aioModes: aioEnum ? enumValues(aioEnum) : ['threads'],
     iothreadVqMapping: await hasProp('virtio-blk-pci', 'iothread-vq-mapping'),
     scsiIothreadVqMapping: await hasProp('virtio-scsi-pci', 'iothread-vq-mapping'),
+    backingMaskProtocol: commandTakes(schema, 'block-stream', 'backing-mask-protocol'),
   };
+}
+
+/** Whether a QMP command of the introspected schema has an argument of that name. */
+export function commandTakes(schema: SchemaEntry[], command: string, argument: string): boolean {
+  const entry = schema.find((e) => e['meta-type'] === 'command' && e.name === command);
+  const args = entry && schema.find((e) => e.name === entry['arg-type']);
+  return (args?.members ?? []).some((m) => (typeof m === 'string' ? m : m.name) === argument);
 }
 
 function enumValues(e: SchemaEntry): string[] {

@@ -27,6 +27,7 @@ import {
   daemonSockets,
   diskIothread,
   iothreadIds,
+  omitsRawFormatLayer,
   type QemuImage,
   type QemuRuntimePaths,
   qemuArgv,
@@ -368,26 +369,30 @@ export class QemuVm implements GuestVm {
     const started = Date.now();
     this.stderrMark = this.stderrTotal;
     const qmp = this.qmp;
-    for (let i = 0; i < variantDisks(this.variant); i++) {
+    const omitRawLayer = omitsRawFormatLayer(this.capabilities);
+    const study = this.opts.study;
+    const sockets = daemonSockets(this.dir);
+    for (const [i, path] of variantDiskPaths(this.variant, study.disk.path).entries()) {
       const names = testDiskNames(i);
       const deleted = qmp.waitEvent('DEVICE_DELETED', (d) => d.device === names.device, 60_000);
       deleted.catch(() => undefined);
       await qmp.execute('device_del', { id: names.device });
       await deleted;
-      await qmp.execute('blockdev-del', { 'node-name': names.formatNode });
-      await qmp.execute('blockdev-del', { 'node-name': names.fileNode });
+      // The nodes this variant added, top first.
+      const nodes = testDiskBlockdevs(this.variant, path, i, study.disk.qcow2, sockets, omitRawLayer);
+      for (const node of nodes.reverse())
+        await qmp.execute('blockdev-del', { 'node-name': node['node-name'] });
     }
     const want = iothreadIds(next.iothreads);
     const have = iothreadIds(this.variant.iothreads);
     for (const id of have.filter((x) => !want.includes(x))) await qmp.execute('object-del', { id });
     for (const id of want.filter((x) => !have.includes(x)))
       await qmp.execute('object-add', { 'qom-type': 'iothread', id });
-    const paths = variantDiskPaths(next, this.opts.study.disk.path);
+    const paths = variantDiskPaths(next, study.disk.path);
     for (const [i, path] of paths.entries()) {
-      for (const node of testDiskBlockdevs(next, path, i, this.opts.study.disk.qcow2))
+      for (const node of testDiskBlockdevs(next, path, i, study.disk.qcow2, sockets, omitRawLayer))
         await qmp.execute('blockdev-add', node);
-      for (const dev of testDiskDevices(next, i, this.opts.study.guest.machine))
-        await qmp.execute('device_add', dev);
+      for (const dev of testDiskDevices(next, i, study.guest.machine)) await qmp.execute('device_add', dev);
     }
     this.variant = next;
     this.switched = true;

@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   copyFileSync,
+  existsSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -34,6 +35,8 @@ const dir = mkdtempSync(`/var/tmp/kvmio-e2e-own-${process.pid}-`);
 chmodSync(dir, 0o711);
 const userName = `kvmio-e2e-user-${process.pid}`;
 const dataDisk = join(dir, 'data.raw');
+// The user's console, logged by libvirt: what a copy's kernel said when a run fails.
+const consoleLog = join(dir, 'console.log');
 let reachable = false;
 let userXml = '';
 
@@ -89,6 +92,7 @@ before(async () => {
     </controller>
     <controller type='usb' model='none'/>
     <serial type='pty'>
+      <log file='${consoleLog}' append='on'/>
       <target port='0'/>
     </serial>
     <channel type='unix'>
@@ -133,7 +137,14 @@ function runStudy(study: string, db: string): void {
     env: { ...process.env, KVMIO_ACCEL: 'tcg' },
     timeout: 900_000,
   });
-  assert.equal(r.status, 0, `kvmio run failed:\n${r.stderr.slice(-3000)}`);
+  if (r.status !== 0) {
+    const console = existsSync(consoleLog)
+      ? readFileSync(consoleLog, 'utf8').split('\n').slice(-40).join('\n')
+      : '';
+    assert.fail(
+      `kvmio run failed (exit ${r.status}):\n${r.stderr.slice(-3000)}\nthe copies' console:\n${console}`,
+    );
+  }
 }
 
 /** Every stored point ran, and its domain XML still holds everything of the user's. */
