@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ensureGuest } from '../../src/guest/build.js';
+import { libvirtStack } from '../../src/libvirt/stack.js';
+import { nvramPath } from '../../src/libvirt/stage.js';
+import { Virsh } from '../../src/libvirt/virsh.js';
+import { type LibvirtVm, startLibvirtVm } from '../../src/libvirt/vm.js';
 import { findOvmf, type Ovmf, verifyFirmware } from '../../src/qemu/firmware.js';
 import { type QemuVm, startQemuVm } from '../../src/qemu/vm.js';
+import type { Study } from '../../src/study/types.js';
+import { runtimeDir } from '../../src/util/paths.js';
 import { shortRandomRead } from './stack.js';
 import { makeTestDisk, qemuPids, testAccel, testStudy, testVariant } from './vm.js';
 
@@ -101,5 +107,108 @@ export function uefiDirectTests(label: string, binary?: () => string): { vm: () 
     assert.ok((await shortRandomRead(vm, `uefi-${label}`)) > 0);
   });
 
+  return { vm: () => vm };
+}
+
+const URI = 'qemu:///system';
+const virsh = new Virsh(URI);
+
+/**
+ * guest.firmware uefi under libvirt: an explicit OVMF loader and the domain's own variable store in
+ * kvmio's pool (made by libvirt from the template, removed by kvmio with the domain), checked live
+ * from QEMU's side (pflash over libvirt's monitor) and the guest's (/sys/firmware/efi), with a short
+ * fio run and libvirt's own validation of the XML. 1 vCPU, 768 MiB, one disk in /var/tmp (libvirt's
+ * QEMU cannot enter mkdtemp's 0700 dirs). `qemu`: the domain's <emulator> (default: the one kvmio
+ * finds, as libvirt's default QEMU).
+ */
+export function uefiLibvirtTests(label: string, qemu?: () => string): { vm: () => LibvirtVm | undefined } {
+  const name = `kvmio-e2e-lvuefi-${label}-${process.pid}`;
+  const diskPath = `/var/tmp/kvmio-e2e-lvuefi-${label}-${process.pid}.raw`;
+  const variant = testVariant({ aio: 'native', iothreads: 1 });
+  const study: Study = {
+    name: 'e2e-libvirt-uefi',
+    source: 'test',
+    backend: 'libvirt',
+    libvirt: { uri: URI },
+    guest: { vcpus: 1, memoryBytes: 768 * 1024 * 1024, count: 1, firmware: 'uefi' },
+    disk: { path: diskPath, sizeBytes: 64 * 1024 * 1024 },
+    variants: [variant],
+    baseline: false,
+    repetitions: 1,
+    workloads: [],
+    hosts: [],
+  };
+  let vm: LibvirtVm | undefined;
+  let ovmf: Ovmf;
+  const savedQemu = process.env.KVMIO_QEMU;
+
+  before(async () => {
+    if (qemu) process.env.KVMIO_QEMU = qemu();
+    ovmf = await hostOvmf();
+    const stack = await libvirtStack(virsh);
+    const fd = openSync(diskPath, 'w');
+    ftruncateSync(fd, 64 * 1024 * 1024);
+    closeSync(fd);
+    vm = await startLibvirtVm({
+      study,
+      variant,
+      image: await ensureGuest(),
+      accel: 'tcg',
+      uri: URI,
+      name,
+      stack,
+    });
+  });
+
+  after(async () => {
+    await vm?.stop();
+    if (savedQemu === undefined) delete process.env.KVMIO_QEMU;
+    else process.env.KVMIO_QEMU = savedQemu;
+    rmSync(diskPath, { force: true });
+    rmSync(`/var/log/libvirt/qemu/${name}-console.log`, { force: true });
+    const left = (await virsh.run(['list', '--all', '--name'])).split('\n').map((s) => s.trim());
+    assert.ok(!left.includes(name), `domain ${name} is still there`);
+    assert.equal(existsSync(nvramPath(name)), false, `the variable store ${nvramPath(name)} is removed`);
+  });
+
+  test(`${label}: libvirt runs OVMF as the read-only pflash loader and the domain store in kvmio's pool`, async () => {
+    if (!vm) throw new Error('the domain did not start');
+    const xml = await virsh.run(['dumpxml', name]);
+    if (qemu) assert.ok(xml.includes(`<emulator>${qemu()}</emulator>`));
+    assert.match(xml, /<type arch='x86_64' machine='pc-q35-[\d.]+'>hvm<\/type>/);
+    assert.match(xml, new RegExp(`<loader readonly='yes' type='pflash'[^>]*>${ovmf.code}</loader>`));
+    assert.match(xml, new RegExp(`<nvram template='${ovmf.varsTemplate}'[^>]*>${nvramPath(name)}</nvram>`));
+    assert.ok(existsSync(nvramPath(name)), 'libvirt made the store from the template');
+    const blocks = await virsh.monitor<PflashInfo[]>(name, 'query-block');
+    assert.deepEqual(pflash(blocks, 0), { ...pflash(blocks, 0), file: ovmf.code, ro: true });
+    assert.deepEqual(pflash(blocks, 1), { ...pflash(blocks, 1), file: nvramPath(name), ro: false });
+  });
+
+  test(`${label}: the guest runs under UEFI, and the point keeps what was verified`, async () => {
+    if (!vm) throw new Error('the domain did not start');
+    const efi = await vm.exec(['test', '-d', '/sys/firmware/efi'], { timeoutMs: 30_000 });
+    assert.equal(efi.exitCode, 0, 'no /sys/firmware/efi in the guest');
+    assert.match(vm.firmware ?? '', /^uefi: pflash flash0 .* read-only.*\/sys\/firmware\/efi in the guest/);
+  });
+
+  test(`${label}: fio runs on the test disk of the uefi domain`, async () => {
+    if (!vm) throw new Error('the domain did not start');
+    assert.ok((await shortRandomRead(vm, `lv-uefi-${label}`)) > 0);
+  });
+
+  test(`${label}: virsh define --validate accepts the domain XML kvmio made`, async () => {
+    if (!vm) throw new Error('the domain did not start');
+    const other = `${name}-def`;
+    const file = join(runtimeDir(), `${other}.xml`);
+    // Every use of the name, the variable store's path included: the running domain's store stays its own.
+    writeFileSync(file, vm.domainXml.replaceAll(name, other));
+    try {
+      await virsh.run(['define', '--validate', file]);
+    } finally {
+      // --nvram: libvirt refuses to undefine a domain with a store otherwise (none exists: never started).
+      await virsh.tryRun(['undefine', '--nvram', other]);
+      rmSync(file, { force: true });
+    }
+  });
   return { vm: () => vm };
 }
