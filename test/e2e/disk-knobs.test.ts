@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { runStudy } from '../../src/engine/run.js';
-import { Virsh } from '../../src/libvirt/virsh.js';
-import { Store } from '../../src/store/store.js';
+import { test } from 'node:test';
 import { parseStudy } from '../../src/study/load.js';
+import {
+  assertEveryPointOk,
+  libvirtUnreachable,
+  studyScratch,
+  withStudyRun,
+} from '../helpers/small-study.js';
 import { qemuPids } from '../helpers/vm.js';
 
 /**
@@ -17,12 +18,7 @@ import { qemuPids } from '../helpers/vm.js';
  * 0700 directories.
  */
 
-const dir = mkdtempSync(join(tmpdir(), 'kvmio-e2e-knobs-'));
-const libvirtDisk = `/var/tmp/kvmio-e2e-knobs-${process.pid}.raw`;
-after(() => {
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(libvirtDisk, { force: true });
-});
+const { dir, libvirtDisk } = studyScratch('knobs');
 
 const studyText = (backend: string, disk: string) => `name: e2e-knobs-${backend}
 backend: ${backend}
@@ -38,24 +34,13 @@ async function runKnobs(backend: 'qemu' | 'libvirt', disk: string): Promise<void
   const study = parseStudy(studyText(backend, disk), join(dir, `${backend}.yaml`));
   // QEMU refuses detect_zeroes=unmap with discard=ignore: that variant is left out with a note.
   assert.ok(study.notes?.some((n) => n.startsWith('blk-threads-io0-4k-nodiscard-dzunmap left out')));
-  const store = Store.open(join(dir, `${backend}.sqlite`));
-  try {
-    const r = await runStudy(study, { store, accelerator: { accel: 'tcg', reason: 'e2e test' } });
-    const points = store.points(r.runId);
-    const why = JSON.stringify([...points, ...store.failures(r.runId)], null, 1);
-    assert.equal(r.status, 'complete', why);
-    assert.deepEqual(
-      points.map((p) => [p.variant, p.status]).sort(),
-      [
-        ['blk-threads-io0-4k-dz', 'ok'],
-        ['blk-threads-io0-4k-dzunmap', 'ok'],
-        ['blk-threads-io0-4k-nodiscard-dz', 'ok'],
-      ],
-      why,
-    );
-  } finally {
-    store.close();
-  }
+  await withStudyRun(study, join(dir, `${backend}.sqlite`), (run) =>
+    assertEveryPointOk(run, [
+      'blk-threads-io0-4k-dz',
+      'blk-threads-io0-4k-dzunmap',
+      'blk-threads-io0-4k-nodiscard-dz',
+    ]),
+  );
 }
 
 test('discard x detect_zeroes on the direct QEMU backend: every point ok, verified live', {
@@ -68,8 +53,7 @@ test('discard x detect_zeroes on the direct QEMU backend: every point ok, verifi
 test('discard x detect_zeroes on the libvirt backend: every point ok, verified live', {
   timeout: 420_000,
 }, async (t) => {
-  const virsh = new Virsh('qemu:///system');
-  if ((await virsh.tryRun(['version'])) === undefined)
-    return t.skip('libvirt is not reachable (run scripts/services.sh)');
+  const unreachable = await libvirtUnreachable();
+  if (unreachable) return t.skip(unreachable);
   await runKnobs('libvirt', libvirtDisk);
 });

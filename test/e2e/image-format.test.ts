@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { runStudy } from '../../src/engine/run.js';
-import { Virsh } from '../../src/libvirt/virsh.js';
+import { test } from 'node:test';
 import { renderReport } from '../../src/report/index.js';
-import { Store } from '../../src/store/store.js';
 import { parseStudy } from '../../src/study/load.js';
+import {
+  assertEveryPointOk,
+  libvirtUnreachable,
+  studyScratch,
+  withStudyRun,
+} from '../helpers/small-study.js';
 import { qemuPids } from '../helpers/vm.js';
 
 /**
@@ -17,12 +19,7 @@ import { qemuPids } from '../helpers/vm.js';
  * section. libvirt's disk is in /var/tmp: its QEMU cannot enter mkdtemp's 0700 directories.
  */
 
-const dir = mkdtempSync(join(tmpdir(), 'kvmio-e2e-format-'));
-const libvirtDisk = `/var/tmp/kvmio-e2e-format-${process.pid}.raw`;
-after(() => {
-  rmSync(dir, { recursive: true, force: true });
-  for (const p of [libvirtDisk, `${libvirtDisk}.qcow2`]) rmSync(p, { force: true });
-});
+const { dir, libvirtDisk } = studyScratch('format');
 
 const studyText = (backend: string, disk: string) => `name: e2e-format-${backend}
 backend: ${backend}
@@ -36,36 +33,22 @@ workloads:
 
 async function runFormats(backend: 'qemu' | 'libvirt', disk: string): Promise<void> {
   const study = parseStudy(studyText(backend, disk), join(dir, `${backend}.yaml`));
-  const store = Store.open(join(dir, `${backend}.sqlite`));
-  try {
-    const r = await runStudy(study, { store, accelerator: { accel: 'tcg', reason: 'e2e test' } });
-    const points = store.points(r.runId);
-    const why = JSON.stringify([...points, ...store.failures(r.runId)], null, 1);
-    assert.equal(r.status, 'complete', why);
-    assert.deepEqual(
-      // Rounds run in a shuffled order: compare as a set.
-      points.map((p) => [p.variant, p.status]).sort(),
-      [
-        ['blk-native-io1-4k', 'ok'],
-        ['blk-native-io1-4k-qcow2', 'ok'],
-      ],
-      why,
-    );
+  await withStudyRun(study, join(dir, `${backend}.sqlite`), async (run) => {
+    assertEveryPointOk(run, ['blk-native-io1-4k', 'blk-native-io1-4k-qcow2']);
     const iops = (variant: string) =>
-      store.metricRows(r.runId).find((x) => x.variant === variant && x.metric === 'read.iops')?.value ?? 0;
+      run.store.metricRows(run.runId).find((x) => x.variant === variant && x.metric === 'read.iops')?.value ??
+      0;
     assert.ok(iops('blk-native-io1-4k') > 0 && iops('blk-native-io1-4k-qcow2') > 0);
     assert.ok(existsSync(`${disk}.qcow2`), 'the qcow2 image was made beside the raw file');
     const out = join(dir, `report-${backend}`);
-    await renderReport(store, [r.runId], out);
+    await renderReport(run.store, [run.runId], out);
     const charts = readdirSync(join(out, 'charts'));
     assert.ok(
       charts.some((c) => c.startsWith('format-')),
       `no format chart among ${charts.join(', ')}`,
     );
     assert.match(readFileSync(join(out, 'index.html'), 'utf8'), /raw vs qcow2/);
-  } finally {
-    store.close();
-  }
+  });
 }
 
 test('format raw and qcow2 on the direct QEMU backend: every point ok, verified live', {
@@ -78,8 +61,7 @@ test('format raw and qcow2 on the direct QEMU backend: every point ok, verified 
 test('format raw and qcow2 on the libvirt backend: every point ok, verified live', {
   timeout: 420_000,
 }, async (t) => {
-  const virsh = new Virsh('qemu:///system');
-  if ((await virsh.tryRun(['version'])) === undefined)
-    return t.skip('libvirt is not reachable (run scripts/services.sh)');
+  const unreachable = await libvirtUnreachable();
+  if (unreachable) return t.skip(unreachable);
   await runFormats('libvirt', libvirtDisk);
 });

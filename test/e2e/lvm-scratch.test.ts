@@ -16,6 +16,7 @@ import {
 import { Store } from '../../src/store/store.js';
 import { parseStudy } from '../../src/study/load.js';
 import { UserError } from '../../src/util/errors.js';
+import { assertEveryPointOk, withStudyRun } from '../helpers/small-study.js';
 import { qemuPids } from '../helpers/vm.js';
 
 /**
@@ -150,27 +151,15 @@ describe('disk.lvm on a loop-backed volume group', { skip: missing }, () => {
     skip: noDm ?? false,
   }, async () => {
     const study = parseStudy(studyText(`{ vg: ${vg}, size: 64MiB }`), join(dir, 'lvm.yaml'));
-    const store = Store.open(join(dir, 'results.sqlite'));
-    try {
-      const r = await runStudy(study, { store, accelerator: { accel: 'tcg', reason: 'e2e test' } });
-      const points = store.points(r.runId);
-      const why = JSON.stringify([...points, ...store.failures(r.runId)], null, 1);
-      assert.equal(r.status, 'complete', why);
-      assert.deepEqual(
-        points.map((p) => [p.variant, p.status]).sort(),
-        [
-          ['blk-threads-io0-4k', 'ok'],
-          ['blk-threads-io0-4k-nodiscard', 'ok'],
-        ],
-        why,
-      );
-      const facts = store.hosts(r.runId)[0]?.facts as { lvm?: { vg: string; name: string; path: string } };
+    await withStudyRun(study, join(dir, 'results.sqlite'), (run) => {
+      assertEveryPointOk(run, ['blk-threads-io0-4k', 'blk-threads-io0-4k-nodiscard']);
+      const facts = run.store.hosts(run.runId)[0]?.facts as {
+        lvm?: { vg: string; name: string; path: string };
+      };
       assert.equal(facts.lvm?.vg, vg);
       assert.match(facts.lvm?.name ?? '', new RegExp(`^kvmio-${process.pid}-\\d+$`));
       assert.equal(facts.lvm?.path, `/dev/${vg}/${facts.lvm?.name}`);
-    } finally {
-      store.close();
-    }
+    });
     assert.deepEqual(lvsOfVg(), [], 'the scratch LV is removed');
     assert.ok(vgExists(), 'the VG is intact');
     assert.deepEqual(qemuPids(), [], 'no QEMU left');

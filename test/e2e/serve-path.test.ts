@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { runStudy } from '../../src/engine/run.js';
-import { Virsh } from '../../src/libvirt/virsh.js';
+import { test } from 'node:test';
 import { renderReport } from '../../src/report/index.js';
-import { Store } from '../../src/store/store.js';
 import { parseStudy } from '../../src/study/load.js';
+import {
+  assertEveryPointOk,
+  libvirtUnreachable,
+  studyScratch,
+  withStudyRun,
+} from '../helpers/small-study.js';
 import { qemuPids } from '../helpers/vm.js';
 
 /**
@@ -20,12 +22,7 @@ import { qemuPids } from '../helpers/vm.js';
  * measured as its own class, and no daemon is left behind.
  */
 
-const dir = mkdtempSync(join(tmpdir(), 'kvmio-e2e-path-'));
-const libvirtDisk = `/var/tmp/kvmio-e2e-path-${process.pid}.raw`;
-after(() => {
-  rmSync(dir, { recursive: true, force: true });
-  for (const p of [libvirtDisk, `${libvirtDisk}.qcow2`]) rmSync(p, { force: true });
-});
+const { dir, libvirtDisk } = studyScratch('path');
 
 /** Storage daemons this process started and that still run. */
 function daemonPids(parent = process.pid): number[] {
@@ -61,18 +58,9 @@ async function runPaths(backend: 'qemu' | 'libvirt', disk: string, ids: string[]
     .map((p) => (p === 'vhost' ? 'vhost-user-blk' : p))
     .join(', ');
   const study = parseStudy(studyText(backend, disk, paths), join(dir, `${backend}.yaml`));
-  const store = Store.open(join(dir, `${backend}.sqlite`));
-  try {
-    const r = await runStudy(study, { store, accelerator: { accel: 'tcg', reason: 'e2e test' } });
-    const points = store.points(r.runId);
-    const why = JSON.stringify([...points, ...store.failures(r.runId)], null, 1);
-    assert.equal(r.status, 'complete', why);
-    assert.deepEqual(
-      points.map((p) => [p.variant, p.status]).sort(),
-      ids.map((id) => [id, 'ok']).sort(),
-      why,
-    );
-    const rows = store.metricRows(r.runId);
+  await withStudyRun(study, join(dir, `${backend}.sqlite`), async (run) => {
+    assertEveryPointOk(run, ids);
+    const rows = run.store.metricRows(run.runId);
     const metric = (variant: string, name: string) =>
       rows.find((x) => x.variant === variant && x.metric === name)?.value;
     for (const id of ids) assert.ok((metric(id, 'read.iops') ?? 0) > 0, `${id} has read IOPS`);
@@ -85,16 +73,14 @@ async function runPaths(backend: 'qemu' | 'libvirt', disk: string, ids: string[]
     for (const id of ids.filter((x) => !/-(vhost|nbd)$/.test(x)))
       assert.equal(metric(id, 'cpu.storage_daemon_s'), undefined, `${id} has no storage daemon`);
     const out = join(dir, `report-${backend}`);
-    await renderReport(store, [r.runId], out);
+    await renderReport(run.store, [run.runId], out);
     const charts = readdirSync(join(out, 'charts'));
     assert.ok(
       charts.some((c) => c.startsWith('path-')),
       `no path chart among ${charts.join(', ')}`,
     );
     assert.match(readFileSync(join(out, 'index.html'), 'utf8'), /Where the I\/O is served/);
-  } finally {
-    store.close();
-  }
+  });
   assert.deepEqual(daemonPids(), [], 'no storage daemon left');
 }
 
@@ -116,9 +102,8 @@ test('path qemu, vhost-user-blk and nbd with raw and qcow2 on the direct QEMU ba
 test('path vhost-user-blk and nbd with raw and qcow2 on the libvirt backend: every point ok, verified live', {
   timeout: 900_000,
 }, async (t) => {
-  const virsh = new Virsh('qemu:///system');
-  if ((await virsh.tryRun(['version'])) === undefined)
-    return t.skip('libvirt is not reachable (run scripts/services.sh)');
+  const unreachable = await libvirtUnreachable();
+  if (unreachable) return t.skip(unreachable);
   await runPaths('libvirt', libvirtDisk, [
     'blk-native-io1-4k-vhost',
     'blk-native-io1-4k-nbd',
