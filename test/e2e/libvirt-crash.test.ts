@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { runStudy } from '../../src/engine/run.js';
+import { test } from 'node:test';
 import { Virsh } from '../../src/libvirt/virsh.js';
-import { Store } from '../../src/store/store.js';
 import { parseStudy } from '../../src/study/load.js';
+import {
+  libvirtUnreachable,
+  studyScratch,
+  untilGuestFioStarts,
+  withStudyRun,
+} from '../helpers/small-study.js';
 
 /**
  * libvirt's QEMU dying mid-point is a finding with its evidence, as on the direct backend: the QEMU
@@ -18,12 +21,7 @@ import { parseStudy } from '../../src/study/load.js';
  * The disk is in /var/tmp: libvirt's QEMU cannot enter mkdtemp's 0700 directories.
  */
 
-const dir = mkdtempSync(join(tmpdir(), 'kvmio-e2e-lvcrash-'));
-const disk = `/var/tmp/kvmio-e2e-lvcrash-${process.pid}.raw`;
-after(() => {
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(disk, { force: true });
-});
+const { dir, libvirtDisk: disk } = studyScratch('lvcrash');
 
 const studyText = `name: e2e-libvirt-crash
 backend: libvirt
@@ -46,50 +44,47 @@ function ownDomainQemu(): { name: string; pid: number } | undefined {
 test("libvirt: QEMU killed by SIGSEGV mid-point: the failure carries libvirt's account, QEMU's log and the kernel's", {
   timeout: 300_000,
 }, async (t) => {
-  const virsh = new Virsh('qemu:///system');
-  if ((await virsh.tryRun(['version'])) === undefined)
-    return t.skip('libvirt is not reachable (run scripts/services.sh)');
+  const unreachable = await libvirtUnreachable();
+  if (unreachable) return t.skip(unreachable);
   const study = parseStudy(studyText, join(dir, 'crash.yaml'));
-  const store = Store.open(join(dir, 'results.sqlite'));
   let killed: { name: string; pid: number } | undefined;
-  try {
-    const r = await runStudy(study, {
-      store,
-      accelerator: { accel: 'tcg', reason: 'e2e test' },
-      onEvent: (e) => {
-        // fio has started in the guest: the point is under way.
-        if (e.event === 'log' && e.line.startsWith('guest: ') && e.line.includes('fio') && !killed) {
-          killed = ownDomainQemu();
-          const pid = killed?.pid;
-          if (pid) setTimeout(() => process.kill(pid, 'SIGSEGV'), 2000);
-        }
-      },
-    });
-    assert.ok(killed, 'fio never started, or no domain of this process was found');
-    const failures = store.failures(r.runId);
-    assert.equal(failures.length, 1, JSON.stringify(store.points(r.runId), null, 1));
-    const f = failures[0]!;
-    assert.equal(f.variant, 'blk-threads-io0-4k');
-    assert.match(
-      f.reason,
-      new RegExp(`QEMU of domain ${killed.name} \\(pid ${killed.pid}\\) ended unexpectedly`),
-    );
-    // A signal sent from user space: libvirt records only that QEMU crashed, not which signal.
-    assert.match(f.reason, /libvirt says reason=crashed: QEMU ended without being asked to/, f.reason);
-    assert.match(
-      f.reason,
-      new RegExp(`its log \\(/var/log/libvirt/qemu/${killed.name}\\.log\\) ends:\\n`),
-      f.reason,
-    );
-    assert.match(f.reason, /shutting down, reason=crashed/, f.reason);
-    assert.match(
-      f.reason,
-      new RegExp(
-        `kernel log: nothing about pid ${killed.pid} or its threads|kernel log for pid ${killed.pid}:`,
-      ),
-    );
-  } finally {
-    store.close();
-  }
-  assert.equal(await virsh.tryRun(['domstate', killed.name]), undefined, 'the transient domain is gone');
+  const killQemuOnce = () => {
+    killed = ownDomainQemu();
+    const pid = killed?.pid;
+    if (pid) setTimeout(() => process.kill(pid, 'SIGSEGV'), 2000);
+    return killed !== undefined;
+  };
+  const crashed = await withStudyRun(
+    study,
+    join(dir, 'results.sqlite'),
+    (run) => {
+      assert.ok(killed, 'fio never started, or no domain of this process was found');
+      const failures = run.store.failures(run.runId);
+      assert.equal(failures.length, 1, JSON.stringify(run.points, null, 1));
+      const f = failures[0]!;
+      assert.equal(f.variant, 'blk-threads-io0-4k');
+      assert.match(
+        f.reason,
+        new RegExp(`QEMU of domain ${killed.name} \\(pid ${killed.pid}\\) ended unexpectedly`),
+      );
+      // A signal sent from user space: libvirt records only that QEMU crashed, not which signal.
+      assert.match(f.reason, /libvirt says reason=crashed: QEMU ended without being asked to/, f.reason);
+      assert.match(
+        f.reason,
+        new RegExp(`its log \\(/var/log/libvirt/qemu/${killed.name}\\.log\\) ends:\\n`),
+        f.reason,
+      );
+      assert.match(f.reason, /shutting down, reason=crashed/, f.reason);
+      assert.match(
+        f.reason,
+        new RegExp(
+          `kernel log: nothing about pid ${killed.pid} or its threads|kernel log for pid ${killed.pid}:`,
+        ),
+      );
+      return killed;
+    },
+    { onEvent: untilGuestFioStarts(killQemuOnce) },
+  );
+  const virsh = new Virsh('qemu:///system');
+  assert.equal(await virsh.tryRun(['domstate', crashed.name]), undefined, 'the transient domain is gone');
 });

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
 import { checkQemuCanReach, qemuDacIds } from '../../src/libvirt/dac.js';
 import { Virsh } from '../../src/libvirt/virsh.js';
 import { Store } from '../../src/store/store.js';
 import { UserError } from '../../src/util/errors.js';
+import { kvmio, writeStudy } from '../helpers/kvmio-cli.js';
+import { studyScratch } from '../helpers/small-study.js';
 
 /**
  * libvirt's QEMU runs as an unprivileged user (libvirt-qemu here) and cannot enter a 0700 directory
@@ -17,9 +17,7 @@ import { UserError } from '../../src/util/errors.js';
  * a directory QEMU may enter through its group passes. Real libvirt, real directories.
  */
 
-const bin = fileURLToPath(new URL('../../../bin/kvmio.js', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'kvmio-disk-access-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const { dir } = studyScratch('disk-access');
 const virsh = new Virsh('qemu:///system');
 
 function domains(): string[] {
@@ -31,10 +29,10 @@ function domains(): string[] {
 test('a disk in a directory libvirt QEMU cannot enter: exit 2 before any boot, naming the directory', () => {
   chmodSync(dir, 0o700);
   const disk = join(dir, 'disk.raw');
-  const study = join(dir, 'closed.yaml');
   const db = join(dir, 'results.sqlite');
-  writeFileSync(
-    study,
+  const study = writeStudy(
+    dir,
+    'closed',
     `name: closed
 backend: libvirt
 guest: { vcpus: 1, memory: 512MiB }
@@ -48,11 +46,7 @@ workloads:
   );
   const before = domains();
   const started = Date.now();
-  const r = spawnSync(process.execPath, [bin, 'run', study, '--db', db, '--quiet'], {
-    encoding: 'utf8',
-    env: { ...process.env, KVMIO_ACCEL: 'tcg' },
-    timeout: 120_000,
-  });
+  const r = kvmio(['run', study, '--db', db, '--quiet'], { timeoutMs: 120_000 });
   assert.equal(r.status, 2, r.stderr);
   const lines = r.stderr.trim().split('\n');
   assert.equal(lines.length, 1, r.stderr);

@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { runStudy } from '../../src/engine/run.js';
-import { Store } from '../../src/store/store.js';
+import { test } from 'node:test';
 import { parseStudy } from '../../src/study/load.js';
+import { studyScratch, withStudyRun } from '../helpers/small-study.js';
 import { qemuPids } from '../helpers/vm.js';
 
 /**
@@ -15,8 +12,7 @@ import { qemuPids } from '../helpers/vm.js';
  * guests are Debian 13's (fio 3.39): the client is kvmio's bundle of that guest's fio, not the host's.
  */
 
-const dir = mkdtempSync(join(tmpdir(), 'kvmio-e2e-multi-guests-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const { dir } = studyScratch('multi-guests');
 
 const studyText = `name: e2e-multi-guests
 backend: qemu
@@ -34,13 +30,10 @@ test('two guests on the qemu backend: fio at once with an "all" row, rsync on ea
   timeout: 300_000,
 }, async () => {
   const study = parseStudy(studyText, join(dir, 'guests.yaml'));
-  const store = Store.open(join(dir, 'results.sqlite'));
-  try {
-    const r = await runStudy(study, { store, accelerator: { accel: 'tcg', reason: 'e2e test' } });
-    const points = store.points(r.runId);
-    assert.equal(r.status, 'complete', JSON.stringify(points, null, 1));
-    assert.deepEqual(r.failedHosts, []);
-    const rows = store.metricRows(r.runId);
+  await withStudyRun(study, join(dir, 'results.sqlite'), ({ store, result, runId, points, why }) => {
+    assert.equal(result.status, 'complete', why);
+    assert.deepEqual(result.failedHosts, []);
+    const rows = store.metricRows(runId);
     const guestsOf = (workload: string) => [
       ...new Set(rows.filter((x) => x.workload === workload).map((x) => String(x.guest))),
     ];
@@ -63,8 +56,6 @@ test('two guests on the qemu backend: fio at once with an "all" row, rsync on ea
     assert.match(argv[0] ?? '', /\/fio-bundle\/ld-linux-x86-64\.so\.2$/, 'the client is the bundled fio');
     const json = JSON.parse(artifacts['step=- guest=all/fio_json'] ?? '{}') as { 'fio version'?: string };
     assert.equal(json['fio version'], 'fio-3.39');
-  } finally {
-    store.close();
-  }
+  });
   assert.deepEqual(qemuPids(), [], 'no QEMU left');
 });

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
 import { Store } from '../../src/store/store.js';
+import { kvmio, startKvmio, writeStudy } from '../helpers/kvmio-cli.js';
+import { studyScratch } from '../helpers/small-study.js';
+import { pgrep } from '../helpers/vm.js';
 
 /**
  * SIGINT to a real `kvmio run` in the middle of a point, then `--resume`: the run ends up complete with
@@ -13,14 +12,11 @@ import { Store } from '../../src/store/store.js';
  * on this host, 2 s each), so the test does not depend on a guest booting.
  */
 
-const bin = fileURLToPath(new URL('../../../bin/kvmio.js', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'kvmio-run-interrupt-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const { dir } = studyScratch('run-interrupt');
 
-const study = join(dir, 'interrupt.yaml');
-const db = join(dir, 'results.sqlite');
-writeFileSync(
-  study,
+const study = writeStudy(
+  dir,
+  'interrupt',
   `name: interrupt
 backend: qemu
 guest: { vcpus: 1, memory: 512MiB }
@@ -33,77 +29,9 @@ workloads:
   - { kind: fio, name: rw, rw: randwrite, bs: 4k, iodepth: 4, runtime: 2s, ramp: 0s }
 `,
 );
-
-interface Event {
-  event: string;
-  [k: string]: unknown;
-}
-
-function startRun(args: string[]): {
-  child: ChildProcess;
-  events: Event[];
-  next: (pred: (e: Event) => boolean) => Promise<Event>;
-  exit: Promise<{ code: number | null; ms: number; stderr: string }>;
-} {
-  const child = spawn(process.execPath, [bin, 'run', study, '--db', db, '--json', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KVMIO_ACCEL: 'tcg' },
-  });
-  const events: Event[] = [];
-  const waiters: Array<{ pred: (e: Event) => boolean; resolve: (e: Event) => void }> = [];
-  let buf = '';
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  child.stdout?.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let nl = buf.indexOf('\n');
-    while (nl >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      nl = buf.indexOf('\n');
-      if (!line.startsWith('{')) continue;
-      const e = JSON.parse(line) as Event;
-      events.push(e);
-      for (const w of [...waiters]) {
-        if (w.pred(e)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(e);
-        }
-      }
-    }
-  });
-  let signalledAt = 0;
-  const exit = new Promise<{ code: number | null; ms: number; stderr: string }>((resolve) =>
-    child.on('exit', (code) => resolve({ code, ms: signalledAt ? Date.now() - signalledAt : 0, stderr })),
-  );
-  const origKill = child.kill.bind(child);
-  child.kill = (sig?: NodeJS.Signals | number) => {
-    signalledAt = Date.now();
-    return origKill(sig);
-  };
-  const next = (pred: (e: Event) => boolean) =>
-    new Promise<Event>((resolve, reject) => {
-      const found = events.find(pred);
-      if (found) return resolve(found);
-      waiters.push({ pred, resolve });
-      void exit.then((x) =>
-        reject(new Error(`kvmio run exited (${x.code}) before the awaited event:\n${x.stderr}`)),
-      );
-    });
-  return { child, events, next, exit };
-}
-
-function fioOnDisk(): string[] {
-  try {
-    return execFileSync('pgrep', ['-f', join(dir, 'disk.raw')], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean);
-  } catch {
-    return [];
-  }
-}
+const db = join(dir, 'results.sqlite');
+const startRun = (args: string[]) => startKvmio(['run', study, '--db', db, '--json', ...args]);
+const fioOnDisk = () => pgrep(['-f', join(dir, 'disk.raw')]);
 
 test('SIGINT mid-point stops within 5 s, leaves a consistent store, and resume finishes every point once', {
   timeout: 180_000,
@@ -116,13 +44,7 @@ test('SIGINT mid-point stops within 5 s, leaves a consistent store, and resume f
   const second = await first.next((e) => e.event === 'point-start' && e.index === 1);
   assert.equal(second.variant, 'host');
   // A second run on the same disk cannot collide with the first: it is refused, nothing measured.
-  const other = spawnSync(
-    process.execPath,
-    [bin, 'run', study, '--only', 'host', '--db', join(dir, 'other.sqlite')],
-    {
-      encoding: 'utf8',
-    },
-  );
+  const other = kvmio(['run', study, '--only', 'host', '--db', join(dir, 'other.sqlite')]);
   assert.equal(other.status, 2, other.stderr);
   assert.match(other.stderr, /pid \d+/);
   first.child.kill('SIGINT');

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { qemuBinary } from '../../src/qemu/binary.js';
 import { Store } from '../../src/store/store.js';
 import { sleep } from '../../src/util/proc.js';
+import { kvmio, startKvmio, writeStudy } from '../helpers/kvmio-cli.js';
+import { studyScratch } from '../helpers/small-study.js';
 
 /**
  * What a kvmio killed without its cleanups left behind is stopped by the next `kvmio run` (and
@@ -16,16 +16,11 @@ import { sleep } from '../../src/util/proc.js';
  * real libvirt; the libvirt case kills kvmio with SIGKILL mid-run.
  */
 
-const bin = fileURLToPath(new URL('../../../bin/kvmio.js', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'kvmio-leftovers-'));
 const started: ChildProcess[] = [];
-const varDisk = `/var/tmp/kvmio-e2e-leftovers-${process.pid}.raw`;
 after(() => {
   for (const c of started) if (c.exitCode === null) c.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(varDisk, { force: true });
 });
-const env = { ...process.env, KVMIO_ACCEL: 'tcg' };
+const { dir, libvirtDisk: varDisk } = studyScratch('leftovers');
 
 /** An idle real QEMU named as kvmio names its VMs. */
 function idleQemu(name: string): ChildProcess {
@@ -48,9 +43,9 @@ test('kvmio run stops the QEMU of a kvmio that is gone, says so, and leaves a li
   const owned = idleQemu(`kvmio-${process.pid}-9999`);
   await sleep(500);
   assert.ok(alive(orphan.pid) && alive(owned.pid), 'both QEMUs run');
-  const study = join(dir, 'q.yaml');
-  writeFileSync(
-    study,
+  const study = writeStudy(
+    dir,
+    'q',
     `name: q
 backend: qemu
 disk: { path: ${join(dir, 'disk.raw')}, size: 64MiB }
@@ -60,11 +55,9 @@ workloads:
 `,
   );
   // --resume of a run that is not there: refused after the leftovers were stopped, before any boot.
-  const r = spawnSync(
-    process.execPath,
-    [bin, 'run', study, '--db', join(dir, 'q.sqlite'), '--resume', 'no-such-run', '--quiet'],
-    { encoding: 'utf8', env, timeout: 30_000 },
-  );
+  const r = kvmio(['run', study, '--db', join(dir, 'q.sqlite'), '--resume', 'no-such-run', '--quiet'], {
+    timeoutMs: 30_000,
+  });
   assert.equal(r.status, 2, r.stderr);
   const said = r.stderr.split('\n').filter((l) => /stopped QEMU/.test(l));
   assert.deepEqual(said, [
@@ -78,12 +71,13 @@ workloads:
 });
 
 /**
- * argv for `unshare` that runs argv under a hostname of its own (the pid stays argv's: unshare and sh
- * exec). Every kvmio reaps the leftovers of dead kvmio processes of its own host name: under this name
- * only this test's kvmio processes do, whatever other kvmio runs on this machine meanwhile.
+ * `unshare` that runs argv under a hostname of its own (the pid stays argv's: unshare and sh exec).
+ * Every kvmio reaps the leftovers of dead kvmio processes of its own host name: under this name only
+ * this test's kvmio processes do, whatever other kvmio runs on this machine meanwhile.
  */
 function asHost(argv: string[]): string[] {
   return [
+    'unshare',
     '--uts',
     'sh',
     '-c',
@@ -103,10 +97,10 @@ function domains(): string[] {
 test('SIGKILL of kvmio mid-run leaves its transient domain; --resume destroys it, says so, completes', {
   timeout: 600_000,
 }, async () => {
-  const study = join(dir, 'lv.yaml');
   const db = join(dir, 'lv.sqlite');
-  writeFileSync(
-    study,
+  const study = writeStudy(
+    dir,
+    'lv',
     `name: lv
 backend: libvirt
 guest: { vcpus: 1, memory: 512MiB }
@@ -118,36 +112,24 @@ workloads:
   - { kind: fio, name: rr, rw: randread, bs: 4k, iodepth: 1, runtime: 2s, ramp: 0s }
 `,
   );
-  const child = spawn('unshare', asHost([process.execPath, bin, 'run', study, '--db', db, '--json']), {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env,
-  });
+  const run = startKvmio(['run', study, '--db', db, '--json'], { via: asHost });
+  const { child } = run;
   started.push(child);
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    err += d.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   const domain = `kvmio-${child.pid}-1`;
   const deadline = Date.now() + 400_000;
   while (!domains().includes(domain) && Date.now() < deadline && child.exitCode === null) await sleep(500);
-  assert.ok(domains().includes(domain), `the domain never started:\n${err}`);
-  const runId = /"event":"run-start"[^\n]*"run":"([^"]+)"/.exec(out)?.[1];
+  assert.ok(domains().includes(domain), `the domain never started:\n${run.stderr()}`);
+  const runId = run.runId();
   assert.ok(runId, 'the run started');
   child.kill('SIGKILL');
-  await exited;
+  await run.exit;
   await sleep(1000);
   assert.ok(domains().includes(domain), 'libvirt keeps the domain of a SIGKILLed kvmio');
 
-  const resumed = spawnSync(
-    'unshare',
-    asHost([process.execPath, bin, 'run', study, '--db', db, '--resume', runId, '--quiet']),
-    { encoding: 'utf8', env, timeout: 500_000 },
-  );
+  const resumed = kvmio(['run', study, '--db', db, '--resume', runId, '--quiet'], {
+    via: asHost,
+    timeoutMs: 500_000,
+  });
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.ok(
     resumed.stderr

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -11,7 +10,7 @@ import {
   studyScratch,
   withStudyRun,
 } from '../helpers/small-study.js';
-import { qemuPids } from '../helpers/vm.js';
+import { pgrep, qemuPids } from '../helpers/vm.js';
 
 /**
  * matrix.path [qemu, vhost-user-blk, nbd] × format [raw, qcow2] end to end under TCG on the direct
@@ -25,16 +24,7 @@ import { qemuPids } from '../helpers/vm.js';
 const { dir, libvirtDisk } = studyScratch('path');
 
 /** Storage daemons this process started and that still run. */
-function daemonPids(parent = process.pid): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(parent), '-f', 'qemu-storage-daemon'], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
-}
+const daemonPids = () => pgrep(['-P', String(process.pid), '-f', 'qemu-storage-daemon']);
 
 // libvirt's monitor and agent calls are virsh commands: the guest-side poll that sees a vhost-user-blk
 // disk's first request takes longer there, so its fio runs longer.

@@ -79,3 +79,14 @@ export async function libvirtUnreachable(uri = 'qemu:///system'): Promise<string
   if ((await new Virsh(uri).tryRun(['version'])) !== undefined) return undefined;
   return 'libvirt is not reachable (run scripts/services.sh)';
 }
+
+/**
+ * A run's event sink that calls `act` at each line of a guest's fio output until `act` returns true:
+ * from then on the measured point is under way, the moment tests that break a VM mid-point wait for.
+ */
+export function untilGuestFioStarts(act: () => boolean): RunEventSink {
+  let done = false;
+  return (e) => {
+    if (!done && e.event === 'log' && e.line.startsWith('guest: ') && e.line.includes('fio')) done = act();
+  };
+}

@@ -80,18 +80,20 @@ export async function bootTestGuest(
   }
 }
 
+/** PIDs of the processes `pgrep` finds with `args` (none when it finds none). */
+export function pgrep(args: string[]): number[] {
+  try {
+    return execFileSync('pgrep', args, { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
 /**
  * PIDs of QEMU processes started by this test process (tests assert none is left behind). Limited
  * to our own children so that QEMUs of other test files or users running at the same time do not
  * count.
  */
 export function qemuPids(parent = process.pid): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(parent), '-f', 'qemu-system'], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
+  return pgrep(['-P', String(parent), '-f', 'qemu-system']);
 }
