@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { ensureGuest, type GuestImage } from '../../src/guest/build.js';
 import { Virsh } from '../../src/libvirt/virsh.js';
 import { type LibvirtVm, startLibvirtVm } from '../../src/libvirt/vm.js';
 import { testDiskPaths } from '../../src/study/disks.js';
-import type { Study, Variant } from '../../src/study/types.js';
-import { runFioJob } from '../../src/workloads/fio.js';
+import type { Variant } from '../../src/study/types.js';
+import { assertDomainsGone, libvirtTestStudy, LIBVIRT_URI as URI } from '../helpers/libvirt.js';
+import { shortRandomReadJob } from '../helpers/stack.js';
+import { makeSparseFile } from '../helpers/vm.js';
 
 /**
  * One iothread per disk under libvirt (TCG): a 4-disk 2-iothread virtio-blk domain boots, the guest
@@ -14,7 +16,6 @@ import { runFioJob } from '../../src/workloads/fio.js';
  * job across all of them. Disks live in /var/tmp: libvirt's QEMU cannot enter mkdtemp's 0700 dirs.
  */
 
-const URI = 'qemu:///system';
 const virsh = new Virsh(URI);
 const name = `kvmio-e2e-lvd-${process.pid}`;
 const paths = testDiskPaths(`/var/tmp/kvmio-e2e-lvd-${process.pid}.raw`, 4);
@@ -28,19 +29,7 @@ const variant: Variant = {
   queues: 1,
   cache: 'none',
 };
-const study: Study = {
-  name: 'e2e-libvirt-disks',
-  source: 'test',
-  backend: 'libvirt',
-  libvirt: { uri: URI },
-  guest: { vcpus: 1, memoryBytes: 512 * 1024 * 1024, count: 1 },
-  disk: { path: paths[0] as string, sizeBytes: 64 * 1024 * 1024 },
-  variants: [variant],
-  baseline: false,
-  repetitions: 1,
-  workloads: [],
-  hosts: [],
-};
+const study = libvirtTestStudy('e2e-libvirt-disks', paths[0] as string, { variants: [variant] });
 let image: GuestImage;
 let reachable = false;
 let vm: LibvirtVm | undefined;
@@ -50,23 +39,14 @@ before(async () => {
   reachable = (await virsh.tryRun(['version'])) !== undefined;
   if (!reachable) return;
   image = await ensureGuest();
-  for (const p of paths) {
-    const fd = openSync(p, 'w');
-    ftruncateSync(fd, 64 * 1024 * 1024);
-    closeSync(fd);
-  }
+  for (const p of paths) makeSparseFile(p);
 });
 
 after(async () => {
   await vm?.stop();
   await scsiVm?.stop();
   for (const p of paths) rmSync(p, { force: true });
-  rmSync(`/var/log/libvirt/qemu/${name}-console.log`, { force: true });
-  if (reachable) {
-    const left = (await virsh.run(['list', '--all', '--name'])).split('\n').map((s) => s.trim());
-    assert.ok(!left.includes(name), `domain ${name} is still there`);
-    assert.ok(!left.includes(`${name}-scsi`), `domain ${name}-scsi is still there`);
-  }
+  if (reachable) await assertDomainsGone(virsh, [name, `${name}-scsi`]);
 });
 
 test('4 disks over 2 iothreads boot under libvirt; each disk on its iothread; fio across all', async (t) => {
@@ -100,22 +80,7 @@ test('4 disks over 2 iothreads boot under libvirt; each disk on its iothread; fi
     assert.equal(inQemu, `/objects/iothread${(i % 2) + 1}`, d.serial);
   }
 
-  const { job, result } = await runFioJob(
-    { kind: 'guest', vm },
-    {
-      name: 'lv-disks',
-      rw: 'randread',
-      bs: 4096,
-      iodepth: 4,
-      numjobs: 1,
-      runtimeSeconds: 2,
-      rampSeconds: 0,
-      ioengine: 'libaio',
-      extra: {},
-    },
-    null,
-    { deadline: Date.now() + 180_000, log: () => undefined, series: false },
-  );
+  const { job, result } = await shortRandomReadJob(vm, 'lv-disks', { deadlineMs: 180_000 });
   assert.ok(job.read.io_bytes > 0);
   assert.ok(
     (JSON.parse(result.artifacts?.argv ?? '[]') as string[]).includes(`--filename=${disks.join(':')}`),

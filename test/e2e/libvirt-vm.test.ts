@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, ftruncateSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { ensureGuest, type GuestImage } from '../../src/guest/build.js';
 import type { GuestVm } from '../../src/guest/vm.js';
 import { Virsh } from '../../src/libvirt/virsh.js';
 import { type LibvirtVm, startLibvirtVm } from '../../src/libvirt/vm.js';
 import type { Study, Variant } from '../../src/study/types.js';
+import { assertDomainsGone, libvirtTestStudy, LIBVIRT_URI as URI } from '../helpers/libvirt.js';
+import { makeSparseFile } from '../helpers/vm.js';
 
 /**
  * Real libvirt under TCG (domain type 'qemu'): two guests booted side by side, one per memory backing
@@ -15,7 +17,6 @@ import type { Study, Variant } from '../../src/study/types.js';
  * Disks live directly in /var/tmp: libvirt's QEMU (user libvirt-qemu) cannot enter mkdtemp's 0700 dirs.
  */
 
-const URI = 'qemu:///system';
 const virsh = new Virsh(URI);
 const tag = `${process.pid}`;
 const disks = ['a', 'b', 'c'].map((d) => `/var/tmp/kvmio-e2e-libvirt-${tag}-${d}.raw`);
@@ -28,20 +29,7 @@ function variant(over: Omit<Variant, 'id' | 'cache' | 'queues'> & Partial<Varian
 }
 
 function study(diskPath: string, pinning?: Study['pinning']): Study {
-  return {
-    pinning,
-    name: 'e2e-libvirt',
-    source: 'test',
-    backend: 'libvirt',
-    libvirt: { uri: URI },
-    guest: { vcpus: 1, memoryBytes: 512 * 1024 * 1024, count: 1 },
-    disk: { path: diskPath, sizeBytes: 64 * 1024 * 1024 },
-    variants: [],
-    baseline: false,
-    repetitions: 1,
-    workloads: [],
-    hosts: [],
-  };
+  return libvirtTestStudy('e2e-libvirt', diskPath, { pinning });
 }
 
 /** A 2 s fio job on the guest's test disk; returns the bytes it moved. */
@@ -83,19 +71,13 @@ describe('libvirt backend under TCG', { timeout: 900_000 }, () => {
     reachable = (await virsh.tryRun(['version'])) !== undefined;
     if (!reachable) return;
     image = await ensureGuest();
-    for (const d of disks) {
-      const fd = openSync(d, 'w');
-      ftruncateSync(fd, 64 * 1024 * 1024);
-      closeSync(fd);
-    }
+    for (const d of disks) makeSparseFile(d);
   });
   after(async () => {
     for (const vm of vms) await vm.stop();
     for (const d of disks) rmSync(d, { force: true });
     // An interrupted kvmio may run out of cleanup time before removing its console log.
-    for (const n of names) rmSync(`/var/log/libvirt/qemu/${n}-console.log`, { force: true });
-    const left = (await virsh.run(['list', '--all', '--name'])).split('\n').map((s) => s.trim());
-    for (const n of names) assert.ok(!left.includes(n), `domain ${n} is still there`);
+    await assertDomainsGone(virsh, names);
   });
 
   test('boot 4k and hugepages guests, exec, fio, live switches', async (t) => {

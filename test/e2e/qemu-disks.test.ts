@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { testDiskNames } from '../../src/qemu/argv.js';
-import { type QemuVm, startQemuVm } from '../../src/qemu/vm.js';
 import type { Variant } from '../../src/study/types.js';
 import { UserError } from '../../src/util/errors.js';
-import { runFioJob } from '../../src/workloads/fio.js';
-import { makeTestDisk, qemuPids, testAccel, testStudy, testVariant } from '../helpers/vm.js';
+import { shortRandomReadJob } from '../helpers/stack.js';
+import { makeTestDisk, qemuVmForFile, testAccel, testStudy, testVariant } from '../helpers/vm.js';
 
 /**
  * One iothread per disk (the fallback for QEMU without iothread-vq-mapping), on one real guest: a
@@ -19,26 +18,14 @@ const d4io4 = testVariant({ aio: 'io_uring', iothreads: 4, disks: 4 });
 const d1io1 = testVariant({ aio: 'native', iothreads: 1, bus: 'virtio-scsi' });
 // variants: the VM is given root ports for the study's most disks, as the engine does.
 const study = { ...testStudy(disk.path, { memoryMiB: 512 }), variants: [d4io2, d4io4, d1io1] };
-let vm: QemuVm;
-let qemuBefore: number[];
-
-before(async () => {
-  qemuBefore = qemuPids();
-  vm = await startQemuVm({ study, variant: d4io2, accel: testAccel(), name: 'kvmio-e2e-disks' });
-});
-
-after(async () => {
-  await vm?.stop();
-  disk.remove();
-  assert.deepEqual(
-    qemuPids().filter((p) => !qemuBefore.includes(p)),
-    [],
-    'no QEMU left running',
-  );
-});
+const theVm = qemuVmForFile(
+  () => ({ study, variant: d4io2, accel: testAccel(), name: 'kvmio-e2e-disks' }),
+  disk,
+);
 
 /** The iothread each test disk's device runs in, as QMP reports it ('' = main loop). */
 async function iothreadsInQmp(variant: Variant): Promise<string[]> {
+  const vm = theVm();
   const out: string[] = [];
   for (let i = 0; i < (variant.disks ?? 1); i++) {
     out.push(
@@ -52,6 +39,7 @@ async function iothreadsInQmp(variant: Variant): Promise<string[]> {
 }
 
 test('4 disks over 2 iothreads: the guest sees 4 disks, disk i runs in iothread i mod 2', async () => {
+  const vm = theVm();
   const disks = await vm.testDisks();
   assert.equal(disks.length, 4);
   assert.equal(new Set(disks).size, 4);
@@ -69,22 +57,8 @@ test('4 disks over 2 iothreads: the guest sees 4 disks, disk i runs in iothread 
 });
 
 test('fio runs one job across all 4 disks', async () => {
-  const { result, job } = await runFioJob(
-    { kind: 'guest', vm },
-    {
-      name: 'disks-randread',
-      rw: 'randread',
-      bs: 4096,
-      iodepth: 4,
-      numjobs: 1,
-      runtimeSeconds: 2,
-      rampSeconds: 0,
-      ioengine: 'libaio',
-      extra: {},
-    },
-    null,
-    { deadline: Date.now() + 120_000, log: () => undefined, series: false },
-  );
+  const vm = theVm();
+  const { result, job } = await shortRandomReadJob(vm, 'disks-randread');
   const argv = JSON.parse(result.artifacts?.argv ?? '[]') as string[];
   assert.ok(argv.includes(`--filename=${(await vm.testDisks()).join(':')}`), argv.join(' '));
   assert.ok(job.read.io_bytes > 0);
@@ -98,6 +72,7 @@ test('fio runs one job across all 4 disks', async () => {
 });
 
 test('live switch to 4 disks / 4 iothreads, then to one disk; a one-disk multi-iothread variant is refused plainly', async () => {
+  const vm = theVm();
   assert.ok(vm.canSwitchLive(d4io4));
   await vm.switchVariant(d4io4); // verifies every disk's nodes, device and iothread through QMP
   assert.equal((await vm.testDisks()).length, 4);

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { axisStudy, checkAxisRun, kvmio, SYSTEM_QEMU, versionOf } from '../helpers/qemu-axis.js';
+import { test } from 'node:test';
+import { kvmio, writeStudy } from '../helpers/kvmio-cli.js';
+import { axisStudy, runAndCheckAxis } from '../helpers/qemu-axis.js';
+import { studyScratch } from '../helpers/small-study.js';
 import { qemu10 } from '../helpers/stack.js';
 
 /**
@@ -14,23 +14,18 @@ import { qemu10 } from '../helpers/stack.js';
  * a "QEMU version" section.
  */
 
-const dir = mkdtempSync(join(tmpdir(), 'kvmio-qemu-axis-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+const { dir } = studyScratch('qemu-axis');
 
 test('matrix.qemu on the direct backend: both QEMUs measured, recorded and reported by version', {
   timeout: 900_000,
 }, () => {
-  const study = join(dir, 'axis.yaml');
-  writeFileSync(study, axisStudy({ backend: 'qemu', diskPath: join(dir, 'disk.raw'), qemu10: qemu10() }));
+  const study = writeStudy(
+    dir,
+    'axis',
+    axisStudy({ backend: 'qemu', diskPath: join(dir, 'disk.raw'), qemu10: qemu10() }),
+  );
   const plan = kvmio(['plan', study]);
   assert.equal(plan.status, 0, plan.stderr);
   assert.match(plan.stdout, /VM boots: 2 {3}live switches: 0/);
-  const db = join(dir, 'results.sqlite');
-  const run = kvmio(['run', study, '--db', db, '--quiet']);
-  assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
-  checkAxisRun(db, join(dir, 'report'), {
-    q72: versionOf(SYSTEM_QEMU),
-    q10: versionOf(qemu10()),
-    qemu10: qemu10(),
-  });
+  runAndCheckAxis(study, dir);
 });

@@ -1,10 +1,8 @@
-import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, test } from 'node:test';
-import { axisStudy, checkAxisRun, kvmio, SYSTEM_QEMU, versionOf } from '../helpers/qemu-axis.js';
+import { test } from 'node:test';
+import { writeStudy } from '../helpers/kvmio-cli.js';
+import { emulatorProblem } from '../helpers/libvirt.js';
+import { axisStudy, runAndCheckAxis } from '../helpers/qemu-axis.js';
+import { studyScratch } from '../helpers/small-study.js';
 import { qemu10 } from '../helpers/stack.js';
 
 /**
@@ -14,35 +12,14 @@ import { qemu10 } from '../helpers/stack.js';
  * libvirt's own words. The disk lives in /var/tmp: libvirt's QEMU cannot enter mkdtemp's 0700 dirs.
  */
 
-const dir = mkdtempSync(join(tmpdir(), 'kvmio-qemu-axis-lv-'));
-const diskPath = `/var/tmp/kvmio-e2e-axis-${process.pid}.raw`;
-after(() => {
-  rmSync(dir, { recursive: true, force: true });
-  rmSync(diskPath, { force: true });
-});
+const { dir, libvirtDisk: diskPath } = studyScratch('axis');
 
-const probe = spawnSync(
-  'virsh',
-  ['-c', 'qemu:///system', 'domcapabilities', '--emulatorbin', qemu10(), '--virttype', 'qemu'],
-  { encoding: 'utf8', timeout: 120_000 },
-);
-const skip =
-  probe.status === 0
-    ? false
-    : `libvirt cannot run ${qemu10()}: ${(probe.stderr || probe.error?.message || '').trim().replace(/\n/g, '; ')}`;
+const skip = emulatorProblem(qemu10()) ?? false;
 
 test('matrix.qemu under libvirt: each QEMU the <emulator> of its own domain, recorded and reported by version', {
   timeout: 900_000,
   skip,
 }, () => {
-  const study = join(dir, 'axis.yaml');
-  writeFileSync(study, axisStudy({ backend: 'libvirt', diskPath, qemu10: qemu10() }));
-  const db = join(dir, 'results.sqlite');
-  const run = kvmio(['run', study, '--db', db, '--quiet']);
-  assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
-  checkAxisRun(db, join(dir, 'report'), {
-    q72: versionOf(SYSTEM_QEMU),
-    q10: versionOf(qemu10()),
-    qemu10: qemu10(),
-  });
+  const study = writeStudy(dir, 'axis', axisStudy({ backend: 'libvirt', diskPath, qemu10: qemu10() }));
+  runAndCheckAxis(study, dir);
 });

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { type QemuVm, startQemuVm } from '../../src/qemu/vm.js';
+import { test } from 'node:test';
 import type { Variant } from '../../src/study/types.js';
 import { qemu10, readOnTwoQueues, threadCpuNs } from '../helpers/stack.js';
-import { makeTestDisk, qemuPids, testAccel, testStudy, testVariant } from '../helpers/vm.js';
+import { makeTestDisk, qemuVmForFile, testAccel, testStudy, testVariant } from '../helpers/vm.js';
 
 /**
  * The study's QEMU (10.0, from Debian's bookworm-backports) on the direct backend, one boot: aio
@@ -19,31 +18,13 @@ const variants = [
   testVariant({ aio: 'native', iothreads: 2, queues: 2, bus: 'virtio-scsi' }),
 ];
 const study = { ...testStudy(disk.path, { memoryMiB: 512 }), variants };
-let vm: QemuVm;
-let qemuBefore: number[];
-
-before(async () => {
-  qemuBefore = qemuPids();
-  vm = await startQemuVm({
-    study,
-    variant: variants[0]!,
-    accel: testAccel(),
-    binary: qemu10(),
-    name: 'kvmio-e2e-qemu10',
-  });
-});
-
-after(async () => {
-  await vm?.stop();
-  disk.remove();
-  assert.deepEqual(
-    qemuPids().filter((p) => !qemuBefore.includes(p)),
-    [],
-    'no QEMU left running',
-  );
-});
+const theVm = qemuVmForFile(
+  () => ({ study, variant: variants[0]!, accel: testAccel(), binary: qemu10(), name: 'kvmio-e2e-qemu10' }),
+  disk,
+);
 
 test('QEMU 10 is what runs, with iothread-vq-mapping for virtio-blk and virtio-scsi', () => {
+  const vm = theVm();
   assert.equal(vm.capabilities.version.major, 10);
   assert.ok(vm.capabilities.aioModes.includes('io_uring'));
   assert.ok(vm.capabilities.iothreadVqMapping);
@@ -52,6 +33,7 @@ test('QEMU 10 is what runs, with iothread-vq-mapping for virtio-blk and virtio-s
 
 for (const variant of variants) {
   test(`${variant.id}: switched live, verified live, fio runs${variant.iothreads === 2 ? ', both iothreads work' : ''}`, async () => {
+    const vm = theVm();
     if (vm.variant.id !== variant.id)
       await vm.switchVariant(variant); // verifies (throws on a mismatch)
     else await vm.verifyLive({ fresh: false });

@@ -1,12 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
-import { after, before, test } from 'node:test';
-import { ensureGuest, type GuestImage } from '../../src/guest/build.js';
-import { type LibvirtStack, libvirtStack } from '../../src/libvirt/stack.js';
+import { test } from 'node:test';
 import { Virsh } from '../../src/libvirt/virsh.js';
-import { type LibvirtVm, startLibvirtVm } from '../../src/libvirt/vm.js';
-import type { Study, Variant } from '../../src/study/types.js';
+import type { Variant } from '../../src/study/types.js';
+import { emulatorProblem, LIBVIRT_URI, libvirtTestStudy, libvirtVmForFile } from '../helpers/libvirt.js';
 import { qemu10, readOnTwoQueues, threadCpuNs } from '../helpers/stack.js';
 import { testVariant } from '../helpers/vm.js';
 
@@ -18,8 +14,7 @@ import { testVariant } from '../helpers/vm.js';
  * The disk lives in /var/tmp: libvirt's QEMU cannot enter mkdtemp's 0700 dirs.
  */
 
-const URI = 'qemu:///system';
-const virsh = new Virsh(URI);
+const virsh = new Virsh(LIBVIRT_URI);
 const name = `kvmio-e2e-lv10-${process.pid}`;
 const diskPath = `/var/tmp/kvmio-e2e-lv10-${process.pid}.raw`;
 const blk = (aio: Variant['aio'], iothreads: number) => testVariant({ aio, iothreads, queues: 2 });
@@ -27,61 +22,22 @@ const variants = [
   ...(['native', 'io_uring'] as const).flatMap((aio) => [0, 1, 2].map((n) => blk(aio, n))),
   testVariant({ aio: 'native', iothreads: 2, queues: 2, bus: 'virtio-scsi' }),
 ];
-const study: Study = {
-  name: 'e2e-libvirt-qemu10',
-  source: 'test',
-  backend: 'libvirt',
-  libvirt: { uri: URI },
-  guest: { vcpus: 2, memoryBytes: 512 * 1024 * 1024, count: 1 },
-  disk: { path: diskPath, sizeBytes: 64 * 1024 * 1024 },
-  variants,
-  baseline: false,
-  repetitions: 1,
-  workloads: [],
-  hosts: [],
-};
-let image: GuestImage;
-let stack: LibvirtStack;
-let vm: LibvirtVm | undefined;
-const savedQemu = process.env.KVMIO_QEMU;
-
-/**
- * libvirt probes an emulator's capabilities before it starts a domain on it. scripts/test-stack.sh
- * makes QEMU 10's prefix whole (every module of its own build) so that the probe works; where it
- * still fails, the tests fail with libvirt's own words.
- */
-function probeEmulator(): void {
-  const probe = spawnSync(
-    'virsh',
-    ['-c', URI, 'domcapabilities', '--emulatorbin', qemu10(), '--virttype', 'qemu'],
-    { encoding: 'utf8', timeout: 120_000 },
-  );
-  if (probe.status !== 0)
-    throw new Error(`libvirt cannot probe ${qemu10()}: ${(probe.stderr || '').trim().replace(/\n/g, '; ')}`);
-}
-
-before(async () => {
-  probeEmulator();
-  process.env.KVMIO_QEMU = qemu10();
-  stack = await libvirtStack(virsh);
-  image = await ensureGuest();
-  const fd = openSync(diskPath, 'w');
-  ftruncateSync(fd, 64 * 1024 * 1024);
-  closeSync(fd);
-  vm = await startLibvirtVm({ study, variant: variants[0]!, image, accel: 'tcg', uri: URI, name, stack });
-});
-
-after(async () => {
-  await vm?.stop();
-  if (savedQemu === undefined) delete process.env.KVMIO_QEMU;
-  else process.env.KVMIO_QEMU = savedQemu;
-  rmSync(diskPath, { force: true });
-  rmSync(`/var/log/libvirt/qemu/${name}-console.log`, { force: true });
-  const left = (await virsh.run(['list', '--all', '--name'])).split('\n').map((s) => s.trim());
-  assert.ok(!left.includes(name), `domain ${name} is still there`);
+const study = libvirtTestStudy('e2e-libvirt-qemu10', diskPath, { guest: { vcpus: 2 }, variants });
+const domain = libvirtVmForFile({
+  study,
+  variant: variants[0]!,
+  name,
+  qemu: qemu10,
+  // scripts/test-stack.sh makes QEMU 10's prefix whole (every module of its own build) so that
+  // libvirt's probe of it works; where it still fails, the tests fail with libvirt's own words.
+  beforeStart: () => {
+    const problem = emulatorProblem(qemu10());
+    if (problem) throw new Error(problem);
+  },
 });
 
 test('libvirt 11.3 runs QEMU 10 as the emulator of a q35 domain, with both vq mappings', async () => {
+  const stack = domain.stack();
   assert.match(stack.libvirt, /^11\.([3-9]|\d\d)\./);
   assert.match(stack.qemu, /^10\./);
   assert.equal(stack.emulator, qemu10());
@@ -93,11 +49,11 @@ test('libvirt 11.3 runs QEMU 10 as the emulator of a q35 domain, with both vq ma
 
 for (const variant of variants) {
   test(`${variant.id} under libvirt: switched live, verified live, fio runs${variant.iothreads === 2 ? ', both iothreads work' : ''}`, async () => {
-    if (!vm) throw new Error('the domain did not start');
+    const vm = domain.vm();
     if (vm.variant.id !== variant.id) await vm.switchVariant(variant); // verifies (throws on a mismatch)
     const threads = await virsh.monitor<Array<{ id: string; 'thread-id': number }>>(name, 'query-iothreads');
     assert.equal(threads.length, variant.iothreads);
-    const before = threads.map((t) => threadCpuNs(vm!.qemuPid(), t['thread-id']));
+    const before = threads.map((t) => threadCpuNs(vm.qemuPid(), t['thread-id']));
     if (variant.iothreads === 2) {
       const xml = await virsh.run(['dumpxml', name]);
       const element =
@@ -123,7 +79,7 @@ for (const variant of variants) {
     if (variant.iothreads === 2) {
       // numjobs 2 on 2 vCPUs: the guest submits on both queues, so both iothreads run.
       threads.forEach((t, i) => {
-        const used = threadCpuNs(vm!.qemuPid(), t['thread-id']) - before[i]!;
+        const used = threadCpuNs(vm.qemuPid(), t['thread-id']) - before[i]!;
         assert.ok(used > 0, `${t.id} ran ${used} ns during fio`);
       });
     }

@@ -2,25 +2,16 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Store } from '../../src/store/store.js';
+import { kvmio } from './kvmio-cli.js';
+import { qemu10 } from './stack.js';
 
 /**
  * The qemu axis end to end, for either backend: `kvmio run` of a study whose matrix.qemu names the
  * system QEMU and QEMU 10, then what the store and the report say about it.
  */
 
-const bin = fileURLToPath(new URL('../../../bin/kvmio.js', import.meta.url));
-
 export const SYSTEM_QEMU = '/usr/bin/qemu-system-x86_64';
-
-export function kvmio(args: string[], timeoutMs = 900_000) {
-  return spawnSync(process.execPath, [bin, ...args], {
-    encoding: 'utf8',
-    timeout: timeoutMs,
-    env: { ...process.env, KVMIO_ACCEL: process.env.KVMIO_TEST_ACCEL ?? 'tcg' },
-  });
-}
 
 export function axisStudy(opts: { backend: 'qemu' | 'libvirt'; diskPath: string; qemu10: string }): string {
   return `name: qemu-axis-${opts.backend}
@@ -35,8 +26,20 @@ workloads:
 `;
 }
 
+/** `kvmio run` of the axis study into a store in `dir`, then checkAxisRun on it, the report in `dir` too. */
+export function runAndCheckAxis(study: string, dir: string): void {
+  const db = join(dir, 'results.sqlite');
+  const run = kvmio(['run', study, '--db', db, '--quiet']);
+  assert.equal(run.status, 0, `${run.stdout}\n${run.stderr}`);
+  checkAxisRun(db, join(dir, 'report'), {
+    q72: versionOf(SYSTEM_QEMU),
+    q10: versionOf(qemu10()),
+    qemu10: qemu10(),
+  });
+}
+
 /** Checks a finished run: both variants ok on their own VM and QEMU, recorded per point, reported by version. */
-export function checkAxisRun(
+function checkAxisRun(
   db: string,
   outDir: string,
   versions: { q72: string; q10: string; qemu10: string },
@@ -72,7 +75,7 @@ export function checkAxisRun(
   } finally {
     store.close();
   }
-  const report = kvmio(['report', '--db', db, runId, '--out', outDir], 300_000);
+  const report = kvmio(['report', '--db', db, runId, '--out', outDir], { timeoutMs: 300_000 });
   assert.equal(report.status, 0, report.stderr);
   const html = readFileSync(join(outDir, 'index.html'), 'utf8');
   assert.match(html, /<h2>QEMU version<\/h2>/);
@@ -82,7 +85,7 @@ export function checkAxisRun(
 }
 
 /** "10.0.2" from `QEMU -version`. */
-export function versionOf(qemu: string): string {
+function versionOf(qemu: string): string {
   const r = spawnSync(qemu, ['-version'], { encoding: 'utf8' });
   const v = /version (\d+\.\d+\.\d+)/.exec(r.stdout)?.[1];
   assert.ok(v, `${qemu} -version: ${r.stdout}${r.stderr}`);

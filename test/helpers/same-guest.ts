@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { ensureGuest, type GuestImage } from '../../src/guest/build.js';
 import type { GuestVm } from '../../src/guest/vm.js';
@@ -12,7 +12,8 @@ import type { Monitor } from '../../src/qemu/verify.js';
 import { startQemuVm } from '../../src/qemu/vm.js';
 import type { MachineType } from '../../src/study/guest-shape.js';
 import type { Study, Variant, VariantQemu } from '../../src/study/types.js';
-import { testAccel, testVariant } from './vm.js';
+import { libvirtTestStudy, LIBVIRT_URI as URI } from './libvirt.js';
+import { makeSparseFile, testAccel, testVariant } from './vm.js';
 
 /**
  * The same study booted on both backends runs the same guest: one VM at a time, direct QEMU then
@@ -24,24 +25,15 @@ import { testAccel, testVariant } from './vm.js';
  * The disk lives in /var/tmp: libvirt's QEMU cannot enter mkdtemp's 0700 dirs.
  */
 
-const URI = 'qemu:///system';
 const virsh = new Virsh(URI);
 const diskPath = `/var/tmp/kvmio-e2e-same-guest-${process.pid}.raw`;
 
 function study(machine: MachineType, backend: Study['backend'], variant: Variant): Study {
-  return {
-    name: 'e2e-same-guest',
-    source: 'test',
+  return libvirtTestStudy('e2e-same-guest', diskPath, {
     backend,
-    libvirt: { uri: URI },
-    guest: { vcpus: 2, memoryBytes: 512 * 1024 * 1024, count: 1, machine },
-    disk: { path: diskPath, sizeBytes: 64 * 1024 * 1024 },
+    guest: { vcpus: 2, machine },
     variants: [variant],
-    baseline: false,
-    repetitions: 1,
-    workloads: [],
-    hosts: [],
-  };
+  });
 }
 
 interface BlockNode {
@@ -120,9 +112,7 @@ export function sameGuestTests(qemu?: VariantQemu): void {
   before(async () => {
     libvirtReachable = (await virsh.tryRun(['version'])) !== undefined;
     image = await ensureGuest();
-    const fd = openSync(diskPath, 'w');
-    ftruncateSync(fd, 64 * 1024 * 1024);
-    closeSync(fd);
+    makeSparseFile(diskPath);
   });
 
   after(() => rmSync(diskPath, { force: true }));

@@ -1,6 +1,6 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
 import type { GuestVm } from '../../src/guest/vm.js';
-import { runFioJob } from '../../src/workloads/fio.js';
+import { type FioRunOutcome, runFioJob } from '../../src/workloads/fio.js';
 
 /**
  * The tests' second stack (scripts/test-stack.sh, run by `make test`): QEMU 10 from Debian's
@@ -23,25 +23,36 @@ export function threadCpuNs(pid: number, tid: number): number {
   return Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
 }
 
-/** Bytes a 2 s 4 KiB random read at QD4 in the guest moved, in `numjobs` jobs. */
-export async function shortRandomRead(vm: GuestVm, name: string, numjobs = 1): Promise<number> {
-  const { job } = await runFioJob(
+/**
+ * A 2 s 4 KiB random read at QD4 in the guest, in `numjobs` jobs, over every test disk the guest has
+ * (one job reads them all); fio's job and kvmio's record of the run. `deadlineMs`: how long it may take.
+ */
+export function shortRandomReadJob(
+  vm: GuestVm,
+  name: string,
+  opts: { numjobs?: number; deadlineMs?: number } = {},
+): Promise<FioRunOutcome> {
+  return runFioJob(
     { kind: 'guest', vm },
     {
       name,
       rw: 'randread',
       bs: 4096,
       iodepth: 4,
-      numjobs,
+      numjobs: opts.numjobs ?? 1,
       runtimeSeconds: 2,
       rampSeconds: 0,
       ioengine: 'libaio',
       extra: {},
     },
     null,
-    { deadline: Date.now() + 120_000, log: () => undefined, series: false },
+    { deadline: Date.now() + (opts.deadlineMs ?? 120_000), log: () => undefined, series: false },
   );
-  return job.read.io_bytes;
+}
+
+/** Bytes a 2 s 4 KiB random read at QD4 in the guest moved, in `numjobs` jobs. */
+export async function shortRandomRead(vm: GuestVm, name: string, numjobs = 1): Promise<number> {
+  return (await shortRandomReadJob(vm, name, { numjobs })).job.read.io_bytes;
 }
 
 /**

@@ -1,18 +1,17 @@
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, ftruncateSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { ensureGuest } from '../../src/guest/build.js';
-import { libvirtStack } from '../../src/libvirt/stack.js';
 import { nvramPath } from '../../src/libvirt/stage.js';
 import { Virsh } from '../../src/libvirt/virsh.js';
-import { type LibvirtVm, startLibvirtVm } from '../../src/libvirt/vm.js';
+import type { LibvirtVm } from '../../src/libvirt/vm.js';
 import { findOvmf, type Ovmf, verifyFirmware } from '../../src/qemu/firmware.js';
-import { type QemuVm, startQemuVm } from '../../src/qemu/vm.js';
-import type { Study } from '../../src/study/types.js';
+import type { QemuVm } from '../../src/qemu/vm.js';
 import { runtimeDir } from '../../src/util/paths.js';
+import { LIBVIRT_URI, libvirtTestStudy, libvirtVmForFile } from './libvirt.js';
 import { shortRandomRead } from './stack.js';
-import { makeTestDisk, qemuPids, testAccel, testStudy, testVariant } from './vm.js';
+import { makeTestDisk, qemuVmForFile, testAccel, testStudy, testVariant } from './vm.js';
 
 /** query-block's view of one pflash unit. */
 export interface PflashInfo {
@@ -46,34 +45,19 @@ export function uefiDirectTests(label: string, binary?: () => string): { vm: () 
     guest: { ...base.guest, vcpus: 1, firmware: 'uefi' as const },
     variants: [variant],
   };
-  let vm: QemuVm;
-  let qemuBefore: number[];
-
-  before(async () => {
-    qemuBefore = qemuPids();
-    vm = await startQemuVm({
-      study,
-      variant,
-      accel: testAccel(),
-      binary: binary?.(),
-      name: `kvmio-e2e-uefi-${label}`,
-    });
-  });
-
-  after(async () => {
-    const dir = vm?.dir;
-    await vm?.stop();
-    disk.remove();
-    assert.deepEqual(
-      qemuPids().filter((p) => !qemuBefore.includes(p)),
-      [],
-      'no QEMU left running',
-    );
-    if (dir)
-      assert.equal(existsSync(join(dir, 'OVMF_VARS.fd')), false, 'the VM variable store is removed with it');
-  });
+  const theVm = qemuVmForFile(
+    () => ({ study, variant, accel: testAccel(), binary: binary?.(), name: `kvmio-e2e-uefi-${label}` }),
+    disk,
+    (stopped) =>
+      assert.equal(
+        existsSync(join(stopped.dir, 'OVMF_VARS.fd')),
+        false,
+        'the VM variable store is removed with it',
+      ),
+  );
 
   test(`${label}: QEMU holds OVMF's code read-only on pflash0 and the VM's own variable store on pflash1`, async () => {
+    const vm = theVm();
     const ovmf = await hostOvmf();
     const blocks = await vm.qmp.execute<PflashInfo[]>('query-block');
     assert.deepEqual(pflash(blocks, 0), { ...pflash(blocks, 0), file: ovmf.code, ro: true });
@@ -83,6 +67,7 @@ export function uefiDirectTests(label: string, binary?: () => string): { vm: () 
   });
 
   test(`${label}: the guest runs under UEFI, booted from the embedded guest's kernel through fw_cfg`, async () => {
+    const vm = theVm();
     const efi = await vm.exec(['test', '-d', '/sys/firmware/efi'], { timeoutMs: 30_000 });
     assert.equal(efi.exitCode, 0, 'no /sys/firmware/efi in the guest');
     const size = (await vm.readFile('/sys/firmware/efi/fw_platform_size')).toString('utf8').trim();
@@ -94,6 +79,7 @@ export function uefiDirectTests(label: string, binary?: () => string): { vm: () 
   });
 
   test(`${label}: a study that asked for bios is refused on this VM, never measured under that label`, async () => {
+    const vm = theVm();
     await assert.rejects(
       verifyFirmware(
         { monitor: (c, a) => vm.qmp.execute(c, a), exec: (argv, o) => vm.exec(argv, o) },
@@ -104,14 +90,13 @@ export function uefiDirectTests(label: string, binary?: () => string): { vm: () 
   });
 
   test(`${label}: fio runs on the test disk`, async () => {
-    assert.ok((await shortRandomRead(vm, `uefi-${label}`)) > 0);
+    assert.ok((await shortRandomRead(theVm(), `uefi-${label}`)) > 0);
   });
 
-  return { vm: () => vm };
+  return { vm: theVm };
 }
 
-const URI = 'qemu:///system';
-const virsh = new Virsh(URI);
+const virsh = new Virsh(LIBVIRT_URI);
 
 /**
  * guest.firmware uefi under libvirt: an explicit OVMF loader and the domain's own variable store in
@@ -125,54 +110,25 @@ export function uefiLibvirtTests(label: string, qemu?: () => string): { vm: () =
   const name = `kvmio-e2e-lvuefi-${label}-${process.pid}`;
   const diskPath = `/var/tmp/kvmio-e2e-lvuefi-${label}-${process.pid}.raw`;
   const variant = testVariant({ aio: 'native', iothreads: 1 });
-  const study: Study = {
-    name: 'e2e-libvirt-uefi',
-    source: 'test',
-    backend: 'libvirt',
-    libvirt: { uri: URI },
-    guest: { vcpus: 1, memoryBytes: 768 * 1024 * 1024, count: 1, firmware: 'uefi' },
-    disk: { path: diskPath, sizeBytes: 64 * 1024 * 1024 },
+  const study = libvirtTestStudy('e2e-libvirt-uefi', diskPath, {
+    guest: { memoryBytes: 768 * 1024 * 1024, firmware: 'uefi' },
     variants: [variant],
-    baseline: false,
-    repetitions: 1,
-    workloads: [],
-    hosts: [],
-  };
-  let vm: LibvirtVm | undefined;
-  let ovmf: Ovmf;
-  const savedQemu = process.env.KVMIO_QEMU;
-
-  before(async () => {
-    if (qemu) process.env.KVMIO_QEMU = qemu();
-    ovmf = await hostOvmf();
-    const stack = await libvirtStack(virsh);
-    const fd = openSync(diskPath, 'w');
-    ftruncateSync(fd, 64 * 1024 * 1024);
-    closeSync(fd);
-    vm = await startLibvirtVm({
-      study,
-      variant,
-      image: await ensureGuest(),
-      accel: 'tcg',
-      uri: URI,
-      name,
-      stack,
-    });
   });
-
-  after(async () => {
-    await vm?.stop();
-    if (savedQemu === undefined) delete process.env.KVMIO_QEMU;
-    else process.env.KVMIO_QEMU = savedQemu;
-    rmSync(diskPath, { force: true });
-    rmSync(`/var/log/libvirt/qemu/${name}-console.log`, { force: true });
-    const left = (await virsh.run(['list', '--all', '--name'])).split('\n').map((s) => s.trim());
-    assert.ok(!left.includes(name), `domain ${name} is still there`);
-    assert.equal(existsSync(nvramPath(name)), false, `the variable store ${nvramPath(name)} is removed`);
+  let ovmf: Ovmf;
+  const { vm } = libvirtVmForFile({
+    study,
+    variant,
+    name,
+    qemu,
+    beforeStart: async () => {
+      ovmf = await hostOvmf();
+    },
+    afterStop: () =>
+      assert.equal(existsSync(nvramPath(name)), false, `the variable store ${nvramPath(name)} is removed`),
   });
 
   test(`${label}: libvirt runs OVMF as the read-only pflash loader and the domain store in kvmio's pool`, async () => {
-    if (!vm) throw new Error('the domain did not start');
+    vm();
     const xml = await virsh.run(['dumpxml', name]);
     if (qemu) assert.ok(xml.includes(`<emulator>${qemu()}</emulator>`));
     assert.match(xml, /<type arch='x86_64' machine='pc-q35-[\d.]+'>hvm<\/type>/);
@@ -185,23 +141,20 @@ export function uefiLibvirtTests(label: string, qemu?: () => string): { vm: () =
   });
 
   test(`${label}: the guest runs under UEFI, and the point keeps what was verified`, async () => {
-    if (!vm) throw new Error('the domain did not start');
-    const efi = await vm.exec(['test', '-d', '/sys/firmware/efi'], { timeoutMs: 30_000 });
+    const efi = await vm().exec(['test', '-d', '/sys/firmware/efi'], { timeoutMs: 30_000 });
     assert.equal(efi.exitCode, 0, 'no /sys/firmware/efi in the guest');
-    assert.match(vm.firmware ?? '', /^uefi: pflash flash0 .* read-only.*\/sys\/firmware\/efi in the guest/);
+    assert.match(vm().firmware ?? '', /^uefi: pflash flash0 .* read-only.*\/sys\/firmware\/efi in the guest/);
   });
 
   test(`${label}: fio runs on the test disk of the uefi domain`, async () => {
-    if (!vm) throw new Error('the domain did not start');
-    assert.ok((await shortRandomRead(vm, `lv-uefi-${label}`)) > 0);
+    assert.ok((await shortRandomRead(vm(), `lv-uefi-${label}`)) > 0);
   });
 
   test(`${label}: virsh define --validate accepts the domain XML kvmio made`, async () => {
-    if (!vm) throw new Error('the domain did not start');
     const other = `${name}-def`;
     const file = join(runtimeDir(), `${other}.xml`);
     // Every use of the name, the variable store's path included: the running domain's store stays its own.
-    writeFileSync(file, vm.domainXml.replaceAll(name, other));
+    writeFileSync(file, vm().domainXml.replaceAll(name, other));
     try {
       await virsh.run(['define', '--validate', file]);
     } finally {
@@ -210,5 +163,5 @@ export function uefiLibvirtTests(label: string, qemu?: () => string): { vm: () =
       rmSync(file, { force: true });
     }
   });
-  return { vm: () => vm };
+  return { vm };
 }

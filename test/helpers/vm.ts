@@ -1,9 +1,11 @@
+import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import type { Accel } from '../../src/qemu/argv.js';
-import { type QemuVm, startQemuVm } from '../../src/qemu/vm.js';
+import { type QemuVm, type StartQemuVmOptions, startQemuVm } from '../../src/qemu/vm.js';
 import type { Pinning, Study, Variant } from '../../src/study/types.js';
 import { makeVariant } from '../../src/study/variants.js';
 
@@ -22,6 +24,16 @@ export const testVariant = makeVariant;
 
 export type TestStudy = Pick<Study, 'guest' | 'disk' | 'pinning' | 'source'>;
 
+/** A sparse file of `sizeBytes` at `path` (made anew): a test disk that costs no space. */
+export function makeSparseFile(path: string, sizeBytes = 64 * 1024 * 1024): void {
+  const fd = openSync(path, 'w');
+  try {
+    ftruncateSync(fd, sizeBytes);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * A sparse raw file in a fresh temporary directory (removed by the returned cleanup); with `count` > 1
  * also the sibling files multi-disk variants use (disk.raw.1, disk.raw.2, …).
@@ -29,11 +41,7 @@ export type TestStudy = Pick<Study, 'guest' | 'disk' | 'pinning' | 'source'>;
 export function makeTestDisk(sizeBytes = 256 * 1024 * 1024, count = 1): { path: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'kvmio-test-disk-'));
   const path = join(dir, 'disk.raw');
-  for (let i = 0; i < count; i++) {
-    const fd = openSync(i === 0 ? path : `${path}.${i}`, 'w');
-    ftruncateSync(fd, sizeBytes);
-    closeSync(fd);
-  }
+  for (let i = 0; i < count; i++) makeSparseFile(i === 0 ? path : `${path}.${i}`, sizeBytes);
   return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
@@ -96,4 +104,40 @@ export function pgrep(args: string[]): number[] {
  */
 export function qemuPids(parent = process.pid): number[] {
   return pgrep(['-P', String(parent), '-f', 'qemu-system']);
+}
+
+/**
+ * One direct-QEMU VM shared by a test file's tests: started in `before` with the options `options()`
+ * gives then (a QEMU the stack provides is looked up only when the file runs), stopped in `after`
+ * with its disk removed, and no QEMU this process started since is left running. `afterStop` checks
+ * what goes with the VM. Returns the VM, for the tests.
+ */
+export function qemuVmForFile(
+  options: () => StartQemuVmOptions,
+  disk: { remove: () => void },
+  afterStop?: (vm: QemuVm) => void,
+): () => QemuVm {
+  let vm: QemuVm | undefined;
+  let qemuBefore: number[];
+
+  before(async () => {
+    qemuBefore = qemuPids();
+    vm = await startQemuVm(options());
+  });
+
+  after(async () => {
+    await vm?.stop();
+    disk.remove();
+    assert.deepEqual(
+      qemuPids().filter((p) => !qemuBefore.includes(p)),
+      [],
+      'no QEMU left running',
+    );
+    if (vm) afterStop?.(vm);
+  });
+
+  return () => {
+    if (!vm) throw new Error('the VM did not start');
+    return vm;
+  };
 }
