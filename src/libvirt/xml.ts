@@ -243,12 +243,7 @@ function servedDiskXml(opts: DiskXmlOptions, indent: string): string {
     `${indent}  <source protocol='nbd' name='${escapeXml(exportId(index))}'>`,
     `${indent}    <host transport='unix' socket='${escapeXml(opts.sockets.nbd)}'/>`,
     `${indent}  </source>`,
-    `${indent}  <target dev='${target.dev}' bus='${target.bus}'/>`,
-    `${indent}  <serial>${testDiskSerial(index)}</serial>`,
-    ...(!blk && variantDisks(variant) > 1
-      ? [`${indent}  <address type='drive' controller='${index}' bus='0' target='0' unit='0'/>`]
-      : []),
-    `${indent}</disk>`,
+    ...diskTargetXml(variant, index, indent),
   ].join('\n');
 }
 
@@ -261,7 +256,6 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
   const diskPath = imagePath(opts.diskPath, format);
   const type = opts.diskType ?? diskTypeOf(diskPath);
   const index = opts.index ?? 0;
-  const target = diskTarget(variant, index);
   const blk = variant.bus === 'virtio-blk';
   // virtio-scsi takes its iothread and queues on the controller, virtio-blk on the disk.
   const driver = attrs({
@@ -284,14 +278,25 @@ export function diskXml(opts: DiskXmlOptions, indent = ''): string {
     `${indent}<disk type='${type}' device='disk'>`,
     ...driverLines,
     `${indent}  ${source}`,
+    ...diskTargetXml(variant, index, indent),
+  ].join('\n');
+}
+
+/**
+ * How a test disk's element ends, wherever its data comes from: its target, its serial (the guest
+ * finds it by serial) and, for several virtio-scsi disks, its own controller (so each has its own
+ * iothread).
+ */
+function diskTargetXml(variant: Variant, index: number, indent: string): string[] {
+  const target = diskTarget(variant, index);
+  return [
     `${indent}  <target dev='${target.dev}' bus='${target.bus}'/>`,
     `${indent}  <serial>${testDiskSerial(index)}</serial>`,
-    // Several virtio-scsi disks: each on its own controller, so each has its own iothread.
-    ...(!blk && variantDisks(variant) > 1
+    ...(variant.bus !== 'virtio-blk' && variantDisks(variant) > 1
       ? [`${indent}  <address type='drive' controller='${index}' bus='0' target='0' unit='0'/>`]
       : []),
     `${indent}</disk>`,
-  ].join('\n');
+  ];
 }
 
 function cputuneXml(pinning: Pinning | undefined, vcpus: number, iothreads: number): string[] {

@@ -25,7 +25,8 @@ export interface QemuSearch {
   root?: string;
 }
 
-function executable(path: string): boolean {
+/** Whether `path` is a regular file this process may execute (not a directory, not a dangling link). */
+export function isExecutableFile(path: string): boolean {
   try {
     if (!statSync(path).isFile()) return false;
     accessSync(path, constants.X_OK);
@@ -39,7 +40,7 @@ export function onPath(name: string, env: NodeJS.ProcessEnv, root: string): stri
   for (const dir of (env.PATH ?? '').split(':')) {
     if (!dir.startsWith('/')) continue; // relative PATH entries depend on the cwd: not trusted
     const candidate = join(dir, name);
-    if (executable(join(root, candidate))) return candidate;
+    if (isExecutableFile(join(root, candidate))) return candidate;
   }
   return undefined;
 }
@@ -51,7 +52,8 @@ export function locateQemu(search: QemuSearch = {}): QemuLocation {
   const chosen = env.KVMIO_QEMU;
   if (chosen) {
     const path = chosen.includes('/') ? chosen : onPath(chosen, env, root);
-    if (path && executable(join(root, path))) return { binary: path, found: true, reason: 'KVMIO_QEMU' };
+    if (path && isExecutableFile(join(root, path)))
+      return { binary: path, found: true, reason: 'KVMIO_QEMU' };
     return {
       binary: chosen,
       found: false,
@@ -61,7 +63,7 @@ export function locateQemu(search: QemuSearch = {}): QemuLocation {
   const fromPath = onPath(PATH_NAME, env, root);
   if (fromPath) return { binary: fromPath, found: true, reason: `${PATH_NAME} on PATH` };
   for (const path of QEMU_FALLBACKS) {
-    if (executable(join(root, path)))
+    if (isExecutableFile(join(root, path)))
       return { binary: path, found: true, reason: `${PATH_NAME} is not on PATH; ${path} is` };
   }
   return {

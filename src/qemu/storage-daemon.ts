@@ -1,5 +1,4 @@
 import type { ChildProcess } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { kernelAccount, kernelNowUsec, taskIds } from '../host/kernel-log.js';
 import { QCOW2_DEFAULTS } from '../study/image-schema.js';
@@ -15,7 +14,7 @@ import {
   iothreadIds,
   testDiskNames,
 } from './argv.js';
-import { onPath } from './binary.js';
+import { isExecutableFile, onPath } from './binary.js';
 import { childEnd, quitThenKill, StderrTail } from './child.js';
 import { QmpClient } from './qmp.js';
 import { aioModeProblems, type LiveQemu, type LiveTestDisk, verifyStorageDaemon } from './verify.js';
@@ -31,16 +30,6 @@ import { aioModeProblems, type LiveQemu, type LiveTestDisk, verifyStorageDaemon 
 
 const DAEMON_NAME = 'qemu-storage-daemon';
 
-function executable(path: string): boolean {
-  try {
-    if (!statSync(path).isFile()) return false;
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The storage daemon that belongs to a QEMU binary: the one beside it (a QEMU prefix such as
  * /opt/kvmio/qemu-10/bin has both), else qemu-storage-daemon on PATH (the distribution's, which
@@ -52,7 +41,7 @@ export function storageDaemonBeside(
 ): string | undefined {
   if (qemuBinary.includes('/')) {
     const sibling = join(dirname(qemuBinary), DAEMON_NAME);
-    if (executable(sibling)) return sibling;
+    if (isExecutableFile(sibling)) return sibling;
   }
   return onPath(DAEMON_NAME, env, '/');
 }

@@ -66,8 +66,14 @@ function yScale(values: number[]): { domain: [number, number]; nice: boolean } |
   return { domain: [Math.min(0, min * 1.1), max * 1.25], nice: true };
 }
 
-function title(text: string, subtitle?: string) {
-  return subtitle ? { text, subtitle } : { text };
+/** What every chart's spec begins with: the Vega-Lite schema, its title and its size. */
+function chartFrame(t: { title: string; subtitle?: string }) {
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: t.subtitle ? { text: t.title, subtitle: t.subtitle } : { text: t.title },
+    width: WIDTH,
+    height: HEIGHT,
+  };
 }
 
 export function groupedBarSpec(
@@ -78,10 +84,7 @@ export function groupedBarSpec(
   const x = { field: 'group', type: 'nominal', title: null, axis: { labelAngle: 0 }, sort: null };
   const xOffset = { field: 'label', type: 'nominal', scale: { domain: colors.domain } };
   return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: title(t.title, t.subtitle),
-    width: WIDTH,
-    height: HEIGHT,
+    ...chartFrame(t),
     data: { values: data },
     layer: [
       {
@@ -135,10 +138,7 @@ export function stackedBarSpec(
       return { ...d, start, end: start + d.value };
     });
   return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: title(t.title, t.subtitle),
-    width: WIDTH,
-    height: HEIGHT,
+    ...chartFrame(t),
     layer: [
       {
         data: { values: placed },
@@ -182,10 +182,7 @@ export function lineSpec(
   const hasDash = data.some((d) => d.dash !== undefined);
   const dash = hasDash ? { strokeDash: { field: 'dash', type: 'nominal', title: null } } : {};
   return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: title(t.title, t.subtitle),
-    width: WIDTH,
-    height: HEIGHT,
+    ...chartFrame(t),
     data: { values: data },
     layer: [
       {

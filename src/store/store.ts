@@ -138,22 +138,13 @@ interface RunRow {
   notes: string | null;
 }
 
-interface PointRow {
-  id: number;
+/** A points row: the record's fields, under the columns' names where they differ. */
+type PointRow = Omit<PointRecord, 'run' | 'index' | 'durationSeconds' | 'consoleTail'> & {
   run_id: string;
   idx: number;
-  attempt: number;
-  round: number;
-  host: string;
-  variant: string;
-  workload: string;
-  status: PointStatus;
-  started: string;
-  ended: string | null;
   duration_s: number | null;
-  error: string | null;
   console_tail: string | null;
-}
+};
 
 function parseJson<T>(text: string | null, fallback: T): T {
   if (text === null || text === '') return fallback;

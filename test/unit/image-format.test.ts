@@ -13,6 +13,7 @@ import { QCOW2_DEFAULTS } from '../../src/study/image-schema.js';
 import { parseStudy } from '../../src/study/load.js';
 import { planStudy } from '../../src/study/plan.js';
 import { bootGroupKey, makeVariant } from '../../src/study/variants.js';
+import { configErrorMessage } from '../helpers/refusal.js';
 import { qemuPids, testStudy } from '../helpers/vm.js';
 
 /**
@@ -34,15 +35,7 @@ function load(yaml: string) {
   return parseStudy(`${yaml}\n${WORKLOAD}`, 'format.yaml');
 }
 
-function refusal(yaml: string): string {
-  try {
-    load(yaml);
-  } catch (e) {
-    assert.equal((e as Error).name, 'ConfigError');
-    return (e as Error).message;
-  }
-  assert.fail('the study was accepted');
-}
+const refusal = (yaml: string) => configErrorMessage(() => load(yaml));
 
 test('matrix.format makes raw and qcow2 variants with the qcow2 settings of disk.qcow2', () => {
   const s = load(

@@ -14,6 +14,7 @@ import { variantLabel } from '../../src/report/series.js';
 import { parseStudy } from '../../src/study/load.js';
 import { planStudy } from '../../src/study/plan.js';
 import { bootGroupKey, makeVariant, variantProblem } from '../../src/study/variants.js';
+import { configErrorMessage } from '../helpers/refusal.js';
 
 /**
  * matrix.path: where a variant's disk is served. The study reads the axis from an allow-list and
@@ -30,15 +31,7 @@ function load(yaml: string) {
   return parseStudy(`disk: { path: /var/tmp/kvmio-path.raw, size: 64M }\n${yaml}\n${WORKLOAD}`, 'path.yaml');
 }
 
-function refusal(yaml: string): string {
-  try {
-    load(yaml);
-  } catch (e) {
-    assert.equal((e as Error).name, 'ConfigError');
-    return (e as Error).message;
-  }
-  assert.fail('the study was accepted');
-}
+const refusal = (yaml: string) => configErrorMessage(() => load(yaml));
 
 const study = {
   source: 'test',

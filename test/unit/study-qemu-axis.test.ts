@@ -12,7 +12,7 @@ import { parseStudy } from '../../src/study/load.js';
 import { planStudy } from '../../src/study/plan.js';
 import { parseQemuVersionOutput } from '../../src/study/qemus.js';
 import { idWithoutQemu } from '../../src/study/variants.js';
-import { ConfigError } from '../../src/util/errors.js';
+import { configErrorMessage } from '../helpers/refusal.js';
 
 const fixtures = fileURLToPath(new URL('../../../test/fixtures/qemu/', import.meta.url));
 const bin = fileURLToPath(new URL('../../../bin/kvmio.js', import.meta.url));
@@ -36,15 +36,7 @@ const notExecutable = fakeQemu('not-executable', 'version-10.0.txt', 0o644);
 
 const WORKLOAD = 'workloads:\n  - {name: r, kind: fio, rw: randread, bs: 4k, runtime: 2s}\n';
 const study = (body: string) => parseStudy(`${body}\n${WORKLOAD}`, join(dir, 'axis.yaml'));
-const refusal = (body: string) => {
-  try {
-    study(body);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.message;
-  }
-  assert.fail('the study was accepted');
-};
+const refusal = (body: string) => configErrorMessage(() => study(body));
 
 const abilities = (file: string, path: string, name: string): AxisQemu => {
   const recorded = JSON.parse(readFileSync(join(fixtures, file), 'utf8'));
