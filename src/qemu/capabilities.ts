@@ -46,7 +46,7 @@ export async function capabilitiesFromQmp(qmp: QmpClient, binary = qemuBinary())
   const schema = await qmp.execute<SchemaEntry[]>('query-qmp-schema');
   // Type names are masked in the introspected schema; the aio enum is the one listing threads+native.
   const aioEnum = schema.find((e) => {
-    const values = enumValues(e);
+    const values = entryNames(e);
     return e['meta-type'] === 'enum' && values.includes('threads') && values.includes('native');
   });
   const hasProp = async (typename: string, prop: string) => {
@@ -56,7 +56,7 @@ export async function capabilitiesFromQmp(qmp: QmpClient, binary = qemuBinary())
   return {
     binary,
     version: { ...version.qemu, package: version.package },
-    aioModes: aioEnum ? enumValues(aioEnum) : ['threads'],
+    aioModes: aioEnum ? entryNames(aioEnum) : ['threads'],
     iothreadVqMapping: await hasProp('virtio-blk-pci', 'iothread-vq-mapping'),
     scsiIothreadVqMapping: await hasProp('virtio-scsi-pci', 'iothread-vq-mapping'),
     backingMaskProtocol: commandTakes(schema, 'block-stream', 'backing-mask-protocol'),
@@ -67,10 +67,11 @@ export async function capabilitiesFromQmp(qmp: QmpClient, binary = qemuBinary())
 export function commandTakes(schema: SchemaEntry[], command: string, argument: string): boolean {
   const entry = schema.find((e) => e['meta-type'] === 'command' && e.name === command);
   const args = entry && schema.find((e) => e.name === entry['arg-type']);
-  return (args?.members ?? []).some((m) => (typeof m === 'string' ? m : m.name) === argument);
+  return args ? entryNames(args).includes(argument) : false;
 }
 
-function enumValues(e: SchemaEntry): string[] {
+/** An enum's values, or an object's member names (the argument names of a command's arg-type). */
+function entryNames(e: SchemaEntry): string[] {
   if (e.values) return e.values;
   return (e.members ?? []).map((m) => (typeof m === 'string' ? m : m.name));
 }

@@ -2,12 +2,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseStudy } from '../../src/study/load.js';
-import {
-  assertEveryPointOk,
-  libvirtUnreachable,
-  studyScratch,
-  withStudyRun,
-} from '../helpers/small-study.js';
+import { libvirtUnreachable } from '../helpers/libvirt.js';
+import { assertEveryPointOk, studyScratch, withStudyRun } from '../helpers/small-study.js';
 import { qemuPids } from '../helpers/vm.js';
 
 /**

@@ -4,12 +4,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { Virsh } from '../../src/libvirt/virsh.js';
 import { parseStudy } from '../../src/study/load.js';
-import {
-  libvirtUnreachable,
-  studyScratch,
-  untilGuestFioStarts,
-  withStudyRun,
-} from '../helpers/small-study.js';
+import { libvirtUnreachable } from '../helpers/libvirt.js';
+import { studyScratch, untilGuestFioStarts, withStudyRun } from '../helpers/small-study.js';
 
 /**
  * libvirt's QEMU dying mid-point is a finding with its evidence, as on the direct backend: the QEMU

@@ -4,12 +4,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { renderReport } from '../../src/report/index.js';
 import { parseStudy } from '../../src/study/load.js';
-import {
-  assertEveryPointOk,
-  libvirtUnreachable,
-  studyScratch,
-  withStudyRun,
-} from '../helpers/small-study.js';
+import { libvirtUnreachable } from '../helpers/libvirt.js';
+import { assertEveryPointOk, studyScratch, withStudyRun } from '../helpers/small-study.js';
 import { pgrep, qemuPids } from '../helpers/vm.js';
 
 /**

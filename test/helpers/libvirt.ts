@@ -50,6 +50,12 @@ export async function assertDomainsGone(virsh: Virsh, names: string[]): Promise<
   for (const n of names) assert.ok(!left.includes(n), `domain ${n} is still there`);
 }
 
+/** Why libvirt tests skip here (libvirtd does not answer at `uri`), or undefined when it answers. */
+export async function libvirtUnreachable(uri = LIBVIRT_URI): Promise<string | undefined> {
+  if ((await new Virsh(uri).tryRun(['version'])) !== undefined) return undefined;
+  return `libvirt is not reachable at ${uri} (run scripts/services.sh)`;
+}
+
 /** Sets KVMIO_QEMU (the QEMU kvmio runs, libvirt's <emulator> too); returns what puts the old value back. */
 export function setKvmioQemu(path: string): () => void {
   const saved = process.env.KVMIO_QEMU;

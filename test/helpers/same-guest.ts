@@ -12,7 +12,7 @@ import type { Monitor } from '../../src/qemu/verify.js';
 import { startQemuVm } from '../../src/qemu/vm.js';
 import type { MachineType } from '../../src/study/guest-shape.js';
 import type { Study, Variant, VariantQemu } from '../../src/study/types.js';
-import { libvirtTestStudy, LIBVIRT_URI as URI } from './libvirt.js';
+import { LIBVIRT_URI, libvirtTestStudy, libvirtUnreachable } from './libvirt.js';
 import { makeSparseFile, testAccel, testVariant } from './vm.js';
 
 /**
@@ -25,7 +25,7 @@ import { makeSparseFile, testAccel, testVariant } from './vm.js';
  * The disk lives in /var/tmp: libvirt's QEMU cannot enter mkdtemp's 0700 dirs.
  */
 
-const virsh = new Virsh(URI);
+const virsh = new Virsh(LIBVIRT_URI);
 const diskPath = `/var/tmp/kvmio-e2e-same-guest-${process.pid}.raw`;
 
 function study(machine: MachineType, backend: Study['backend'], variant: Variant): Study {
@@ -107,10 +107,10 @@ export function sameGuestTests(qemu?: VariantQemu): void {
     ...(qemu ? { qemu } : {}),
   };
   let image: GuestImage;
-  let libvirtReachable = false;
+  let unreachable: string | undefined;
 
   before(async () => {
-    libvirtReachable = (await virsh.tryRun(['version'])) !== undefined;
+    unreachable = await libvirtUnreachable();
     image = await ensureGuest();
     makeSparseFile(diskPath);
   });
@@ -120,7 +120,7 @@ export function sameGuestTests(qemu?: VariantQemu): void {
   describe('the same variant on both backends boots the same guest', { timeout: 1_200_000 }, () => {
     for (const machine of ['q35', 'pc'] as const) {
       test(`machine ${machine}: machine type, CPU model, vCPUs, memory and the test disk agree`, async (t) => {
-        if (!libvirtReachable) return t.skip(`libvirt is not reachable at ${URI} (run scripts/services.sh)`);
+        if (unreachable) return t.skip(unreachable);
         const accel = testAccel();
         const direct = await startQemuVm({ study: study(machine, 'qemu', variant), variant, accel });
         let viaQemu: Awaited<ReturnType<typeof readAll>>;
@@ -135,7 +135,7 @@ export function sameGuestTests(qemu?: VariantQemu): void {
           variant,
           image,
           accel,
-          uri: URI,
+          uri: LIBVIRT_URI,
           name,
         });
         let viaLibvirt: Awaited<ReturnType<typeof readAll>>;

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { after } from 'node:test';
 import type { RunEventSink } from '../../src/engine/events.js';
 import { type RunStudyResult, runStudy } from '../../src/engine/run.js';
-import { Virsh } from '../../src/libvirt/virsh.js';
 import { type PointRecord, Store } from '../../src/store/store.js';
 import type { Study } from '../../src/study/types.js';
 
@@ -72,12 +71,6 @@ export function assertEveryPointOk(run: StudyRun, variants: string[]): void {
     variants.map((v) => [v, 'ok']).sort(),
     run.why,
   );
-}
-
-/** Why libvirt tests skip here (libvirtd does not answer at `uri`), or undefined when it answers. */
-export async function libvirtUnreachable(uri = 'qemu:///system'): Promise<string | undefined> {
-  if ((await new Virsh(uri).tryRun(['version'])) !== undefined) return undefined;
-  return 'libvirt is not reachable (run scripts/services.sh)';
 }
 
 /**
