@@ -102,6 +102,7 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
     return {
       sink: (e) => {
         if (e.event === 'interrupted') write(`kvmio: interrupted; resume with: ${e.resume}`);
+        else if (e.event === 'warning') write(`kvmio: WARNING: ${e.line}`);
         else if (e.event === 'run-end') failedHostLines(e).forEach(write);
       },
       done: () => undefined,
@@ -137,6 +138,8 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
           write(raceLine(e));
         } else if (e.event === 'interrupted') {
           write(`kvmio: interrupted by ${e.signal}; resume with: ${e.resume}`);
+        } else if (e.event === 'warning') {
+          write(`kvmio: WARNING: ${e.line}`);
         } else if (e.event === 'run-end') {
           failedHostLines(e).forEach(write);
         }
@@ -169,6 +172,9 @@ export function createProgress(mode: ProgressMode, out: NodeJS.WriteStream = pro
         lastFailure = `${e.variant} ${e.workload}: ${e.error?.split('\n')[0]}`;
         live.clear();
         write(`kvmio: ${e.variant} ${e.workload} FAILED: ${e.error}`);
+      } else if (e.event === 'warning') {
+        live.clear();
+        write(`kvmio: WARNING: ${e.line}`);
       } else if (e.event === 'adaptive-round') {
         live.clear();
         write(`kvmio: adaptive round ${e.round + 1}: ${e.points} more point(s)`);

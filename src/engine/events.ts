@@ -54,6 +54,8 @@ export type RunEvent =
       reason?: string;
     }
   | { event: 'log'; run: string; line: string }
+  /** Something the user should read although the run goes on (a guest booted twice). */
+  | { event: 'warning'; run: string; line: string }
   | { event: 'interrupted'; run: string; signal: string; resume: string }
   | {
       event: 'run-end';

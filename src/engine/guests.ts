@@ -32,6 +32,8 @@ let bootSeq = 0;
 
 export class GuestGroup {
   vms: GuestVm[] = [];
+  /** The last forPoint booted these VMs (rather than reusing or switching the running ones). */
+  booted = false;
   private servers = new Map<GuestVm, { host: string; port: number }>();
 
   constructor(
@@ -46,6 +48,7 @@ export class GuestGroup {
 
   async forPoint(variant: Variant, p: Pick<PlannedPoint, 'boot'>): Promise<GuestVm[]> {
     const running = this.vms;
+    this.booted = false;
     if (running.length > 0 && !p.boot && running.every((vm) => vm.variant.id === variant.id)) return running;
     if (running.length > 0 && !p.boot && running.every((vm) => vm.canSwitchLive(variant))) {
       await Promise.all(
@@ -87,6 +90,7 @@ export class GuestGroup {
       await this.stop();
       throw failed.reason;
     }
+    this.booted = true;
     return this.vms;
   }
 

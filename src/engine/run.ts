@@ -131,6 +131,12 @@ async function runPoint(
       vms = await group.forPoint(variantFor(study, p.variantId), p);
       vm = vms[0];
       booting = false;
+      if (group.booted)
+        for (const g of vms)
+          if (g.bootWarning) {
+            logLines.push(`${new Date().toISOString()} WARNING: ${g.bootWarning}`);
+            ctx.emit({ event: 'warning', run: runId, line: g.bootWarning });
+          }
       result = await runOnGuests(workloads, group, vms, workload, { timeoutMs, log }, p);
       // Recent QEMU may fall back to the thread pool on the first guest request: check again.
       for (const g of vms) await host.backend.verify(g);

@@ -26,6 +26,8 @@ export interface GuestVm {
   readonly name: string;
   /** Milliseconds from starting the VM to the first answer of its guest agent. */
   readonly bootMs: number;
+  /** Set when the guest kernel panicked at boot under TCG and the VM is its second boot: why. */
+  readonly bootWarning?: string;
   /** The variant whose test disk is attached right now. */
   readonly variant: Variant;
   /** Runs argv inside the guest (no shell), returning its captured output and exit code. */

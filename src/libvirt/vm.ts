@@ -13,6 +13,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type AgentCall, agentExec, agentReadFile, agentWriteFile } from '../guest/agent-protocol.js';
 import { type BootLimit, bootLimit, bootLimitMessage, localBootLimit } from '../guest/boot-limit.js';
+import { bootRetryingTcgPanic, kernelPanicLine } from '../guest/boot-retry.js';
 import { ensureGuest, GUEST_KERNEL_CMDLINE } from '../guest/build.js';
 import { findTestDisks, guestDiskRequests, TestDiskCache, waitTestDisksGone } from '../guest/disks.js';
 import { FIO_DISK_SERIAL, fioBundle, type InstalledFio, installFioBundle } from '../guest/fio-bundle.js';
@@ -95,7 +96,13 @@ export interface LibvirtVm extends GuestVm {
 
 const FILE_CHUNK = 48 * 1024;
 
-export async function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm> {
+export function startLibvirtVm(opts: LibvirtVmOptions): Promise<LibvirtVm> {
+  return bootRetryingTcgPanic(opts.accel, `boot of ${opts.variant.id} as ${opts.name}`, opts.log, () =>
+    startLibvirtVmOnce(opts),
+  );
+}
+
+async function startLibvirtVmOnce(opts: LibvirtVmOptions): Promise<LibvirtGuest> {
   const image = opts.image;
   const virsh = new Virsh(opts.uri);
   const log = opts.log ?? (() => undefined);
@@ -447,6 +454,7 @@ export interface LiveContext {
 class LibvirtGuest implements LibvirtVm {
   variant: Variant;
   bootMs = 0;
+  bootWarning?: string;
   qemu: { path: string; version: string } | undefined;
   firmware: string | undefined;
   readonly host: string;
@@ -584,7 +592,12 @@ class LibvirtGuest implements LibvirtVm {
       const ping = ['qemu-agent-command', this.name, '--timeout', '2', '{"execute":"guest-ping"}'];
       if (await this.virsh.tryRun(ping)) return;
       const state = (await this.virsh.tryRun(['domstate', this.name]))?.trim() ?? 'gone';
-      if (state !== 'running') throw new PointFailure(`domain ${this.name} is ${state} while booting`);
+      if (state !== 'running') {
+        const panic = kernelPanicLine(this.consoleTail());
+        throw new PointFailure(
+          `domain ${this.name} is ${state} while booting${panic ? ` after the guest kernel panicked ("${panic}")` : ''}`,
+        );
+      }
       if (Date.now() > deadline) {
         throw new PointFailure(bootLimitMessage(`the guest agent of ${this.name}`, limit));
       }

@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { localBootLimit } from '../guest/boot-limit.js';
+import { bootRetryingTcgPanic, kernelPanicLine } from '../guest/boot-retry.js';
 import { ensureGuest, GUEST_KERNEL_CMDLINE, type GuestRelease } from '../guest/build.js';
 import { findTestDisks, guestDiskRequests, TestDiskCache } from '../guest/disks.js';
 import { freePort, hmpHostForward } from '../guest/forward.js';
@@ -76,6 +77,7 @@ export class QemuVm implements GuestVm {
   readonly name: string;
   variant: Variant;
   bootMs = 0;
+  bootWarning?: string;
   /** Duration of the last switchVariant, milliseconds. */
   lastSwitchMs = 0;
   /** The test disk was switched live since boot. */
@@ -129,7 +131,13 @@ export class QemuVm implements GuestVm {
   }
 
   private onUnexpectedExit(code: number | null, signal: NodeJS.Signals | null, why?: string): void {
-    const how = why ?? (signal ? `was killed by ${signal}` : `exited with code ${code}`);
+    const panic = kernelPanicLine(this.consoleTail());
+    // With panic=-1 and -no-reboot a guest kernel panic ends QEMU with code 0: the panic is the reason.
+    const how =
+      why ??
+      (signal
+        ? `was killed by ${signal}`
+        : `exited with code ${code}${panic ? ` after the guest kernel panicked ("${panic}")` : ''}`);
     const stderr = this.stderrTail.trim();
     // The kernel's account (a fault's signal, address and library) is logged before the process ends.
     const kernel = kernelAccount(this.child.pid, this.tasks, this.startedUsec);
@@ -452,7 +460,13 @@ export class QemuVm implements GuestVm {
 }
 
 /** Boots the guest for `variant` and returns once its agent answers and the live config is verified. */
-export async function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
+export function startQemuVm(opts: StartQemuVmOptions): Promise<QemuVm> {
+  return bootRetryingTcgPanic(opts.accel, `boot of ${opts.variant.id}`, opts.log, () =>
+    startQemuVmOnce(opts),
+  );
+}
+
+async function startQemuVmOnce(opts: StartQemuVmOptions): Promise<QemuVm> {
   const binary = opts.binary ?? opts.variant.qemu?.path ?? qemuBinary();
   const caps = await qemuCapabilities(binary);
   for (const disk of variantDiskPaths(opts.variant, opts.study.disk.path)) {

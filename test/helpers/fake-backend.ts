@@ -30,6 +30,8 @@ export interface Script {
   iopsFactor?: (runs: number, variant: Variant) => number;
   /** fio runs this long (ms) before it answers. */
   fioMs?: number;
+  /** Boot `boots` came up only at its second try: why (as the backends' boot retry says it). */
+  bootWarning?: (boots: number) => string | undefined;
 }
 
 export class FakeBackend implements VmBackend<FakeVm> {
@@ -52,7 +54,9 @@ export class FakeBackend implements VmBackend<FakeVm> {
     this.boots++;
     if (this.script.bootFails?.(req.variant, this.boots))
       throw new PointFailure(`fake boot of ${req.variant.id} failed`);
-    return new FakeVm(req.name, req.variant, this);
+    const vm = new FakeVm(req.name, req.variant, this);
+    vm.bootWarning = this.script.bootWarning?.(this.boots);
+    return vm;
   }
   async verify(): Promise<void> {
     this.verified++;
@@ -78,6 +82,7 @@ export class FakeBackend implements VmBackend<FakeVm> {
 
 export class FakeVm implements GuestVm {
   readonly bootMs = 1;
+  bootWarning?: string;
   private files = new Map<string, string>();
   constructor(
     readonly name: string,

@@ -162,3 +162,24 @@ test('an interrupt stops the run within the cleanup budget, resumable, with no p
   assert.match(JSON.stringify(interrupted), /--resume/);
   store.close();
 });
+
+test('a guest booted a second time is a warning of the run, kept in the log of the point that booted it', async () => {
+  const why = 'boot of blk-threads-io0-4k: the guest kernel panicked while booting under TCG';
+  const backend = new FakeBackend({ bootWarning: (boots) => (boots === 1 ? why : undefined) });
+  const { store, result, events } = await run(study(), () => backend);
+  assert.equal(result.status, 'complete');
+  assert.equal(backend.boots, 1, 'one boot, the others switch live');
+  const warnings = events.filter((e) => e.event === 'warning');
+  assert.deepEqual(
+    warnings.map((e) => e.event === 'warning' && e.line),
+    [why],
+    'said once, when the VM booted, not again on the points that reuse it',
+  );
+  const [first, ...rest] = store.points(result.runId);
+  assert.match(
+    store.artifacts(first?.id as number).log ?? '',
+    /WARNING: boot of blk-threads-io0-4k: the guest kernel panicked/,
+  );
+  for (const p of rest) assert.doesNotMatch(store.artifacts(p.id).log ?? '', /WARNING/);
+  store.close();
+});
