@@ -6,8 +6,8 @@ import { PointFailure } from '../util/errors.js';
  *
  * QEMU 7.2's multi-threaded TCG can let one vCPU run kernel text that another vCPU has just patched
  * (a static key flipped at late init): the guest dies with `Oops: int3` and
- * `Kernel panic - not syncing: Fatal exception in interrupt` about 1 boot in 20 on a 2-vCPU guest.
- * That is the emulator's race, not the variant's fault, and the next boot does not meet it. A kernel
+ * `Kernel panic - not syncing: Fatal exception in interrupt`, rarely, and more often on a loaded host.
+ * That is the emulator's race, not the variant's fault, and a second boot all but never meets it. A kernel
  * that panics for any other reason panics again, and the second failure is the point's. KVM guests
  * are never booted twice: a panic there says something about the host.
  */

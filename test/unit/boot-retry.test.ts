@@ -33,6 +33,10 @@ test('the panic line is read from a recorded console, without its carriage retur
     'Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)',
   );
   assert.equal(
+    kernelPanicLine(fixture('tcg-int3-panic-6.12.txt')),
+    'Kernel panic - not syncing: Fatal exception in interrupt',
+  );
+  assert.equal(
     kernelPanicLine('---[ end Kernel panic - not syncing: Fatal exception in interrupt ]---'),
     'Kernel panic - not syncing: Fatal exception in interrupt',
   );
