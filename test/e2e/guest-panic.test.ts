@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { guestKernelPanic } from '../../src/guest/boot-retry.js';
 import { embeddedGuestImage, startQemuVm } from '../../src/qemu/vm.js';
-import { PointFailure } from '../../src/util/errors.js';
-import { makeTestDisk, qemuPids, testAccel, testStudy, testVariant } from '../helpers/vm.js';
+import { makeTestDisk, pointFailureOf, qemuPids, testAccel, testStudy, testVariant } from '../helpers/vm.js';
 
 /**
  * A guest kernel that panics while it boots: under TCG kvmio boots it once more, loudly (QEMU's
@@ -20,17 +19,16 @@ test('a guest kernel panicking at boot is booted once more under TCG, and a seco
   const lines: string[] = [];
   const image = await embeddedGuestImage();
   try {
-    const failure = await startQemuVm({
-      study: { ...testStudy(disk.path), guest: { ...testStudy(disk.path).guest, vcpus: 1 } },
-      variant: testVariant(),
-      accel,
-      image: { ...image, cmdline: `${image.cmdline} rdinit=/kvmio-no-such-init` },
-      log: (line) => lines.push(line),
-    }).then(
-      () => assert.fail('a guest whose kernel panics came up'),
-      (err: unknown) => err,
+    const failure = await pointFailureOf(
+      startQemuVm({
+        study: { ...testStudy(disk.path), guest: { ...testStudy(disk.path).guest, vcpus: 1 } },
+        variant: testVariant(),
+        accel,
+        image: { ...image, cmdline: `${image.cmdline} rdinit=/kvmio-no-such-init` },
+        log: (line) => lines.push(line),
+      }),
+      'a guest whose kernel panics',
     );
-    assert.ok(failure instanceof PointFailure, String(failure));
     assert.equal(
       guestKernelPanic(failure),
       'Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)',

@@ -7,9 +7,8 @@ import { ensureGuest } from '../../src/guest/build.js';
 import { stageGuest } from '../../src/libvirt/stage.js';
 import { Virsh } from '../../src/libvirt/virsh.js';
 import { startLibvirtVm } from '../../src/libvirt/vm.js';
-import { PointFailure } from '../../src/util/errors.js';
 import { assertDomainsGone, LIBVIRT_URI, libvirtTestStudy, libvirtUnreachable } from '../helpers/libvirt.js';
-import { makeSparseFile, testVariant } from '../helpers/vm.js';
+import { makeSparseFile, pointFailureOf, testVariant } from '../helpers/vm.js';
 
 /**
  * The boot retry under libvirt: a domain whose guest kernel panics at boot (kvmio's kernel with an
@@ -33,19 +32,18 @@ test('a libvirt domain whose guest kernel panics at boot is started once more, a
     makeSparseFile(diskPath);
     const notAnInitramfs = join(dir, 'initrd');
     writeFileSync(notAnInitramfs, 'not a cpio archive\n'.repeat(64));
-    const failure = await startLibvirtVm({
-      study: libvirtTestStudy('e2e-panic', diskPath),
-      variant: testVariant(),
-      image: { kernel: guest.kernel, initrd: notAnInitramfs, hash: 'not-an-initramfs' },
-      accel: 'tcg',
-      uri: LIBVIRT_URI,
-      name,
-      log: (line) => lines.push(line),
-    }).then(
-      () => assert.fail('a domain whose guest kernel panics came up'),
-      (err: unknown) => err,
+    const failure = await pointFailureOf(
+      startLibvirtVm({
+        study: libvirtTestStudy('e2e-panic', diskPath),
+        variant: testVariant(),
+        image: { kernel: guest.kernel, initrd: notAnInitramfs, hash: 'not-an-initramfs' },
+        accel: 'tcg',
+        uri: LIBVIRT_URI,
+        name,
+        log: (line) => lines.push(line),
+      }),
+      'a domain whose guest kernel panics',
     );
-    assert.ok(failure instanceof PointFailure, String(failure));
     assert.match(
       guestKernelPanic(failure) ?? '',
       /^Kernel panic - not syncing: VFS: Unable to mount root fs/,

@@ -8,6 +8,7 @@ import type { Accel } from '../../src/qemu/argv.js';
 import { type QemuVm, type StartQemuVmOptions, startQemuVm } from '../../src/qemu/vm.js';
 import type { Pinning, Study, Variant } from '../../src/study/types.js';
 import { makeVariant } from '../../src/study/variants.js';
+import { PointFailure } from '../../src/util/errors.js';
 
 /**
  * Shared by e2e tests that need a running guest: boots the embedded guest under TCG (or
@@ -140,4 +141,14 @@ export function qemuVmForFile(
     if (!vm) throw new Error('the VM did not start');
     return vm;
   };
+}
+
+/** The PointFailure `start` ends in; fails the test when it comes up (`what` says what should not have). */
+export async function pointFailureOf(start: Promise<unknown>, what: string): Promise<PointFailure> {
+  const failure = await start.then(
+    () => assert.fail(`${what} came up`),
+    (err: unknown) => err,
+  );
+  assert.ok(failure instanceof PointFailure, String(failure));
+  return failure;
 }
