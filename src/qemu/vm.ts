@@ -131,7 +131,8 @@ export class QemuVm implements GuestVm {
   }
 
   private onUnexpectedExit(code: number | null, signal: NodeJS.Signals | null, why?: string): void {
-    const panic = kernelPanicLine(this.consoleTail());
+    const consoleTail = this.consoleTail();
+    const panic = kernelPanicLine(consoleTail);
     // With panic=-1 and -no-reboot a guest kernel panic ends QEMU with code 0: the panic is the reason.
     const how =
       why ??
@@ -143,7 +144,7 @@ export class QemuVm implements GuestVm {
     const kernel = kernelAccount(this.child.pid, this.tasks, this.startedUsec);
     this.deathError = new PointFailure(
       `QEMU (${this.name}) ${how} unexpectedly${stderr ? `: ${stderr.split('\n').slice(-5).join('\n')}` : ''}\n${kernel.summary}`,
-      { consoleTail: this.consoleTail(), stderrTail: stderr, kernelLog: kernel.lines.join('\n') },
+      { consoleTail, stderrTail: stderr, kernelLog: kernel.lines.join('\n') },
     );
     this.qmp?.failAll(this.deathError);
     this.agent.fail(this.deathError);
